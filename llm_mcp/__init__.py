@@ -1,0 +1,1 @@
+"""llm-mcp: one-call model switching for llama.cpp's llama-server in Docker."""

@@ -1,0 +1,439 @@
+"""models.conf: INI profiles with inherited defaults, validated with file/line/key errors."""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import ipaddress
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# Flags the profile keys own: setting them in `flags` would fight the container spec.
+MANAGED_FLAGS = {
+    "-m": "model",
+    "--model": "model",
+    "--host": "host (set by llm-mcp)",
+    "--port": "port",
+    "-c": "ctx_size",
+    "--ctx-size": "ctx_size",
+    "-ngl": "n_gpu_layers",
+    "--n-gpu-layers": "n_gpu_layers",
+    "--gpu-layers": "n_gpu_layers",
+    "-ot": "override_tensor",
+    "--override-tensor": "override_tensor",
+    "-b": "batch_size",
+    "--batch-size": "batch_size",
+    "-ub": "ubatch_size",
+    "--ubatch-size": "ubatch_size",
+}
+
+
+class ConfigError(Exception):
+    """A models.conf problem, located precisely enough to fix without searching."""
+
+    def __init__(
+        self, path: Path, line: int | None, key: str | None, message: str, section: str | None = None
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.section = section
+        self.message = message
+        where = str(path) + (f":{line}" if line else "")
+        what = f"[{section}] {key}" if section and key else (f"[{section}]" if section else key)
+        super().__init__(f"{where}: {what + ': ' if what else ''}{message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One model and the server flags it needs; every field already validated."""
+
+    id: str
+    name: str
+    model: str
+    ctx_size: int | None
+    n_gpu_layers: str | None
+    override_tensor: str | None
+    batch_size: int | None
+    ubatch_size: int | None
+    flags: tuple[str, ...]
+    speed: float | None
+    bench: bool
+    description: str
+    image: str
+    models_dir: Path
+    host: str
+    port: int
+    compose_file: Path
+    load_timeout: float
+    stall_timeout: float
+    drain_timeout: float
+    stop_grace: float
+    verify: bool
+
+    def server_args(self) -> list[str]:
+        """llama-server's argv (after the entrypoint); never passes through a shell."""
+        args = ["-m", f"/models/{self.model}", "--host", "0.0.0.0", "--port", "8080"]  # noqa: S104 - inside the container
+        if self.ctx_size is not None:
+            args += ["--ctx-size", str(self.ctx_size)]
+        if self.n_gpu_layers is not None:
+            args += ["--n-gpu-layers", self.n_gpu_layers]
+        if self.override_tensor:
+            args += ["--override-tensor", self.override_tensor]
+        if self.batch_size is not None:
+            args += ["--batch-size", str(self.batch_size)]
+        if self.ubatch_size is not None:
+            args += ["--ubatch-size", str(self.ubatch_size)]
+        args += ["--alias", self.id]
+        return [*args, *self.flags]
+
+    def model_path(self) -> Path:
+        return self.models_dir / self.model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "model": self.model,
+            "ctx_size": self.ctx_size,
+            "n_gpu_layers": self.n_gpu_layers,
+            "override_tensor": self.override_tensor,
+            "batch_size": self.batch_size,
+            "ubatch_size": self.ubatch_size,
+            "flags": list(self.flags),
+            "speed": self.speed,
+            "bench": self.bench,
+            "description": self.description,
+            "image": self.image,
+            "port": self.port,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    instance: str
+    profiles: Mapping[str, Profile]
+    default_profile: str | None = None
+    source_text: str = field(default="", repr=False)
+
+    def profile(self, profile_id: str) -> Profile:
+        try:
+            return self.profiles[profile_id]
+        except KeyError:
+            raise UnknownProfileError(profile_id, list(self.profiles)) from None
+
+
+class UnknownProfileError(KeyError):
+    def __init__(self, profile_id: str, valid: list[str]) -> None:
+        self.profile_id = profile_id
+        self.valid = valid
+        near = difflib.get_close_matches(profile_id, valid, n=1)
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        self.message = f"unknown model '{profile_id}'.{hint} Valid ids: {', '.join(valid) or '(none)'}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ---- key schema -------------------------------------------------------------
+
+Parser = Callable[[str], Any]
+
+
+def _int(minimum: int, maximum: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"'{raw}' is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"{value} is out of range: must be {bound}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw.rstrip("s"))
+    except ValueError:
+        raise ValueError(f"'{raw}' is not a number of seconds (e.g. 30 or 2.5)") from None
+    if value <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"'{raw}' is not a number (tokens per second, e.g. 140)") from None
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+_BOOLS = {"1": True, "yes": True, "true": True, "on": True,
+          "0": False, "no": False, "false": False, "off": False}
+
+
+def _bool(raw: str) -> bool:
+    try:
+        return _BOOLS[raw.lower()]
+    except KeyError:
+        raise ValueError(f"'{raw}' is not a boolean: use true or false") from None
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _gpu_layers(raw: str) -> str:
+    if raw in ("all", "auto"):
+        return raw
+    return str(_int(0)(raw))
+
+
+def _model_file(raw: str) -> str:
+    value = _text(raw)
+    if value.startswith("/") or ".." in Path(value).parts:
+        raise ValueError(f"'{value}' must be a file name relative to models_dir (no '/' prefix, no '..')")
+    return value
+
+
+def _override_tensor(raw: str) -> str:
+    value = raw.strip()
+    for part in value.split(","):
+        pattern, sep, buffer = part.rpartition("=")
+        if not sep or not pattern or not buffer:
+            raise ValueError(
+                f"'{part}' is not PATTERN=BUFFER (e.g. 'blk\\.\\d+\\.ffn_.*_exps\\.=CPU')"
+            )
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"'{pattern}' is not a valid regular expression: {exc}") from None
+    return value
+
+
+def _flags(raw: str) -> tuple[str, ...]:
+    try:
+        parts = shlex.split(raw)
+    except ValueError as exc:
+        raise ValueError(f"cannot split into arguments ({exc}); check the quotes") from None
+    for part in parts:
+        flag = part.split("=", 1)[0]
+        if flag in MANAGED_FLAGS:
+            raise ValueError(f"'{flag}' is set by the '{MANAGED_FLAGS[flag]}' key; use that instead")
+    return tuple(parts)
+
+
+def _host(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise ValueError(f"'{raw}' is not an IP address (e.g. 127.0.0.1)") from None
+
+
+def _instance(raw: str) -> str:
+    value = raw.strip()
+    if not PROFILE_ID.match(value):
+        raise ValueError(f"'{value}' must be a slug: lowercase letters, digits, '.', '_' or '-'")
+    return value
+
+
+PROFILE_KEYS: dict[str, Parser] = {
+    "name": _text,
+    "model": _model_file,
+    "ctx_size": _int(1),
+    "n_gpu_layers": _gpu_layers,
+    "override_tensor": _override_tensor,
+    "batch_size": _int(1),
+    "ubatch_size": _int(1),
+    "flags": _flags,
+    "speed": _positive_float,
+    "bench": _bool,
+    "description": str.strip,
+    "image": _text,
+    "models_dir": _text,
+    "host": _host,
+    "port": _int(1, 65535),
+    "compose_file": _text,
+    "load_timeout": _seconds,
+    "stall_timeout": _seconds,
+    "drain_timeout": _seconds,
+    "stop_grace": _seconds,
+    "verify": _bool,
+}
+DEFAULTS_ONLY_KEYS: dict[str, Parser] = {"instance": _instance, "default": str.strip}
+NOT_IN_DEFAULTS = {"name", "model"}
+
+BUILTIN_DEFAULTS = {
+    "image": DEFAULT_IMAGE,
+    "models_dir": "~/models",
+    "host": "127.0.0.1",
+    "port": "8080",
+    "compose_file": "compose/compose.yaml",
+    "load_timeout": "900",
+    "stall_timeout": "180",
+    "drain_timeout": "30",
+    "stop_grace": "10",
+    "verify": "true",
+    "bench": "false",
+}
+
+
+# ---- loading ------------------------------------------------------------------
+
+
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """Where each (section, key) sits: configparser forgets line numbers."""
+    lines: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;" or line[0].isspace():
+            continue
+        if stripped.startswith("[") and "]" in stripped:
+            section = stripped[1 : stripped.index("]")].strip()
+            lines.setdefault((section, ""), number)
+            continue
+        match = re.match(r"([^=:]+?)\s*[=:]", stripped)
+        if match:
+            lines.setdefault((section, match.group(1).strip().lower()), number)
+    return lines
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(key, valid, n=1)
+    return f"did you mean '{near[0]}'? " if near else ""
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Parse models.conf text; `path` locates errors and relative paths."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\x00none")
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(path, exc.lineno, None, "the section appears twice", exc.section) from None
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(path, exc.lineno, exc.option, "the key appears twice in this section",
+                          exc.section) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(path, exc.lineno, None,
+                          "a key comes before any [section]; start with [defaults]") from None
+    except configparser.ParsingError as exc:
+        lineno, line = exc.errors[0] if exc.errors else (None, "")
+        raise ConfigError(path, lineno, None,
+                          f"cannot parse {line!r}: expected 'key = value'") from None
+    except configparser.Error as exc:
+        raise ConfigError(path, None, None, str(exc)) from None
+
+    where = _key_lines(text)
+    base_dir = path.parent
+
+    def fail(section: str, key: str | None, message: str) -> ConfigError:
+        return ConfigError(path, where.get((section, key or "")), key, message, section)
+
+    raw_defaults = dict(BUILTIN_DEFAULTS)
+    instance = "default"
+    default_profile: str | None = None
+    if parser.has_section("defaults"):
+        for key, value in parser.items("defaults"):
+            if key in DEFAULTS_ONLY_KEYS:
+                try:
+                    parsed = DEFAULTS_ONLY_KEYS[key](value)
+                except ValueError as exc:
+                    raise fail("defaults", key, str(exc)) from None
+                if key == "instance":
+                    instance = parsed
+                else:
+                    default_profile = parsed or None
+                continue
+            if key in NOT_IN_DEFAULTS or key not in PROFILE_KEYS:
+                valid = sorted(k for k in [*PROFILE_KEYS, *DEFAULTS_ONLY_KEYS] if k not in NOT_IN_DEFAULTS)
+                reason = ("belongs in a profile section, not [defaults]" if key in NOT_IN_DEFAULTS
+                          else f"unknown key; {_suggest(key, valid)}valid keys: {', '.join(valid)}")
+                raise fail("defaults", key, reason)
+            raw_defaults[key] = value
+
+    profiles: dict[str, Profile] = {}
+    for section in parser.sections():
+        if section == "defaults":
+            continue
+        if not PROFILE_ID.match(section):
+            raise fail(section, None, "a profile id must be a slug: lowercase letters, digits, "
+                       "'.', '_' or '-', starting with a letter or digit (e.g. [glm-4.7-flash])")
+        own = dict(parser.items(section))
+        for key in own:
+            if key not in PROFILE_KEYS:
+                raise fail(section, key, f"unknown key; {_suggest(key, list(PROFILE_KEYS))}"
+                           f"valid keys: {', '.join(PROFILE_KEYS)}")
+        if "model" not in own:
+            raise fail(section, None, "missing the 'model' key (the GGUF file under models_dir)")
+        merged = {**raw_defaults, **own}
+        values: dict[str, Any] = {}
+        for key, raw in merged.items():
+            try:
+                values[key] = PROFILE_KEYS[key](raw)
+            except ValueError as exc:
+                origin = section if key in own else "defaults"
+                raise fail(origin, key, str(exc)) from None
+        if values.get("ubatch_size") and values.get("batch_size") and \
+                values["ubatch_size"] > values["batch_size"]:
+            raise fail(section, "ubatch_size", f"{values['ubatch_size']} is larger than batch_size "
+                       f"{values['batch_size']}; llama-server needs ubatch_size <= batch_size")
+        profiles[section] = Profile(
+            id=section,
+            name=values.get("name", section),
+            model=values["model"],
+            ctx_size=values.get("ctx_size"),
+            n_gpu_layers=values.get("n_gpu_layers"),
+            override_tensor=values.get("override_tensor"),
+            batch_size=values.get("batch_size"),
+            ubatch_size=values.get("ubatch_size"),
+            flags=values.get("flags", ()),
+            speed=values.get("speed"),
+            bench=values["bench"],
+            description=values.get("description", ""),
+            image=values["image"],
+            models_dir=(base_dir / Path(values["models_dir"]).expanduser()).resolve(),
+            host=values["host"],
+            port=values["port"],
+            compose_file=(base_dir / values["compose_file"]).resolve(),
+            load_timeout=values["load_timeout"],
+            stall_timeout=values["stall_timeout"],
+            drain_timeout=values["drain_timeout"],
+            stop_grace=values["stop_grace"],
+            verify=values["verify"],
+        )
+    if not profiles:
+        raise ConfigError(path, None, None, "no profiles: add a section such as [my-model] with "
+                          "'model = file.gguf'")
+    if default_profile is not None and default_profile not in profiles:
+        raise fail("defaults", "default", f"'{default_profile}' is not a profile; valid ids: "
+                   f"{', '.join(profiles)}")
+    return Config(path=path, instance=instance, profiles=profiles,
+                  default_profile=default_profile, source_text=text)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, None, "file not found; copy the example models.conf "
+                          "from the project or pass --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, None, f"cannot read: {exc}") from None
+    return parse_config(text, path.resolve())

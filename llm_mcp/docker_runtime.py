@@ -1,0 +1,354 @@
+"""The Docker Engine, through the Docker SDK: the only module that imports `docker`.
+
+Blocking calls by design (the SDK is synchronous); the lifecycle runs them in
+worker threads. Every operation is restricted to containers carrying our labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import docker  # noqa: TID251 - this module is the Docker boundary
+import docker.errors  # noqa: TID251
+import docker.types  # noqa: TID251
+import requests
+
+from llm_mcp.compose import (
+    LABEL_HASH,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_PROFILE,
+    MANAGED_BY,
+    ContainerSpec,
+)
+from llm_mcp.log_signals import Failure
+
+log = logging.getLogger("llm_mcp.docker")
+
+
+class DockerUnavailable(Exception):
+    """The Docker Engine does not answer."""
+
+
+class StartError(Exception):
+    def __init__(self, failure: Failure, detail: str) -> None:
+        self.failure = failure
+        self.detail = detail
+        super().__init__(f"{failure.message}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str  # created | running | exited | dead | removing | paused | restarting
+    profile: str
+    config_hash: str
+    image: str
+    started_at: float | None
+    exit_code: int | None
+    oom_killed: bool
+    pid: int | None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(head + "+00:00").timestamp()
+    return stamp + (float("0." + frac[:6]) if frac else 0.0)
+
+
+def _info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State", {})
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        profile=labels.get(LABEL_PROFILE, ""),
+        config_hash=labels.get(LABEL_HASH, ""),
+        image=attrs.get("Config", {}).get("Image", ""),
+        started_at=_parse_time(state.get("StartedAt")),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        pid=state.get("Pid") or None,
+    )
+
+
+def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
+    text = message.lower()
+    if "port is already allocated" in text or "address already in use" in text:
+        port = next(iter(spec.ports.values()), ("", 0))
+        return Failure("port_in_use", f"port {port[1]} on {port[0]} is already in use",
+                       "stop whatever listens there (`ss -ltnp`) or change 'port' in models.conf")
+    if "bind source path does not exist" in text or "no such file or directory" in text:
+        return Failure("models_dir_missing", "a mounted host path does not exist",
+                       "check models_dir in models.conf (run `llm-mcp check`)")
+    if "could not select device driver" in text or "nvidia" in text:
+        return Failure("gpu_unavailable", "Docker cannot give the container a GPU",
+                       "install the NVIDIA Container Toolkit, or use compose/compose.cpu.yaml")
+    return Failure("docker_error", "Docker refused to start the container",
+                   "read the detail; `docker info` shows whether the engine is healthy")
+
+
+class DockerRuntime:
+    def __init__(self, instance: str, client: docker.DockerClient | None = None) -> None:
+        self.instance = instance
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = docker.from_env(timeout=30)
+                except docker.errors.DockerException as exc:
+                    raise DockerUnavailable(str(exc)) from None
+            return self._client
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise DockerUnavailable(str(exc)) from None
+
+    def _filters(self) -> dict[str, Any]:
+        return {"label": [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]}
+
+    def managed(self) -> list[ContainerInfo]:
+        """Our containers (any state), newest first."""
+        try:
+            found = self.client.api.containers(all=True, filters=self._filters())
+            infos = []
+            for item in found:
+                info = self.inspect(item["Id"])
+                if info is not None:
+                    infos.append(info)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise DockerUnavailable(str(exc)) from None
+        return sorted(infos, key=lambda i: i.started_at or 0.0, reverse=True)
+
+    def inspect(self, container_id: str) -> ContainerInfo | None:
+        try:
+            attrs = self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return None
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != MANAGED_BY or labels.get(LABEL_INSTANCE) != self.instance:
+            return None  # not ours: invisible
+        return _info(attrs)
+
+    def image_present(self, image: str) -> bool:
+        try:
+            self.client.api.inspect_image(image)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        api = self.client.api
+        if not self.image_present(spec.image):
+            raise StartError(Failure("image_missing", f"the image '{spec.image}' is not on this "
+                                     "machine", f"docker pull {spec.image} (or build it)"), spec.image)
+        self._remove_stale_by_name(spec.name)
+        host_config = api.create_host_config(
+            port_bindings={k: v for k, v in spec.ports.items()},
+            mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                    for m in spec.mounts],
+            device_requests=[docker.types.DeviceRequest(
+                driver=d.driver, count=d.count, device_ids=list(d.device_ids),
+                capabilities=[list(d.capabilities)] if d.capabilities else [])
+                for d in spec.device_requests] or None,
+            ipc_mode=spec.ipc_mode,
+            shm_size=spec.shm_size,
+            ulimits=[docker.types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits]
+            or None,
+            restart_policy={"Name": spec.restart} if spec.restart else None,
+            network_mode=spec.network_mode,
+            cap_add=list(spec.cap_add) or None,
+            tmpfs=spec.tmpfs or None,
+            init=spec.init,
+        )
+        try:
+            created = api.create_container(
+                spec.image,
+                command=list(spec.command),
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                name=spec.name,
+                labels=spec.labels,
+                environment=spec.environment or None,
+                ports=[tuple(k.split("/")) for k in spec.ports] or None,
+                host_config=host_config,
+                stop_signal=spec.stop_signal,
+                stop_timeout=spec.stop_timeout,
+                user=spec.user,
+                working_dir=spec.working_dir,
+                detach=True,
+            )
+        except docker.errors.APIError as exc:
+            detail = str(exc.explanation or exc)
+            raise StartError(classify_start_error(detail, spec), detail) from None
+        container_id = created["Id"]
+        try:
+            api.start(container_id)
+        except docker.errors.APIError as exc:
+            detail = str(exc.explanation or exc)
+            self._force_remove(container_id)
+            raise StartError(classify_start_error(detail, spec), detail) from None
+        info = self.inspect(container_id)
+        if info is None:
+            raise StartError(Failure("docker_error", "the container vanished right after start",
+                                     "check `docker events`"), container_id)
+        return info
+
+    def _remove_stale_by_name(self, name: str) -> None:
+        """A leftover container of ours with the same name would block create: remove it."""
+        try:
+            attrs = self.client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != MANAGED_BY:
+            raise StartError(Failure("name_conflict", f"a container named '{name}' exists and is "
+                                     "not managed by llm-mcp",
+                                     f"rename or remove it yourself (`docker rm -f {name}`); "
+                                     "llm-mcp never touches containers it did not label"), name)
+        self._force_remove(attrs["Id"])
+
+    def _force_remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    def stop_and_remove(self, container_id: str, grace: float) -> int | None:
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL; remove. Returns the exit code."""
+        if self.inspect(container_id) is None:
+            return None
+        api = self.client.api
+        try:
+            api.stop(container_id, timeout=max(0, round(grace)))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            log.warning("stop %s: %s", container_id[:12], exc)
+        info = self.inspect(container_id)
+        self._force_remove(container_id)
+        return info.exit_code if info else None
+
+    def wait(self, container_id: str) -> ContainerInfo | None:
+        """Block until the container stops; its final state (None if it was removed)."""
+        try:
+            self.client.api.wait(container_id, timeout=None)
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            log.debug("wait %s: %s", container_id[:12], exc)
+        return self.inspect(container_id)
+
+    def follow_logs(
+        self,
+        container_id: str,
+        on_line: Callable[[str, str], None],
+        stop: threading.Event,
+        since: float | None = None,
+    ) -> None:
+        """Call on_line(docker_timestamp, text) per line until the container stops or `stop`."""
+        try:
+            stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
+                                          since=since if since and since > 0 else None)
+        except docker.errors.NotFound:
+            return
+        closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
+        closer.start()
+        pending = b""
+        try:
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    ts, _, text = raw.decode("utf-8", "replace").rstrip("\r").partition(" ")
+                    on_line(normalize_timestamp(ts), text)
+                if stop.is_set():
+                    break
+        except (docker.errors.DockerException, requests.RequestException, OSError, ValueError,
+                AttributeError):
+            pass  # stream closed under us: the stop path
+        finally:
+            stop.set()
+            if pending:
+                ts, _, text = pending.decode("utf-8", "replace").partition(" ")
+                on_line(normalize_timestamp(ts), text)
+
+    def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
+        """Call on_event(action, container_id) for our containers until `stop`."""
+        stream = self.client.api.events(decode=True, filters={**self._filters(), "type": "container"})
+        closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
+        closer.start()
+        try:
+            for event in stream:
+                action = str(event.get("Action") or event.get("status") or "")
+                actor = event.get("id") or event.get("Actor", {}).get("ID")
+                on_event(action.split(":", maxsplit=1)[0], str(actor))
+                if stop.is_set():
+                    break
+        except (docker.errors.DockerException, requests.RequestException, OSError, ValueError,
+                AttributeError):
+            pass
+        finally:
+            stop.set()
+
+    def container_pids(self, container_id: str) -> set[int]:
+        """Host PIDs of the container's processes, to mark its GPU memory as ours."""
+        try:
+            top = self.client.api.top(container_id, ps_args="-eo pid")
+        except (docker.errors.DockerException, requests.RequestException):
+            return set()
+        pids = set()
+        for row in top.get("Processes") or []:
+            try:
+                pids.add(int(row[0]))
+            except (ValueError, IndexError):
+                continue
+        return pids
+
+    def stats(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.client.api.stats(container_id, stream=False)
+        except (docker.errors.DockerException, requests.RequestException):
+            return None
+        return result
+
+
+def normalize_timestamp(ts: str) -> str:
+    """Docker trims trailing zeros of nanoseconds; pad so timestamps compare as strings."""
+    if not ts.endswith("Z"):
+        return ts
+    head, dot, frac = ts[:-1].partition(".")
+    return f"{head}.{(frac if dot else '').ljust(9, '0')[:9]}Z"
+
+
+def _close_when(stop: threading.Event, stream: Any) -> None:
+    stop.wait()
+    try:
+        stream.close()
+    except Exception:
+        log.debug("closing docker stream", exc_info=True)

@@ -1,0 +1,768 @@
+"""The lifecycle core: one llama-server container, switched by jobs, always in a known state.
+
+States: stopped -> starting -> loading -> ready, plus stopping and failed.
+A switch is a Job owned by the core, not by whoever asked: a second request for
+the same profile joins it, one for another profile is refused (or, with force,
+replaces it), and a caller that goes away leaves the job running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from llm_mcp.compose import ContainerSpec, config_hash, profile_spec, write_env_file
+from llm_mcp.config import Config, Profile, UnknownProfileError
+from llm_mcp.events import EventBus
+from llm_mcp.health import Health, LlamaServerProbe
+from llm_mcp.load_history import LoadHistory, progress_fraction
+from llm_mcp.log_signals import (
+    STALLED,
+    TIMED_OUT,
+    Failure,
+    exit_failure,
+    match_failure,
+    match_generation_speed,
+    match_offload,
+    match_phase,
+)
+from llm_mcp.logbook import Logbook
+
+log = logging.getLogger("llm_mcp.lifecycle")
+
+
+class State(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    LOADING = "loading"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+class ContainerLike(Protocol):
+    id: str
+    status: str
+    profile: str
+    config_hash: str
+    image: str
+    started_at: float | None
+    exit_code: int | None
+    oom_killed: bool
+
+    @property
+    def short_id(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+class Runtime(Protocol):
+    """What the core needs from Docker (docker_runtime.DockerRuntime provides it)."""
+
+    def managed(self) -> list[Any]: ...
+    def inspect(self, container_id: str) -> Any: ...
+    def create_and_start(self, spec: ContainerSpec) -> Any: ...
+    def stop_and_remove(self, container_id: str, grace: float) -> int | None: ...
+    def wait(self, container_id: str) -> Any: ...
+    def follow_logs(self, container_id: str, on_line: Callable[[str, str], None],
+                    stop: threading.Event, since: float | None = None) -> None: ...
+    def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None: ...
+
+
+class SwitchRefused(Exception):
+    """Another switch is in flight and the request did not say force."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(f"a switch to '{job.profile}' is in progress (job {job.id}, phase "
+                         f"{job.phase}); wait for it, or pass force to replace it")
+
+
+class SwitchError(Exception):
+    """The request itself is wrong (unknown profile, broken config)."""
+
+    def __init__(self, message: str, *, reason: str, hint: str = "", valid: list[str] | None = None):
+        self.reason = reason
+        self.hint = hint
+        self.valid = valid or []
+        super().__init__(message)
+
+
+_job_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    kind: str  # "switch" | "stop" | "adopt"
+    profile: str | None
+    profile_name: str
+    force: bool
+    rollback: bool
+    previous: str | None
+    estimate: float | None
+    id: str = field(default_factory=lambda: f"job-{int(time.time())}-{next(_job_ids)}")
+    created_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "queued"
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    result: str | None = None  # ready | failed | cancelled | stopped
+    failure: Failure | None = None
+    detail: str = ""
+    log_lines: list[str] = field(default_factory=list)
+    restored: bool | None = None
+    replaced_by: str | None = None
+    duration: float | None = None
+    load_seconds: float | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+    def elapsed(self) -> float:
+        return self.duration if self.duration is not None else time.monotonic() - self.started
+
+    def progress(self) -> float | None:
+        if self.result == "ready":
+            return 1.0
+        return progress_fraction(self.elapsed(), self.estimate)
+
+    def to_dict(self) -> dict[str, Any]:
+        fraction = self.progress()
+        return {
+            "id": self.id, "kind": self.kind, "profile": self.profile, "name": self.profile_name,
+            "phase": self.phase, "phases": list(self.phases), "elapsed": round(self.elapsed(), 3),
+            "estimate": self.estimate, "progress": None if fraction is None else round(fraction, 3),
+            "force": self.force, "rollback": self.rollback, "previous": self.previous,
+            "result": self.result, "done": self.done.is_set(),
+            "reason": self.failure.reason if self.failure else None,
+            "message": self.failure.message if self.failure else None,
+            "hint": self.failure.hint if self.failure else None,
+            "detail": self.detail, "log_lines": list(self.log_lines), "restored": self.restored,
+            "replaced_by": self.replaced_by, "load_seconds": self.load_seconds,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(eq=False)
+class _Watch:
+    """Everything observed about one running container."""
+
+    container: Any
+    profile: Profile | None
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress_at: float = field(default_factory=time.monotonic)
+    phase: str | None = None
+    failure: Failure | None = None
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    final: Any = None
+    expected_exit: bool = False
+    offload: tuple[int, int] | None = None
+    last_ts: str = ""
+
+
+class Core:
+    def __init__(
+        self,
+        *,
+        load_config: Callable[[], Config],
+        runtime: Runtime,
+        state_dir: Path,
+        bus: EventBus | None = None,
+        probe_factory: Callable[[str], LlamaServerProbe] = LlamaServerProbe,
+        health_interval: float = 0.1,
+        log_capacity: int = 5000,
+    ) -> None:
+        self._load_config = load_config
+        self.runtime = runtime
+        self.state_dir = state_dir
+        self.bus = bus or EventBus()
+        self.probe_factory = probe_factory
+        self.health_interval = health_interval
+        config = load_config()
+        self.instance = config.instance
+        self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
+                               on_line=lambda ln: self.bus.publish("log", ln.to_dict()))
+        self.history = LoadHistory(state_dir / f"load-history-{self.instance}.json")
+        self.state = State.STOPPED
+        self.state_reason: str | None = None
+        self.state_hint: str | None = None
+        self.state_since = time.time()
+        self.health: Health | None = None
+        self.stale_config = False
+        self.measured_tps: float | None = None
+        self.speed_source: str | None = None
+        self._watch: _Watch | None = None
+        self._job: Job | None = None
+        self._last_job: Job | None = None
+        self._jobs: dict[str, Job] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._threads = anyio.CapacityLimiter(64)
+        self._lock = anyio.Lock()  # serialises container changes
+        self.started = anyio.Event()
+        self._events_stop = threading.Event()
+
+    # ---- public API -------------------------------------------------------------
+
+    def config(self) -> Config:
+        return self._load_config()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._watch_docker_events)
+            await self._reconcile()
+            self.started.set()
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._detach_all()
+                tg.cancel_scope.cancel()
+
+    def _detach_all(self) -> None:
+        """Leave the container running (the next core adopts it); only stop our own threads."""
+        if self._watch is not None:
+            self._watch.stop.set()
+        self._events_stop.set()
+        self.logbook.close()
+
+    def list_models(self) -> list[dict[str, Any]]:
+        config = self.config()
+        current = self._watch.profile.id if self._watch and self._watch.profile else None
+        out = []
+        for profile in config.profiles.values():
+            entry = profile.to_dict()
+            entry["current"] = profile.id == current
+            entry["estimated_load_seconds"] = self.history.estimate(profile.id)
+            entry["model_present"] = profile.model_path().is_file()
+            out.append(entry)
+        return out
+
+    def job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    @property
+    def current_job(self) -> Job | None:
+        return self._job
+
+    async def switch(self, profile_id: str, *, force: bool = False, rollback: bool = True) -> Job:
+        """Start (or join) a switch job; returns at once. Await `job.done` to wait."""
+        try:
+            config = self.config()
+            profile = config.profile(profile_id)
+        except UnknownProfileError as exc:
+            raise SwitchError(exc.message, reason="unknown_model", valid=exc.valid,
+                              hint="call list_models for the valid ids") from None
+        except Exception as exc:  # ConfigError and friends: the running model is untouched
+            raise SwitchError(str(exc), reason="config_error",
+                              hint="fix models.conf; the running model was not touched") from None
+        running = self._job
+        if running is not None and not running.done.is_set():
+            if running.kind == "switch" and running.profile == profile_id and not force:
+                return running  # join
+            if not force:
+                raise SwitchRefused(running)
+        elif (self.state == State.READY and self._watch is not None and self._watch.profile
+              and self._watch.profile.id == profile_id and not self.stale_config):
+            return self._finished_job(profile, "already loaded")
+        previous = self._good_profile(running)
+        job = Job(kind="switch", profile=profile_id, profile_name=profile.name, force=force,
+                  rollback=rollback, previous=previous, estimate=self.history.estimate(profile_id))
+        self._begin(job, running)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, running, self._do_switch, config, profile)
+        return job
+
+    async def stop_model(self, *, force: bool = False) -> Job:
+        running = self._job
+        if running is not None and not running.done.is_set() and not force:
+            raise SwitchRefused(running)
+        job = Job(kind="stop", profile=None, profile_name="", force=force, rollback=False,
+                  previous=self._good_profile(running), estimate=None)
+        self._begin(job, running)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, running, self._do_stop)
+        return job
+
+    def status(self) -> dict[str, Any]:
+        watch = self._watch
+        profile = watch.profile if watch else None
+        container = watch.container if watch else None
+        now = time.time()
+        offload = None
+        if watch and watch.offload:
+            expected = profile.n_gpu_layers if profile else None
+            layers, total = watch.offload
+            matches = None
+            if expected is not None and expected.isdigit():
+                matches = layers == min(int(expected), total)
+            elif expected in ("all",):
+                matches = layers == total
+            offload = {"layers": layers, "total": total, "expected": expected, "matches": matches}
+        speed = None
+        if profile is not None:
+            ratio = (self.measured_tps / profile.speed
+                     if self.measured_tps is not None and profile.speed else None)
+            speed = {"measured_tps": self.measured_tps, "expected_tps": profile.speed,
+                     "ratio": None if ratio is None else round(ratio, 3), "source": self.speed_source,
+                     "as_expected": None if ratio is None else ratio >= 0.8}
+        return {
+            "instance": self.instance,
+            "state": self.state.value,
+            "since": self.state_since,
+            "reason": self.state_reason,
+            "hint": self.state_hint,
+            "profile": profile.to_dict() if profile else None,
+            "endpoint": f"http://{_client_host(profile.host)}:{profile.port}" if profile else None,
+            "container": None if container is None else {
+                "id": container.short_id, "name": getattr(container, "name", ""),
+                "image": container.image, "started_at": container.started_at,
+                "uptime": None if container.started_at is None else round(now - container.started_at, 1),
+            },
+            "health": None if self.health is None else self.health.status,
+            "stale_config": self.stale_config,
+            "job": self._job.to_dict() if self._job and not self._job.done.is_set() else None,
+            "last_switch": self._last_job.to_dict() if self._last_job else None,
+            "speed": speed,
+            "offload": offload,
+        }
+
+    # ---- state and events ----------------------------------------------------------
+
+    def _set_state(self, state: State, reason: str | None = None, hint: str | None = None) -> None:
+        if state == self.state and reason == self.state_reason:
+            return
+        self.state, self.state_reason, self.state_hint = state, reason, hint
+        self.state_since = time.time()
+        self.bus.publish("state", {"state": state.value, "reason": reason, "hint": hint,
+                                   "profile": self._watch.profile.id
+                                   if self._watch and self._watch.profile else None})
+
+    def _phase(self, job: Job, phase: str) -> None:
+        if job.phase == phase:
+            return
+        job.phase = phase
+        job.phases.append({"phase": phase, "at": round(job.elapsed(), 3), "time": time.time()})
+        self._publish_job(job)
+
+    def _publish_job(self, job: Job) -> None:
+        self.bus.publish("job", job.to_dict())
+
+    def _good_profile(self, running: Job | None) -> str | None:
+        """The profile to roll back to: what was ready before the in-flight job, if any."""
+        if running is not None and not running.done.is_set():
+            return running.previous
+        if self.state == State.READY and self._watch and self._watch.profile:
+            return self._watch.profile.id
+        return None
+
+    def _begin(self, job: Job, replacing: Job | None) -> None:
+        if replacing is not None and not replacing.done.is_set():
+            replacing.replaced_by = job.id
+            replacing.scope.cancel()
+        self._job = job
+        self._jobs[job.id] = job
+        if len(self._jobs) > 200:
+            for old in list(self._jobs)[:50]:
+                self._jobs.pop(old, None)
+        self._phase(job, "queued")
+
+    def _finished_job(self, profile: Profile, detail: str) -> Job:
+        job = Job(kind="switch", profile=profile.id, profile_name=profile.name, force=False,
+                  rollback=False, previous=profile.id, estimate=None)
+        job.result, job.detail, job.duration = "ready", detail, 0.0
+        job.phase = "ready"
+        job.done.set()
+        self._jobs[job.id] = job
+        return job
+
+    async def _run_job(self, job: Job, replacing: Job | None,
+                       body: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if replacing is not None:
+            await replacing.done.wait()
+        try:
+            with job.scope:
+                async with self._lock:
+                    await body(job, *args)
+            if job.scope.cancelled_caught and job.result is None:
+                job.result = "cancelled"
+                job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
+        except Exception as exc:  # a bug must never leave a stuck state
+            log.exception("job %s crashed", job.id)
+            job.result = "failed"
+            job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
+                                  "see the daemon log; the state was reset")
+            self._set_state(State.FAILED, job.failure.message, job.failure.hint)
+        finally:
+            job.duration = time.monotonic() - job.started
+            self._phase(job, job.result or "done")
+            job.done.set()
+            if job.kind != "adopt" or job.result != "cancelled":
+                self._last_job = job
+            self._publish_job(job)
+            if self._job is job:
+                self._job = None
+
+    # ---- the switch itself ---------------------------------------------------------
+
+    async def _do_switch(self, job: Job, config: Config, profile: Profile) -> None:
+        await self._drain(job, profile)
+        await self._remove_current(job)
+        self.logbook.separator(f"switching to {profile.name}")
+        failure = await self._start_and_load(job, config, profile)
+        if failure is None:
+            job.result = "ready"
+            return
+        job.result = "failed"
+        job.failure = failure
+        self.logbook.note(f"switch to {profile.name} failed: {failure.message}")
+        await self._remove_current(job, quick=True)
+        previous = job.previous
+        if job.rollback and previous and previous != profile.id and previous in config.profiles:
+            back = config.profiles[previous]
+            self._phase(job, "restoring_previous")
+            self.logbook.separator(f"restoring {back.name}")
+            again = await self._start_and_load(job, config, back, restoring=True)
+            job.restored = again is None
+            if again is not None:
+                await self._remove_current(job, quick=True)
+                self._set_state(State.FAILED, f"{failure.message}; restoring {back.name} also "
+                                f"failed: {again.message}", failure.hint)
+            else:
+                self._set_state(State.READY, f"switch to {profile.name} failed ({failure.reason});"
+                                f" {back.name} restored", failure.hint)
+        else:
+            job.restored = False if previous and job.rollback else None
+            self._set_state(State.FAILED, failure.message, failure.hint)
+
+    async def _do_stop(self, job: Job) -> None:
+        await self._remove_current(job)
+        job.result = "stopped"
+        self._set_state(State.STOPPED, "stopped on request")
+
+    async def _drain(self, job: Job, profile: Profile) -> None:
+        if job.force or self.state != State.READY or self._watch is None or self._watch.profile is None:
+            return
+        current = self._watch.profile
+        probe = self.probe_factory(f"http://{_client_host(current.host)}:{current.port}")
+        try:
+            deadline = time.monotonic() + profile.drain_timeout
+            while time.monotonic() < deadline:
+                busy = await probe.busy_slots()
+                if not busy:
+                    return
+                self._phase(job, "draining")
+                await anyio.sleep(0.25)
+            self.logbook.note(f"still generating after {profile.drain_timeout:g}s; switching anyway")
+        finally:
+            await probe.aclose()
+
+    async def _remove_current(self, job: Job, *, quick: bool = False) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        if not quick:
+            self._phase(job, "stopping_previous")
+            self._set_state(State.STOPPING, f"stopping {watch.profile.name if watch.profile else '?'}")
+        watch.expected_exit = True
+        grace = 0.0 if quick else (watch.profile.stop_grace if watch.profile else 10.0)
+        with anyio.CancelScope(shield=True):  # a half-removed container is the one stuck state
+            await anyio.to_thread.run_sync(self.runtime.stop_and_remove, watch.container.id, grace,
+                                           limiter=self._threads)
+        watch.stop.set()
+        self.logbook.end_run()
+        self._watch = None
+        self.health = None
+        self.measured_tps = None
+        self.speed_source = None
+        self.stale_config = False
+
+    async def _start_and_load(self, job: Job, config: Config, profile: Profile,
+                              *, restoring: bool = False) -> Failure | None:
+        """Create, start and wait for ready. Returns why it failed, or None when ready."""
+        if not restoring:
+            self._phase(job, "starting")
+        self._set_state(State.STARTING, f"starting {profile.name}")
+        from llm_mcp.docker_runtime import StartError
+
+        try:
+            spec, env = profile_spec(profile, config.instance)
+            write_env_file(profile.compose_file.parent, env, profile.id)
+        except Exception as exc:  # ComposeError, OSError: say which file and why
+            job.detail = str(exc)
+            return Failure("compose_error", f"cannot build the container: {exc}",
+                           "fix compose.yaml or models.conf; `llm-mcp check` validates both")
+        try:
+            info = await anyio.to_thread.run_sync(self.runtime.create_and_start, spec,
+                                                  limiter=self._threads)
+        except StartError as exc:
+            job.detail = exc.detail
+            job.log_lines = [exc.detail]
+            return exc.failure
+        watch = self._attach(info, profile)
+        self.stale_config = False
+        self._set_state(State.LOADING, f"loading {profile.name}")
+        if not restoring:
+            self._phase(job, "loading")
+        failure = await self._await_ready(job, watch, profile, track_phases=not restoring)
+        if failure is not None:
+            job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current")]
+            return failure
+        load = time.monotonic() - job.started
+        if not restoring:
+            job.load_seconds = round(load, 3)
+            self.history.record(profile.id, load)
+        self._set_state(State.READY, None)
+        self._after_ready(watch, profile)
+        return None
+
+    async def _await_ready(self, job: Job, watch: _Watch, profile: Profile,
+                           *, track_phases: bool = True) -> Failure | None:
+        probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
+        started = time.monotonic()
+        last_code: int | None = None
+        last_publish = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if watch.failure is not None:
+                    with anyio.move_on_after(2):  # let the exit and its last lines arrive
+                        await watch.exited.wait()
+                    return watch.failure
+                if watch.exited.is_set():
+                    final = watch.final
+                    return exit_failure(getattr(final, "exit_code", None),
+                                        bool(getattr(final, "oom_killed", False)))
+                health = await probe.health()
+                self.health = health
+                if health.code != last_code:
+                    last_code = health.code
+                    watch.progress_at = time.monotonic()
+                if health.status == "ok":
+                    return None
+                if track_phases and watch.phase:
+                    self._phase(job, watch.phase)
+                if now - watch.progress_at > profile.stall_timeout:
+                    return STALLED
+                if now - started > profile.load_timeout:
+                    return TIMED_OUT
+                if now - last_publish >= 1.0:  # progress for estimated-percentage displays
+                    last_publish = now
+                    self._publish_job(job)
+                await anyio.sleep(self.health_interval)
+        finally:
+            await probe.aclose()
+
+    def _after_ready(self, watch: _Watch, profile: Profile) -> None:
+        if profile.verify and self._tg is not None:
+            self._tg.start_soon(self._verify_speed, watch, profile)
+
+    async def _verify_speed(self, watch: _Watch, profile: Profile) -> None:
+        probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
+        try:
+            tps = await probe.measure_speed(profile.id)
+        finally:
+            await probe.aclose()
+        if tps is not None and self._watch is watch and self.measured_tps is None:
+            self.measured_tps, self.speed_source = round(tps, 2), "verification"
+            self.bus.publish("state", {"state": self.state.value, "speed": self.measured_tps,
+                                       "profile": profile.id})
+
+    # ---- watching a container ---------------------------------------------------------
+
+    def _attach(self, info: Any, profile: Profile | None, *, since: float | None = None,
+                resume: bool = False) -> _Watch:
+        watch = _Watch(container=info, profile=profile)
+        self._watch = watch
+        self.logbook.begin_run(info.id, profile.id if profile else info.profile or "unknown",
+                               resume=resume)
+        assert self._tg is not None
+        self._tg.start_soon(self._follow_logs, watch, since)
+        self._tg.start_soon(self._wait_exit, watch)
+        return watch
+
+    async def _follow_logs(self, watch: _Watch, since: float | None) -> None:
+        def on_line(ts: str, text: str) -> None:
+            try:
+                anyio.from_thread.run_sync(self._on_log_line, watch, ts, text)
+            except RuntimeError:
+                watch.stop.set()  # the event loop is gone
+
+        await anyio.to_thread.run_sync(self.runtime.follow_logs, watch.container.id, on_line,
+                                       watch.stop, since, limiter=self._threads,
+                                       abandon_on_cancel=True)
+
+    def _on_log_line(self, watch: _Watch, ts: str, text: str) -> None:
+        if watch.last_ts and ts and ts <= watch.last_ts:
+            return  # re-read after a daemon restart
+        watch.last_ts = ts or watch.last_ts
+        if self._watch is watch:
+            self.logbook.append(text, ts or None)
+        watch.progress_at = time.monotonic()
+        phase = match_phase(text)
+        if phase:
+            watch.phase = phase
+        if watch.failure is None and self.state != State.READY:
+            watch.failure = match_failure(text)
+        offload = match_offload(text)
+        if offload:
+            watch.offload = offload
+        tps = match_generation_speed(text)
+        if tps is not None and self._watch is watch and self.speed_source != "verification":
+            self.measured_tps, self.speed_source = tps, "log"
+
+    async def _wait_exit(self, watch: _Watch) -> None:
+        final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id,
+                                               limiter=self._threads, abandon_on_cancel=True)
+        await self._container_gone(watch, final, final is None)
+
+    async def _container_gone(self, watch: _Watch, final: Any, removed: bool) -> None:
+        if watch.exited.is_set():
+            return
+        watch.final = final
+        watch.exited.set()
+        if watch.expected_exit or self._watch is not watch:
+            return
+        job = self._job
+        if job is not None and not job.done.is_set():
+            return  # the job in flight reports it
+        await anyio.sleep(0.2)  # let the last log lines land before quoting them
+        lines = [ln.text for ln in self.logbook.tail(15, run="current")]
+        watch.stop.set()
+        self.logbook.end_run()
+        self._watch = None
+        self.health = None
+        if removed:
+            self.logbook.note("the container was removed outside llm-mcp")
+            self._set_state(State.STOPPED, "the container was removed outside llm-mcp",
+                            "switch to a model to start one again")
+            return
+        code = getattr(final, "exit_code", None)
+        if code == 0:
+            self.logbook.note("the container stopped outside llm-mcp")
+            self._set_state(State.STOPPED, "the container was stopped outside llm-mcp (exit 0)")
+            return
+        failure = match_failure("\n".join(lines)) or exit_failure(
+            code, bool(getattr(final, "oom_killed", False)))
+        self.logbook.note(f"llama-server died: {failure.message}")
+        self._last_job = Job(kind="crash", profile=watch.profile.id if watch.profile else None,
+                             profile_name=watch.profile.name if watch.profile else "", force=False,
+                             rollback=False, previous=None, estimate=None)
+        self._last_job.result, self._last_job.failure = "failed", failure
+        self._last_job.log_lines, self._last_job.duration = lines, 0.0
+        self._last_job.done.set()
+        self._set_state(State.FAILED, failure.message, failure.hint)
+
+    async def _watch_docker_events(self) -> None:
+        """Notice containers that die or vanish behind our back, within a second."""
+        self._events_stop = threading.Event()
+
+        def on_event(action: str, container_id: str) -> None:
+            if action in ("die", "destroy", "kill", "stop"):
+                try:
+                    anyio.from_thread.run_sync(self._on_docker_event, action, container_id)
+                except RuntimeError:
+                    self._events_stop.set()
+
+        while not self._events_stop.is_set():
+            try:
+                await anyio.to_thread.run_sync(self.runtime.events, on_event, self._events_stop,
+                                               limiter=self._threads, abandon_on_cancel=True)
+            except Exception:  # Docker restarting: retry, never crash the core
+                log.warning("docker events stream failed; retrying", exc_info=True)
+            if not self._events_stop.is_set():
+                self._events_stop = threading.Event()
+                await anyio.sleep(1)
+
+    def _on_docker_event(self, action: str, container_id: str) -> None:
+        watch = self._watch
+        if watch is None or watch.container.id != container_id or action != "destroy":
+            return
+        assert self._tg is not None
+        self._tg.start_soon(self._container_gone, watch, None, True)
+
+    # ---- adoption --------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        """Adopt our running container (no reload), clear leftovers, or start stopped."""
+        try:
+            containers = await anyio.to_thread.run_sync(self.runtime.managed, limiter=self._threads)
+        except Exception as exc:
+            self._set_state(State.STOPPED, f"Docker is not reachable: {exc}",
+                            "start Docker (`sudo systemctl start docker`) and retry")
+            return
+        running = [c for c in containers if c.running]
+        keep = running[0] if running else None
+        for other in containers:
+            if other is not keep:
+                await anyio.to_thread.run_sync(self.runtime.stop_and_remove, other.id, 0.0,
+                                               limiter=self._threads)
+        if keep is None:
+            self._set_state(State.STOPPED, None)
+            return
+        config = self.config()
+        profile = config.profiles.get(keep.profile)
+        last_ts = self.logbook.restore_run(keep.id)
+        since = _docker_ts_seconds(last_ts) if last_ts else None
+        watch = self._attach(keep, profile, since=since, resume=True)
+        watch.last_ts = last_ts or ""
+        self.logbook.note(f"adopted running container {keep.short_id} ({keep.profile})")
+        if profile is None:
+            self.stale_config = True
+            self._set_state(State.READY, f"running '{keep.profile}', which is no longer in "
+                            "models.conf", "switch to a current profile")
+        else:
+            self.stale_config = config_hash(profile, config.instance) != keep.config_hash
+        job = Job(kind="adopt", profile=keep.profile, profile_name=profile.name if profile else "",
+                  force=False, rollback=False, previous=None,
+                  estimate=self.history.estimate(keep.profile))
+        self._begin(job, None)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, None, self._do_adopt, watch, profile)
+
+    async def _do_adopt(self, job: Job, watch: _Watch, profile: Profile | None) -> None:
+        if profile is None:
+            job.result = "ready"
+            return
+        self._phase(job, "loading")
+        self._set_state(State.LOADING, f"loading {profile.name} (adopted)")
+        failure = await self._await_ready(job, watch, profile)
+        if failure is None:
+            job.result = "ready"
+            stale = "running with a stale config: models.conf changed since it started"
+            self._set_state(State.READY, stale if self.stale_config else None,
+                            "switch to the profile again to apply the new config"
+                            if self.stale_config else None)
+            self._after_ready(watch, profile)
+            return
+        job.result, job.failure = "failed", failure
+        job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current")]
+        await self._remove_current(job, quick=True)
+        self._set_state(State.FAILED, failure.message, failure.hint)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
+
+
+def _docker_ts_seconds(ts: str) -> float | None:
+    match = _TS.match(ts)
+    if not match:
+        return None
+    from datetime import UTC, datetime
+
+    base = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp()
+    return base + float("0." + (match.group(2) or "0"))
