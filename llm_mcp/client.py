@@ -1,0 +1,215 @@
+"""The one way clients talk to the daemon: JSON-RPC over its Unix socket.
+
+Starts the daemon (detached) when nobody answers, and reconnects by itself
+after a daemon restart, so a long-lived `serve` process never needs restarting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from llm_mcp import protocol
+from llm_mcp.protocol import ProtocolError
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answers and none could be started."""
+
+
+class _Connection:
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.reader = BufferedByteReceiveStream(stream)
+        self.pending: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
+        self.events_send, self.events_recv = anyio.create_memory_object_stream[dict[str, Any]](10000)
+        self.closed = anyio.Event()
+        self.lock = anyio.Lock()
+
+    async def read_loop(self) -> None:
+        try:
+            while True:
+                line = await self.reader.receive_until(b"\n", 64 << 20)
+                message = protocol_json(line)
+                if message is None:
+                    continue
+                if "id" in message and message["id"] in self.pending:
+                    event, slot = self.pending.pop(message["id"])
+                    slot.append(message)
+                    event.set()
+                elif message.get("method") == "event":
+                    with contextlib.suppress(anyio.WouldBlock):
+                        self.events_send.send_nowait(message.get("params", {}))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                anyio.ClosedResourceError, anyio.DelimiterNotFound, OSError):
+            pass
+        finally:
+            self.closed.set()
+            for event, _ in self.pending.values():
+                event.set()
+            self.events_send.close()
+
+
+def protocol_json(line: bytes) -> dict[str, Any] | None:
+    import json
+
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class DaemonClient:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        config_path: Path | None = None,
+        autostart: bool = True,
+        start_timeout: float = 20.0,
+        name: str = "client",
+    ) -> None:
+        self.socket_path = socket_path
+        self.config_path = config_path
+        self.autostart = autostart
+        self.start_timeout = start_timeout
+        self.name = name
+        self._conn: _Connection | None = None
+        self._ids = itertools.count(1)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._exit: contextlib.AsyncExitStack | None = None
+        self._connect_lock = anyio.Lock()
+        self.hello: dict[str, Any] = {}
+
+    async def __aenter__(self) -> DaemonClient:
+        self._exit = contextlib.AsyncExitStack()
+        self._tg = await self._exit.enter_async_context(anyio.create_task_group())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._tg is not None and self._exit is not None
+        if self._conn is not None:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self._conn.stream.aclose()
+        self._tg.cancel_scope.cancel()
+        await self._exit.__aexit__(None, None, None)
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed.is_set()
+
+    async def _connection(self) -> _Connection:
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.closed.is_set():
+                return self._conn
+            stream = await self._open()
+            conn = _Connection(stream)
+            assert self._tg is not None
+            self._tg.start_soon(conn.read_loop)
+            self._conn = conn
+            self.hello = await self._request(conn, "hello", {"protocol": protocol.PROTOCOL_VERSION,
+                                                             "client": self.name})
+            return conn
+
+    async def _open(self) -> anyio.abc.SocketStream:
+        try:
+            return await anyio.connect_unix(self.socket_path)
+        except OSError:
+            if not self.autostart:
+                raise DaemonUnavailable(f"no daemon answers on {self.socket_path}; start one with "
+                                        "`llm-mcp daemon`") from None
+        child, log_path = spawn_daemon(self.socket_path, self.config_path)
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.02
+        while time.monotonic() < deadline:
+            try:
+                return await anyio.connect_unix(self.socket_path)
+            except OSError:
+                code = child.poll()
+                if code not in (None, 0):  # 0: it lost the start race to another daemon; wait
+                    raise DaemonUnavailable(f"the daemon could not start (exit {code}):\n"
+                                            f"{_tail(log_path)}") from None
+                await anyio.sleep(delay)
+                delay = min(0.2, delay * 1.5)
+        detail = _tail(log_path)
+        raise DaemonUnavailable(f"started a daemon but it did not answer on {self.socket_path} within "
+                                f"{self.start_timeout:g}s" + (f":\n{detail}" if detail else ""))
+
+    async def _request(self, conn: _Connection, method: str, params: dict[str, Any]) -> Any:
+        req_id = next(self._ids)
+        done = anyio.Event()
+        slot: list[dict[str, Any]] = []
+        conn.pending[req_id] = (done, slot)
+        try:
+            async with conn.lock:
+                await conn.stream.send(protocol.request(req_id, method, params))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            conn.pending.pop(req_id, None)
+            conn.closed.set()
+            raise ConnectionError("daemon connection lost") from None
+        await done.wait()
+        if not slot:
+            raise ConnectionError("daemon connection lost")
+        message = slot[0]
+        if "error" in message:
+            err = message["error"]
+            raise ProtocolError(int(err.get("code", protocol.INTERNAL_ERROR)), str(err.get("message")),
+                                err.get("data") or {})
+        return message.get("result")
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call a daemon method; a dead connection (daemon restarted) is re-opened once."""
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                return await self._request(conn, method, params)
+            except ConnectionError:
+                if attempt == 2 or (method in ("switch", "stop") and params.get("wait")):
+                    raise DaemonUnavailable("the daemon went away during the call") from None
+        raise AssertionError("unreachable")
+
+    async def events(self, topics: list[str], capacity: int = 2000) -> AsyncIterator[dict[str, Any]]:
+        """Subscribe and yield events until the connection drops (then it returns)."""
+        conn = await self._connection()
+        await self._request(conn, "subscribe", {"topics": topics, "capacity": capacity})
+        async for event in conn.events_recv:
+            yield event
+
+
+def spawn_daemon(socket_path: Path, config_path: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `llm-mcp daemon` detached from this process (it outlives every client)."""
+    from llm_mcp.paths import state_dir
+
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    log_path = state / "daemon-start.log"
+    argv = [sys.executable, "-m", "llm_mcp", "daemon", "--socket", str(socket_path)]
+    if config_path is not None:
+        argv += ["--config", str(config_path)]
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=log_file, start_new_session=True, close_fds=True,
+                                 env=os.environ.copy())
+    # Reap it whenever it exits (a daemon that lost the lock race exits at once).
+    threading.Thread(target=child.wait, name="reap-daemon", daemon=True).start()
+    return child, log_path
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
