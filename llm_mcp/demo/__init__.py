@@ -1,0 +1,1 @@
+"""Demo helpers: tiny GGUF models that a real llama-server loads in milliseconds."""
