@@ -294,6 +294,7 @@ class DockerRuntime:
             pass  # stream closed under us: the stop path
         finally:
             stop.set()
+            _close_stream(stream)
             if pending:
                 ts, _, text = pending.decode("utf-8", "replace").partition(" ")
                 on_line(normalize_timestamp(ts), text)
@@ -315,6 +316,7 @@ class DockerRuntime:
             pass
         finally:
             stop.set()
+            _close_stream(stream)
 
     def container_pids(self, container_id: str) -> set[int]:
         """Host PIDs of the container's processes, to mark its GPU memory as ours."""
@@ -348,7 +350,23 @@ def normalize_timestamp(ts: str) -> str:
 
 def _close_when(stop: threading.Event, stream: Any) -> None:
     stop.wait()
+    _close_stream(stream)
+
+
+def _close_stream(stream: Any) -> None:
+    """Unblock a reader of a Docker stream and give its connection back.
+
+    CancellableStream.close() only shuts the socket of a stream still open; one that
+    ended by itself (the container exited) keeps its connection until garbage
+    collection, which leaks a socket per container run. Closing the response frees it.
+    """
     try:
         stream.close()
     except Exception:
         log.debug("closing docker stream", exc_info=True)
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        try:
+            response.close()
+        except Exception:
+            log.debug("closing docker response", exc_info=True)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """Built once: httpx loads the CA bundle for every client (~30 ms, in the event loop)."""
+    return ssl.create_default_context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +28,8 @@ class LlamaServerProbe:
 
     def __init__(self, base_url: str, client: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0))
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0),
+                                                   verify=_ssl_context())
         self._owns_client = client is None
 
     async def health(self) -> Health:

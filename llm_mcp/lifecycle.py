@@ -164,8 +164,10 @@ class _Watch:
     phase: str | None = None
     failure: Failure | None = None
     exited: anyio.Event = field(default_factory=anyio.Event)
+    logs_done: anyio.Event = field(default_factory=anyio.Event)  # the log stream ended
     final: Any = None
     expected_exit: bool = False
+    removed: bool = False  # Docker said it was destroyed
     offload: tuple[int, int] | None = None
     last_ts: str = ""
 
@@ -268,7 +270,10 @@ class Core:
                               hint="fix models.conf; the running model was not touched") from None
         running = self._job
         if running is not None and not running.done.is_set():
-            if running.kind == "switch" and running.profile == profile_id and not force:
+            # Join a load of the same profile, including one a restarted core adopted mid-load
+            # (unless that container runs an outdated config: then this request restarts it).
+            joinable = running.kind == "switch" or (running.kind == "adopt" and not self.stale_config)
+            if joinable and running.profile == profile_id and not force:
                 return running  # join
             if not force:
                 raise SwitchRefused(running)
@@ -375,7 +380,9 @@ class Core:
         if len(self._jobs) > 200:
             for old in list(self._jobs)[:50]:
                 self._jobs.pop(old, None)
-        self._phase(job, "queued")
+        # Job.phase starts as "queued", so _phase() would skip it: record it by hand.
+        job.phases.append({"phase": "queued", "at": round(job.elapsed(), 3), "time": time.time()})
+        self._publish_job(job)
 
     def _finished_job(self, profile: Profile, detail: str) -> Job:
         job = Job(kind="switch", profile=profile.id, profile_name=profile.name, force=False,
@@ -535,11 +542,10 @@ class Core:
         try:
             while True:
                 now = time.monotonic()
-                if watch.failure is not None:
-                    with anyio.move_on_after(2):  # let the exit and its last lines arrive
-                        await watch.exited.wait()
-                    return watch.failure
-                if watch.exited.is_set():
+                if watch.failure is not None or watch.exited.is_set():
+                    await self._settle(watch)
+                    if watch.failure is not None:
+                        return watch.failure
                     final = watch.final
                     return exit_failure(getattr(final, "exit_code", None),
                                         bool(getattr(final, "oom_killed", False)))
@@ -562,6 +568,19 @@ class Core:
                 await anyio.sleep(self.health_interval)
         finally:
             await probe.aclose()
+
+    @staticmethod
+    async def _settle(watch: _Watch) -> None:
+        """Let the exit and the last log lines arrive before quoting them.
+
+        Docker reports the exit and streams the log on separate connections: the
+        exit often lands first, before the line that says why.
+        """
+        with anyio.move_on_after(2):
+            await watch.exited.wait()
+        if watch.exited.is_set():
+            with anyio.move_on_after(1):
+                await watch.logs_done.wait()
 
     def _after_ready(self, watch: _Watch, profile: Profile) -> None:
         if profile.verify and self._tg is not None:
@@ -598,9 +617,12 @@ class Core:
             except RuntimeError:
                 watch.stop.set()  # the event loop is gone
 
-        await anyio.to_thread.run_sync(self.runtime.follow_logs, watch.container.id, on_line,
-                                       watch.stop, since, limiter=self._threads,
-                                       abandon_on_cancel=True)
+        try:
+            await anyio.to_thread.run_sync(self.runtime.follow_logs, watch.container.id, on_line,
+                                           watch.stop, since, limiter=self._threads,
+                                           abandon_on_cancel=True)
+        finally:
+            watch.logs_done.set()
 
     def _on_log_line(self, watch: _Watch, ts: str, text: str) -> None:
         if watch.last_ts and ts and ts <= watch.last_ts:
@@ -624,7 +646,8 @@ class Core:
     async def _wait_exit(self, watch: _Watch) -> None:
         final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id,
                                                limiter=self._threads, abandon_on_cancel=True)
-        await self._container_gone(watch, final, final is None)
+        # `docker rm -f` marks the container "removing" before it kills it: a removal, not a crash.
+        await self._container_gone(watch, final, final is None or final.status == "removing")
 
     async def _container_gone(self, watch: _Watch, final: Any, removed: bool) -> None:
         if watch.exited.is_set():
@@ -636,7 +659,8 @@ class Core:
         job = self._job
         if job is not None and not job.done.is_set():
             return  # the job in flight reports it
-        await anyio.sleep(0.2)  # let the last log lines land before quoting them
+        await self._settle(watch)
+        removed = removed or watch.removed
         lines = [ln.text for ln in self.logbook.tail(15, run="current")]
         watch.stop.set()
         self.logbook.end_run()
@@ -688,6 +712,7 @@ class Core:
         watch = self._watch
         if watch is None or watch.container.id != container_id or action != "destroy":
             return
+        watch.removed = True
         assert self._tg is not None
         self._tg.start_soon(self._container_gone, watch, None, True)
 

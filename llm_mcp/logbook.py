@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-RUN_FILE = re.compile(r"^(\d{8}-\d{6})-(?P<profile>.+)-(?P<run>[0-9a-f]{12})\.log$")
+# STAMP-PROFILE-RUN.log; the stamp has milliseconds so runs started in the same second sort in order.
+RUN_FILE = re.compile(r"^(\d{8}-\d{6}(?:\.\d{3})?)-(?P<profile>.+)-(?P<run>[0-9a-f]{12})\.log$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,8 @@ class Logbook:
         self._close_file()
         self._run = run[:12]
         existing = self.run_file(self._run)
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock()))
+        now = self.clock()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
         path = existing if existing and resume else self.directory / f"{stamp}-{profile}-{self._run}.log"
         self._file = path.open("a", encoding="utf-8", buffering=1)
         self._file_bytes = path.stat().st_size

@@ -11,6 +11,8 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -42,7 +44,8 @@ def free_port() -> int:
 
 def docker_ok() -> bool:
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+        done = subprocess.run(["docker", "info"], check=False, capture_output=True, timeout=10)
+        return done.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -55,7 +58,7 @@ def docker_engine() -> None:
 
 
 def _need_image(image: str) -> None:
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+    if subprocess.run(["docker", "image", "inspect", image], check=False, capture_output=True).returncode:
         pytest.fail(f"test image {image} is missing: run images/build.sh (.ci/run does)")
 
 
@@ -109,7 +112,7 @@ class Setup:
     def cleanup(self) -> None:
         ids = self.containers()
         if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
 
 
 FAKE_PROFILES = f"""
@@ -157,3 +160,113 @@ async def core(setup: Setup) -> AsyncIterator[Core]:
         await tg.start(c.run)
         yield c
         tg.cancel_scope.cancel()
+
+
+# ---- lifecycle test helpers ----------------------------------------------------------
+
+
+def real_profiles(image: str = REAL_IMAGE, **extra: str) -> str:
+    """Two profiles on the real llama-server (tiny-a, tiny-b), plus any `id = model` extras."""
+    out = ""
+    for profile_id, model in {"real-a": "tiny-a.gguf", "real-b": "tiny-b.gguf", **extra}.items():
+        out += (f"\n[{profile_id}]\nname = {profile_id.replace('-', ' ').title()}\nmodel = {model}\n"
+                f"image = {image}\nctx_size = 256\nn_gpu_layers = 0\n"
+                "flags = --threads 1 --parallel 1 --no-warmup\n")
+    return out
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> None:
+    """Poll `predicate` until it is true; fail after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(interval)
+
+
+class ContainerCounter:
+    """How many containers of one setup exist, watched two ways while a test runs.
+
+    Docker's own create/destroy events give the exact count at every moment
+    (`max_alive`); a poll of the container list every few milliseconds
+    (`max_listed`) checks the same thing the way a user would see it.
+    """
+
+    def __init__(self, s: Setup) -> None:
+        self.setup = s
+        self.runtime = DockerRuntime(s.instance)
+        self.alive: set[str] = set()
+        self.max_alive = 0
+        self.max_listed = 0
+        self.polls = 0
+        self.last_listed = 0
+        self._stop = threading.Event()
+
+    def _filters(self) -> dict[str, list[str]]:
+        return {"label": [f"{LABEL_INSTANCE}={self.setup.instance}"]}
+
+    def list(self) -> list[str]:
+        return [c["Id"] for c in self.runtime.client.api.containers(all=True, filters=self._filters())]
+
+    def _events(self, since: float) -> None:
+        stream = self.runtime.client.api.events(
+            decode=True, since=int(since), filters={**self._filters(), "type": "container"})
+
+        def close_on_stop() -> None:
+            self._stop.wait()
+            stream.close()
+
+        threading.Thread(target=close_on_stop, daemon=True).start()
+        try:
+            for event in stream:
+                action = str(event.get("Action", "")).split(":")[0]
+                cid = str(event.get("id") or event.get("Actor", {}).get("ID"))
+                if action == "create":
+                    self.alive.add(cid)
+                elif action == "destroy":
+                    self.alive.discard(cid)
+                self.max_alive = max(self.max_alive, len(self.alive))
+        except Exception:  # the stream closed under us: the stop path
+            pass
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            n = len(self.list())
+            self.last_listed = n
+            self.max_listed = max(self.max_listed, n)
+            self.polls += 1
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.alive = set(self.list())
+        self.max_alive = self.max_listed = len(self.alive)
+        since = time.time() - 1
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, self._events, since)
+                tg.start_soon(anyio.to_thread.run_sync, self._poll)
+                task_status.started()
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    self._stop.set()  # both threads end; the task group waits for them
+        finally:
+            self.runtime.client.close()
+
+
+@pytest.fixture
+async def counter(setup: Setup) -> AsyncIterator[ContainerCounter]:
+    """Counts the setup's containers in the background for the whole test."""
+    c = ContainerCounter(setup)
+    async with anyio.create_task_group() as tg:
+        await tg.start(c.run)
+        yield c
+        tg.cancel_scope.cancel()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY="value" lines of an `.env` written by llm-mcp."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        out[key] = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return out
