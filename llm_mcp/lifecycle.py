@@ -168,6 +168,7 @@ class _Watch:
     final: Any = None
     expected_exit: bool = False
     removed: bool = False  # Docker said it was destroyed
+    failure_ignored: bool = False  # a failure-looking line that did not end the server
     offload: tuple[int, int] | None = None
     last_ts: str = ""
 
@@ -544,11 +545,20 @@ class Core:
                 now = time.monotonic()
                 if watch.failure is not None or watch.exited.is_set():
                     await self._settle(watch)
+                    if watch.failure is not None and not watch.exited.is_set():
+                        # Every known failure exits within milliseconds; a server still
+                        # running after the settle printed a scary but harmless line.
+                        self.logbook.note(f"ignoring '{watch.failure.reason}' line: the server "
+                                          "kept running")
+                        watch.failure = None
+                        watch.failure_ignored = True
+                        continue
                     if watch.failure is not None:
                         return watch.failure
                     final = watch.final
-                    return exit_failure(getattr(final, "exit_code", None),
-                                        bool(getattr(final, "oom_killed", False)))
+                    tail = "\n".join(ln.text for ln in self.logbook.tail(30, run="current"))
+                    return match_failure(tail) or exit_failure(
+                        getattr(final, "exit_code", None), bool(getattr(final, "oom_killed", False)))
                 health = await probe.health()
                 self.health = health
                 if health.code != last_code:
@@ -634,7 +644,7 @@ class Core:
         phase = match_phase(text)
         if phase:
             watch.phase = phase
-        if watch.failure is None and self.state != State.READY:
+        if watch.failure is None and not watch.failure_ignored and self.state != State.READY:
             watch.failure = match_failure(text)
         offload = match_offload(text)
         if offload:

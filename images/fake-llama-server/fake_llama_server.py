@@ -96,6 +96,7 @@ class Options:
         self.ignore_sigterm = False
         self.tps = 100.0
         self.n_layers = N_LAYERS_DEFAULT
+        self.say: list[str] = []
 
 
 def invalid(arg: str) -> None:
@@ -175,6 +176,8 @@ def parse(argv: list[str]) -> Options:
                 o.tps = float(value)
             elif name == "--fake-layers":
                 o.n_layers = int(value)
+            elif name == "--fake-say":
+                o.say.append(value)  # a line printed during the load; the load goes on
             elif name.startswith("--fake-"):
                 invalid(arg)
         except ValueError:
@@ -482,6 +485,8 @@ def load(o: Options) -> None:
     n_gpu = min(n_gpu, o.n_layers)
     log("I", f"load_tensors: offloading {min(n_gpu, o.n_layers - 1)} repeating layers to GPU")
     log("I", f"load_tensors: offloaded {n_gpu}/{o.n_layers} layers to GPU")
+    for line in o.say:
+        log("W", line)
     if o.scenario == "oom":
         log(
             "E",

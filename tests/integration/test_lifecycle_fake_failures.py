@@ -124,3 +124,15 @@ async def test_a_failure_with_nothing_to_restore_leaves_state_failed(setup: Setu
     assert status["reason"] == job.failure.message  # type: ignore[union-attr]
     assert status["last_switch"]["reason"] == "out_of_memory"
     assert setup.containers() == []
+
+
+async def test_a_failure_looking_line_from_a_server_that_keeps_loading_does_not_fail_the_switch(
+    core: Core, setup: Setup
+) -> None:
+    with_fault(setup, "--fake-say 'open /sys/bus/pci: No such file or directory' --fake-load-seconds 4")
+    with anyio.fail_after(20):
+        job = await core.switch("faulty")
+        await job.done.wait()
+    assert job.result == "ready", job.to_dict()
+    notes = [ln.text for ln in core.logbook.tail(200) if ln.kind == "note"]
+    assert any("ignoring 'model_missing' line" in n for n in notes), notes
