@@ -95,7 +95,7 @@ class ContainerSpec:
 
 _VAR = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*)|(?P<invalid>))"
 )
 
 
@@ -103,6 +103,11 @@ def interpolate(value: str, env: dict[str, str], where: str, path: Path) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group("escaped"):
             return "$"
+        if match.group("invalid") is not None:
+            bad = value[match.start() : match.start() + 12]
+            raise ComposeError(path, where, f"invalid interpolation at '{bad}': use $NAME, ${{NAME}}, "
+                               "${NAME:-default}, ${NAME-default}, ${NAME:?message}, or $$ for a "
+                               "literal $")
         name = match.group("braced") or match.group("named")
         op, arg = match.group("op"), match.group("arg") or ""
         current = env.get(name)
@@ -182,6 +187,7 @@ def _ports(raw: Any, key: str, path: Path) -> dict[str, tuple[str, int]]:
     out: dict[str, tuple[str, int]] = {}
     for item in raw:
         if isinstance(item, dict):
+            _only(item, {"target", "published", "host_ip", "protocol"}, key, path)
             target, published = item.get("target"), item.get("published")
             ip, proto = str(item.get("host_ip", "0.0.0.0")), str(item.get("protocol", "tcp"))  # noqa: S104
         else:
@@ -207,9 +213,13 @@ def _mounts(raw: Any, key: str, path: Path, base: Path) -> tuple[Mount, ...]:
     mounts = []
     for item in raw:
         if isinstance(item, dict):
+            _only(item, {"type", "source", "target", "read_only"}, key, path)
             if item.get("type", "bind") != "bind":
-                raise ComposeError(path, key, "only bind mounts are supported")
-            source, target, ro = str(item["source"]), str(item["target"]), bool(item.get("read_only"))
+                raise ComposeError(path, f"{key}.type", f"'{item.get('type')}': only bind mounts "
+                                   "(host paths) are supported")
+            if not item.get("source") or not item.get("target"):
+                raise ComposeError(path, key, "a long-form volume needs 'source' and 'target'")
+            source, target, ro = str(item["source"]), str(item["target"]), item.get("read_only") is True
         else:
             parts = str(item).split(":")
             if len(parts) < 2 or not parts[0]:
@@ -219,9 +229,18 @@ def _mounts(raw: Any, key: str, path: Path, base: Path) -> tuple[Mount, ...]:
         if not source.startswith(("/", ".", "~")):
             raise ComposeError(path, key, f"'{source}' looks like a named volume; only host "
                                "paths are supported")
-        resolved = (base / Path(source).expanduser()).resolve()
+        try:
+            resolved = (base / Path(source).expanduser()).resolve()
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise ComposeError(path, key, f"cannot resolve '{source}': {exc}") from None
         mounts.append(Mount(str(resolved), target, ro))
     return tuple(mounts)
+
+
+def _bool_or_none(raw: Any, key: str, path: Path) -> bool | None:
+    if raw is None or isinstance(raw, bool):
+        return raw
+    raise ComposeError(path, key, f"'{raw}' must be true or false")
 
 
 def _ulimits(raw: Any, key: str, path: Path) -> tuple[Ulimit, ...]:
@@ -229,34 +248,98 @@ def _ulimits(raw: Any, key: str, path: Path) -> tuple[Ulimit, ...]:
         raise ComposeError(path, key, "must be a mapping")
     out = []
     for name, value in raw.items():
-        if isinstance(value, dict):
-            out.append(Ulimit(str(name), int(value["soft"]), int(value["hard"])))
-        else:
-            out.append(Ulimit(str(name), int(value), int(value)))
+        where = f"{key}.{name}"
+        try:
+            if isinstance(value, dict):
+                _only(value, {"soft", "hard"}, where, path)
+                out.append(Ulimit(str(name), int(value["soft"]), int(value["hard"])))
+            else:
+                out.append(Ulimit(str(name), int(value), int(value)))
+        except (KeyError, TypeError, ValueError):
+            raise ComposeError(path, where, f"'{value}' must be a number or "
+                               "{soft: N, hard: N}") from None
     return tuple(out)
 
 
 def _devices(raw: Any, key: str, path: Path) -> tuple[DeviceRequest, ...]:
     if not isinstance(raw, dict):
         raise ComposeError(path, key, "must be a mapping")
-    unknown = set(raw) - {"resources"}
+    hint = "not supported; under deploy only resources.reservations.devices (the GPU reservation) is"
+    for name in raw:
+        if name != "resources":
+            raise ComposeError(path, f"{key}.{name}", hint)
     resources = raw.get("resources") or {}
-    unknown |= {f"resources.{k}" for k in set(resources) - {"reservations"}}
+    if not isinstance(resources, dict):
+        raise ComposeError(path, f"{key}.resources", "must be a mapping")
+    for name in resources:
+        if name != "reservations":
+            raise ComposeError(path, f"{key}.resources.{name}", hint)
     reservations = resources.get("reservations") or {}
-    unknown |= {f"resources.reservations.{k}" for k in set(reservations) - {"devices"}}
-    if unknown:
-        raise ComposeError(path, f"{key}.{sorted(unknown)[0]}", "not supported; under deploy only "
-                           "resources.reservations.devices (the GPU reservation) is")
+    if not isinstance(reservations, dict):
+        raise ComposeError(path, f"{key}.resources.reservations", "must be a mapping")
+    for name in reservations:
+        if name != "devices":
+            raise ComposeError(path, f"{key}.resources.reservations.{name}", hint)
+    where = f"{key}.resources.reservations.devices"
+    devices = reservations.get("devices") or []
+    if not isinstance(devices, list):
+        raise ComposeError(path, where, "must be a list")
     requests = []
-    for device in reservations.get("devices") or []:
+    for i, device in enumerate(devices):
+        if not isinstance(device, dict):
+            raise ComposeError(path, f"{where}[{i}]", "must be a mapping (driver, count, capabilities)")
+        _only(device, {"driver", "count", "device_ids", "capabilities"}, f"{where}[{i}]", path)
         count = device.get("count")
+        try:
+            number = -1 if count == "all" else int(count) if count is not None else 0
+        except (TypeError, ValueError):
+            raise ComposeError(path, f"{where}[{i}].count", f"'{count}' must be a number or "
+                               "'all'") from None
         requests.append(DeviceRequest(
             driver=str(device.get("driver", "nvidia")),
-            count=-1 if count == "all" else int(count) if count is not None else 0,
-            device_ids=tuple(str(d) for d in device.get("device_ids") or ()),
-            capabilities=tuple(str(c) for c in device.get("capabilities") or ()),
+            count=number,
+            device_ids=tuple(str(d) for d in _list(device.get("device_ids"), f"{where}[{i}].device_ids",
+                                                   path)),
+            capabilities=tuple(str(c) for c in _list(device.get("capabilities"),
+                                                     f"{where}[{i}].capabilities", path)),
         ))
     return tuple(requests)
+
+
+def _only(item: dict[Any, Any], allowed: set[str], key: str, path: Path) -> None:
+    """Nothing in the file is silently ignored: an unknown nested key is an error."""
+    for name in item:
+        if name not in allowed:
+            raise ComposeError(path, f"{key}.{name}", f"not supported by llm-mcp; supported here: "
+                               f"{', '.join(sorted(allowed))} (docs/compose.md)")
+
+
+def _list(raw: Any, key: str, path: Path) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ComposeError(path, key, "must be a list")
+    return raw
+
+
+def _scalar(raw: Any, key: str, path: Path) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict | list):
+        raise ComposeError(path, key, "must be a single value, not a mapping or a list")
+    return str(raw)
+
+
+def _tmpfs(raw: Any, key: str, path: Path) -> dict[str, str]:
+    """`/run` or `/run:size=64m,mode=1777` (a string or a list of them) -> {path: options}."""
+    items = [raw] if isinstance(raw, str) else _list(raw, key, path)
+    out: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise ComposeError(path, key, "must be a path or a list of paths (PATH[:OPTIONS])")
+        target, _, options = item.partition(":")
+        out[target] = options
+    return out
 
 
 # ---- the spec ------------------------------------------------------------------
@@ -287,6 +370,8 @@ def load_template(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ComposeError(path, "(file)", "compose file not found; set compose_file in "
                            "models.conf [defaults]") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ComposeError(path, "(file)", f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         raise ComposeError(path, "(file)", f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -305,6 +390,10 @@ def _service(data: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
     if len(services) > 1 and "llama-server" not in services:
         raise ComposeError(path, "services", "several services and none named 'llama-server'")
     name = "llama-server" if "llama-server" in services else next(iter(services))
+    for other in services:
+        if other != name:  # `docker compose up` would start it too; llm-mcp would not
+            raise ComposeError(path, f"services.{other}", "only one service (llama-server) is "
+                               "supported; move other services to another compose file")
     service = services[name]
     if not isinstance(service, dict):
         raise ComposeError(path, f"services.{name}", "must be a mapping")
@@ -322,11 +411,13 @@ def render(path: Path, env: dict[str, str]) -> ContainerSpec:
                                f"keys: {', '.join(sorted(SERVICE_KEYS))} (docs/compose.md)")
     svc: dict[str, Any] = _interpolate_tree(raw, env, prefix, path)
     if not svc.get("image"):
-        raise ComposeError(path, f"{prefix}.image", "missing")
+        raise ComposeError(path, f"{prefix}.image", "missing or empty: the service needs an image "
+                           "(the shipped templates use ${LLM_IMAGE})")
     restart = svc.get("restart")
     return ContainerSpec(
-        image=str(svc["image"]),
-        name=str(svc.get("container_name") or env.get("LLM_CONTAINER_NAME", "llm-mcp")),
+        image=str(_scalar(svc["image"], f"{prefix}.image", path)),
+        name=_scalar(svc.get("container_name"), f"{prefix}.container_name", path)
+        or env.get("LLM_CONTAINER_NAME", "llm-mcp"),
         command=_argv(svc.get("command", []), f"{prefix}.command", path),
         entrypoint=_argv(svc["entrypoint"], f"{prefix}.entrypoint", path)
         if "entrypoint" in svc else None,
@@ -335,20 +426,19 @@ def render(path: Path, env: dict[str, str]) -> ContainerSpec:
         mounts=_mounts(svc.get("volumes", []), f"{prefix}.volumes", path, path.parent),
         labels=_mapping(svc.get("labels", {}), f"{prefix}.labels", path),
         device_requests=_devices(svc["deploy"], f"{prefix}.deploy", path) if svc.get("deploy") else (),
-        ipc_mode=svc.get("ipc"),
+        ipc_mode=_scalar(svc.get("ipc"), f"{prefix}.ipc", path),
         shm_size=_size(svc["shm_size"], f"{prefix}.shm_size", path) if "shm_size" in svc else None,
         ulimits=_ulimits(svc.get("ulimits", {}), f"{prefix}.ulimits", path),
         stop_timeout=_duration(svc["stop_grace_period"], f"{prefix}.stop_grace_period", path)
         if "stop_grace_period" in svc else None,
-        stop_signal=svc.get("stop_signal"),
-        restart=None if restart in (None, "no", False) else str(restart),
-        user=None if svc.get("user") is None else str(svc["user"]),
-        working_dir=svc.get("working_dir"),
-        network_mode=svc.get("network_mode"),
-        cap_add=tuple(svc.get("cap_add") or ()),
-        tmpfs=_mapping(svc.get("tmpfs", {}), f"{prefix}.tmpfs", path)
-        if isinstance(svc.get("tmpfs", {}), dict | list) else {str(svc["tmpfs"]): ""},
-        init=svc.get("init"),
+        stop_signal=_scalar(svc.get("stop_signal"), f"{prefix}.stop_signal", path),
+        restart=None if restart in (None, "no", False) else _scalar(restart, f"{prefix}.restart", path),
+        user=_scalar(svc.get("user"), f"{prefix}.user", path),
+        working_dir=_scalar(svc.get("working_dir"), f"{prefix}.working_dir", path),
+        network_mode=_scalar(svc.get("network_mode"), f"{prefix}.network_mode", path),
+        cap_add=tuple(str(c) for c in _list(svc.get("cap_add"), f"{prefix}.cap_add", path)),
+        tmpfs=_tmpfs(svc.get("tmpfs") or [], f"{prefix}.tmpfs", path),
+        init=_bool_or_none(svc.get("init"), f"{prefix}.init", path),
     )
 
 
@@ -373,10 +463,21 @@ def profile_spec(profile: Profile, instance: str) -> tuple[ContainerSpec, dict[s
 
 
 def env_file_text(env: dict[str, str], profile_id: str) -> str:
-    """`.env` for `docker compose` (v1 and v2 both read double-quoted values this way)."""
+    """`.env` for `docker compose`: one double-quoted value a line.
+
+    Compose v1 (python-dotenv) decodes \\\\, \\" and \\n, \\r inside double quotes, so
+    those are escaped; it also expands `${NAME}` with no way to escape it, which
+    is why models.conf refuses '${' in anything that reaches this file. A value
+    ending in a backslash cannot be written either (the closing quote would read
+    as escaped). Such values raise ValueError rather than produce a wrong `.env`.
+    """
     lines = [f"# Written by llm-mcp for profile '{profile_id}'; regenerated on every switch."]
     for key, value in env.items():
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        if "${" in value or value.endswith("\\"):  # models.conf refuses both; never write a wrong .env
+            raise ValueError(f"{key}={value!r} cannot be written to .env: Compose would expand '${{' "
+                             "and misreads a value ending in a backslash")
+        escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
+                   .replace("\n", "\\n").replace("\r", "\\r"))
         lines.append(f'{key}="{escaped}"')
     return "\n".join(lines) + "\n"
 

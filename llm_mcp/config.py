@@ -5,15 +5,17 @@ from __future__ import annotations
 import configparser
 import difflib
 import ipaddress
+import math
 import re
 import shlex
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
-PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 # Flags the profile keys own: setting them in `flags` would fight the container spec.
 MANAGED_FLAGS = {
     "-m": "model",
@@ -167,6 +169,8 @@ def _seconds(raw: str) -> float:
         value = float(raw.rstrip("s"))
     except ValueError:
         raise ValueError(f"'{raw}' is not a number of seconds (e.g. 30 or 2.5)") from None
+    if not math.isfinite(value):
+        raise ValueError(f"'{raw}' is not a finite number of seconds (e.g. 30 or 2.5)")
     if value <= 0:
         raise ValueError("must be more than 0 seconds")
     return value
@@ -177,6 +181,8 @@ def _positive_float(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"'{raw}' is not a number (tokens per second, e.g. 140)") from None
+    if not math.isfinite(value):
+        raise ValueError(f"'{raw}' is not a finite number (tokens per second, e.g. 140)")
     if value <= 0:
         raise ValueError("must be more than 0")
     return value
@@ -199,6 +205,51 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _passable(value: str, what: str = "") -> str:
+    """Refuse what cannot reach the container intact through `.env` and `docker compose`.
+
+    Compose reads `.env` with variable expansion (`${NAME}` is replaced even inside
+    quotes, and there is no escape for it), and control characters cannot travel
+    in a one-line argument; both would make `docker compose up` differ from llm-mcp.
+    """
+    label = f"{what} " if what else ""
+    for char in value:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs"):
+            raise ValueError(f"{label}{value!r} contains the control character U+{ord(char):04X}; "
+                             "write it on one line with printable characters only")
+    if "${" in value:
+        raise ValueError(f"{label}'{value}' contains '${{', which docker compose would expand as a "
+                         "variable when it reads .env; remove it (a lone '$' is fine)")
+    return value
+
+
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*\Z")
+
+
+def _image(raw: str) -> str:
+    value = _passable(_text(raw))
+    if not _IMAGE_REF.match(value):
+        raise ValueError(f"'{value}' is not an image reference: letters, digits and . _ - / : @ + "
+                         "only (e.g. ghcr.io/ggml-org/llama.cpp:server-cuda)")
+    return value
+
+
+def _dir(raw: str) -> str:
+    value = _passable(_text(raw))
+    if ":" in value:
+        raise ValueError(f"'{value}' contains ':', which the volume 'HOST:CONTAINER:ro' syntax "
+                         "cannot carry; use a path without ':' (a symlink works)")
+    if value.endswith("\\"):
+        raise ValueError(f"'{value}' ends with a backslash, which docker compose cannot read back "
+                         "from .env; remove it")
+    return value
+
+
+def _path(raw: str) -> str:
+    return _passable(_text(raw))
+
+
 def _gpu_layers(raw: str) -> str:
     if raw in ("all", "auto"):
         return raw
@@ -206,14 +257,14 @@ def _gpu_layers(raw: str) -> str:
 
 
 def _model_file(raw: str) -> str:
-    value = _text(raw)
+    value = _passable(_text(raw))
     if value.startswith("/") or ".." in Path(value).parts:
         raise ValueError(f"'{value}' must be a file name relative to models_dir (no '/' prefix, no '..')")
     return value
 
 
 def _override_tensor(raw: str) -> str:
-    value = raw.strip()
+    value = _passable(raw.strip())
     for part in value.split(","):
         pattern, sep, buffer = part.rpartition("=")
         if not sep or not pattern or not buffer:
@@ -222,8 +273,9 @@ def _override_tensor(raw: str) -> str:
             )
         try:
             re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"'{pattern}' is not a valid regular expression: {exc}") from None
+        except (re.error, RecursionError, OverflowError, ValueError) as exc:
+            raise ValueError(f"'{pattern}' is not a valid regular expression: {exc or type(exc).__name__} "
+                             "(e.g. 'blk\\.\\d+\\.ffn_.*_exps\\.=CPU')") from None
     return value
 
 
@@ -233,6 +285,7 @@ def _flags(raw: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise ValueError(f"cannot split into arguments ({exc}); check the quotes") from None
     for part in parts:
+        _passable(part, "the argument")
         flag = part.split("=", 1)[0]
         if flag in MANAGED_FLAGS:
             raise ValueError(f"'{flag}' is set by the '{MANAGED_FLAGS[flag]}' key; use that instead")
@@ -265,11 +318,11 @@ PROFILE_KEYS: dict[str, Parser] = {
     "speed": _positive_float,
     "bench": _bool,
     "description": str.strip,
-    "image": _text,
-    "models_dir": _text,
+    "image": _image,
+    "models_dir": _dir,
     "host": _host,
     "port": _int(1, 65535),
-    "compose_file": _text,
+    "compose_file": _path,
     "load_timeout": _seconds,
     "stall_timeout": _seconds,
     "drain_timeout": _seconds,
@@ -297,22 +350,48 @@ BUILTIN_DEFAULTS = {
 # ---- loading ------------------------------------------------------------------
 
 
+_SECTION_LINE = re.compile(r"\[(?P<header>.+)\]")  # configparser's SECTCRE
+_OPTION_LINE = re.compile(r"(?P<option>.*?)\s*(?P<vi>=|:)\s*(?P<value>.*)$")  # its OPTCRE
+
+
 def _key_lines(text: str) -> dict[tuple[str, str], int]:
-    """Where each (section, key) sits: configparser forgets line numbers."""
+    """Where each (section, key) sits: configparser forgets line numbers.
+
+    Follows configparser's own reading rules (lines split on '\\n' only, comment
+    lines, continuation lines indented deeper than their key) so the numbers match.
+    """
     lines: dict[tuple[str, str], int] = {}
-    section = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped[0] in "#;" or line[0].isspace():
+    section: str | None = None
+    in_option = False
+    indent_level = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        value = line.strip()
+        if not value or value[0] in "#;":
             continue
-        if stripped.startswith("[") and "]" in stripped:
-            section = stripped[1 : stripped.index("]")].strip()
+        indent = len(line) - len(line.lstrip())
+        if section is not None and in_option and indent > indent_level:
+            continue  # a continuation of the previous value
+        indent_level = indent
+        header = _SECTION_LINE.match(value)
+        if header:
+            section = header.group("header")
             lines.setdefault((section, ""), number)
+            in_option = False
             continue
-        match = re.match(r"([^=:]+?)\s*[=:]", stripped)
-        if match:
-            lines.setdefault((section, match.group(1).strip().lower()), number)
+        option = _OPTION_LINE.match(value)
+        if section is not None and option and option.group("option"):
+            lines.setdefault((section, option.group("option").rstrip().lower()), number)
+            in_option = True
     return lines
+
+
+def _resolve(base_dir: Path, raw: str) -> Path:
+    """`raw` (may start with ~) relative to the config file's directory, made absolute."""
+    try:
+        return (base_dir / Path(raw).expanduser()).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # ~unknownuser, a symlink loop
+        raise ValueError(f"cannot resolve '{raw}': {exc}; use an absolute path or one relative "
+                         "to this file") from None
 
 
 def _suggest(key: str, valid: list[str]) -> str:
@@ -334,9 +413,12 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(path, exc.lineno, None,
                           "a key comes before any [section]; start with [defaults]") from None
     except configparser.ParsingError as exc:
-        lineno, line = exc.errors[0] if exc.errors else (None, "")
+        # configparser keeps repr(line); quote the line itself instead.
+        lineno = exc.errors[0][0] if exc.errors else None
+        lines = text.split("\n")
+        line = lines[lineno - 1].strip() if lineno and lineno <= len(lines) else ""
         raise ConfigError(path, lineno, None,
-                          f"cannot parse {line!r}: expected 'key = value'") from None
+                          f"cannot parse '{line}': expected 'key = value' (or a [section])") from None
     except configparser.Error as exc:
         raise ConfigError(path, None, None, str(exc)) from None
 
@@ -366,6 +448,10 @@ def parse_config(text: str, path: Path) -> Config:
                 reason = ("belongs in a profile section, not [defaults]" if key in NOT_IN_DEFAULTS
                           else f"unknown key; {_suggest(key, valid)}valid keys: {', '.join(valid)}")
                 raise fail("defaults", key, reason)
+            try:  # report a bad default where it is written, even before any profile uses it
+                PROFILE_KEYS[key](value)
+            except ValueError as exc:
+                raise fail("defaults", key, str(exc)) from None
             raw_defaults[key] = value
 
     profiles: dict[str, Profile] = {}
@@ -381,7 +467,9 @@ def parse_config(text: str, path: Path) -> Config:
                 raise fail(section, key, f"unknown key; {_suggest(key, list(PROFILE_KEYS))}"
                            f"valid keys: {', '.join(PROFILE_KEYS)}")
         if "model" not in own:
-            raise fail(section, None, "missing the 'model' key (the GGUF file under models_dir)")
+            raise ConfigError(path, where.get((section, "")), "model",
+                              "missing: every profile needs 'model = FILE.gguf' (the GGUF file under "
+                              "models_dir)", section)
         merged = {**raw_defaults, **own}
         values: dict[str, Any] = {}
         for key, raw in merged.items():
@@ -394,6 +482,11 @@ def parse_config(text: str, path: Path) -> Config:
                 values["ubatch_size"] > values["batch_size"]:
             raise fail(section, "ubatch_size", f"{values['ubatch_size']} is larger than batch_size "
                        f"{values['batch_size']}; llama-server needs ubatch_size <= batch_size")
+        for key in ("models_dir", "compose_file"):
+            try:
+                values[key] = _resolve(base_dir, values[key])
+            except ValueError as exc:
+                raise fail(section if key in own else "defaults", key, str(exc)) from None
         profiles[section] = Profile(
             id=section,
             name=values.get("name", section),
@@ -408,10 +501,10 @@ def parse_config(text: str, path: Path) -> Config:
             bench=values["bench"],
             description=values.get("description", ""),
             image=values["image"],
-            models_dir=(base_dir / Path(values["models_dir"]).expanduser()).resolve(),
+            models_dir=values["models_dir"],
             host=values["host"],
             port=values["port"],
-            compose_file=(base_dir / values["compose_file"]).resolve(),
+            compose_file=values["compose_file"],
             load_timeout=values["load_timeout"],
             stall_timeout=values["stall_timeout"],
             drain_timeout=values["drain_timeout"],

@@ -1,0 +1,768 @@
+"""models.conf: every validation rule names the file, the line and the key, and says what is valid."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llm_mcp.config import (
+    BUILTIN_DEFAULTS,
+    DEFAULT_IMAGE,
+    PROFILE_KEYS,
+    Config,
+    ConfigError,
+    UnknownProfileError,
+    load_config,
+    parse_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "models.conf"
+CONF = Path("/srv/llm/models.conf")
+
+
+def conf(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def parse(text: str, path: Path = CONF) -> Config:
+    return parse_config(conf(text), path)
+
+
+def error(text: str, path: Path = CONF) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(conf(text), path)
+    return info.value
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based number of the line of `text` that contains `needle` (exactly one)."""
+    hits = [n for n, line in enumerate(conf(text).split("\n"), start=1) if needle in line]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+MINIMAL = """
+    [defaults]
+    models_dir = /models
+
+    [tiny]
+    model = tiny.gguf
+"""
+
+
+# -- the happy path ---------------------------------------------------------------
+
+
+def test_a_minimal_config_gets_the_builtin_defaults() -> None:
+    cfg = parse("[tiny]\nmodel = tiny.gguf\n")
+    tiny = cfg.profile("tiny")
+    assert cfg.instance == "default"
+    assert cfg.default_profile is None
+    assert list(cfg.profiles) == ["tiny"]
+    assert tiny.name == "tiny"  # the id when no name is given
+    assert tiny.image == DEFAULT_IMAGE == BUILTIN_DEFAULTS["image"]
+    assert tiny.host == "127.0.0.1"
+    assert tiny.port == 8080
+    assert tiny.models_dir == Path.home() / "models"
+    assert tiny.compose_file == CONF.parent / "compose" / "compose.yaml"
+    assert (tiny.load_timeout, tiny.stall_timeout, tiny.drain_timeout, tiny.stop_grace) == (900, 180, 30, 10)
+    assert tiny.verify is True
+    assert tiny.bench is False
+    assert tiny.flags == ()
+    assert tiny.ctx_size is None and tiny.n_gpu_layers is None and tiny.override_tensor is None
+    assert tiny.model_path() == Path.home() / "models" / "tiny.gguf"
+
+
+def test_profiles_inherit_defaults_and_override_image_port_and_timeouts() -> None:
+    cfg = parse("""
+        [defaults]
+        image = example/llama:one
+        port = 9000
+        load_timeout = 100
+        stall_timeout = 20
+        drain_timeout = 5
+        stop_grace = 3
+        verify = false
+        instance = lab-2
+        default = b
+
+        [a]
+        model = a.gguf
+
+        [b]
+        model = b.gguf
+        image = example/llama:two
+        port = 9100
+        load_timeout = 2.5s
+        stall_timeout = 7
+        drain_timeout = 1
+        stop_grace = 0.5
+        verify = yes
+    """)
+    a, b = cfg.profile("a"), cfg.profile("b")
+    assert cfg.instance == "lab-2"
+    assert cfg.default_profile == "b"
+    assert (a.image, a.port, a.load_timeout, a.stall_timeout, a.drain_timeout, a.stop_grace, a.verify) == (
+        "example/llama:one", 9000, 100, 20, 5, 3, False)
+    assert (b.image, b.port, b.load_timeout, b.stall_timeout, b.drain_timeout, b.stop_grace, b.verify) == (
+        "example/llama:two", 9100, 2.5, 7, 1, 0.5, True)
+
+
+def test_every_profile_field_is_parsed() -> None:
+    cfg = parse(r"""
+        [qwen]
+        name = Qwen, experts on CPU
+        description =   big MoE
+        model = sub/Qwen-UD-Q5_K_XL.gguf
+        ctx_size = 65536
+        n_gpu_layers = all
+        override_tensor = blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU,output\.weight=CUDA0
+        batch_size = 4096
+        ubatch_size = 4096
+        flags = --jinja --temp 0.7
+        speed = 35.5
+        bench = on
+        host = ::1
+    """)
+    q = cfg.profile("qwen")
+    assert q.name == "Qwen, experts on CPU"
+    assert q.description == "big MoE"
+    assert q.model == "sub/Qwen-UD-Q5_K_XL.gguf"
+    assert (q.ctx_size, q.n_gpu_layers, q.batch_size, q.ubatch_size) == (65536, "all", 4096, 4096)
+    assert q.override_tensor == r"blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU,output\.weight=CUDA0"
+    assert q.flags == ("--jinja", "--temp", "0.7")
+    assert q.speed == 35.5
+    assert q.bench is True
+    assert q.host == "::1"
+    assert q.to_dict()["flags"] == ["--jinja", "--temp", "0.7"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("true", True), ("Yes", True), ("1", True), ("ON", True),
+    ("false", False), ("no", False), ("0", False), ("Off", False),
+])
+def test_booleans(raw: str, expected: bool) -> None:
+    assert parse(f"[a]\nmodel = a.gguf\nbench = {raw}\n").profile("a").bench is expected
+
+
+@pytest.mark.parametrize("raw", ["0", "99", "all", "auto"])
+def test_n_gpu_layers_takes_a_count_all_or_auto(raw: str) -> None:
+    assert parse(f"[a]\nmodel = a.gguf\nn_gpu_layers = {raw}\n").profile("a").n_gpu_layers == raw
+
+
+def test_models_dir_and_compose_file_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "models.conf"
+    cfg = parse("""
+        [defaults]
+        models_dir = ../weights
+        compose_file = compose/compose.cpu.yaml
+
+        [a]
+        model = a.gguf
+
+        [b]
+        model = b.gguf
+        models_dir = /abs/models
+        compose_file = /abs/compose.yaml
+
+        [c]
+        model = c.gguf
+        models_dir = ~/gguf
+    """, path)
+    assert cfg.profile("a").models_dir == tmp_path / "weights"
+    assert cfg.profile("a").compose_file == tmp_path / "etc" / "compose" / "compose.cpu.yaml"
+    assert cfg.profile("b").models_dir == Path("/abs/models")
+    assert cfg.profile("b").compose_file == Path("/abs/compose.yaml")
+    assert cfg.profile("c").models_dir == Path.home() / "gguf"
+
+
+def test_load_config_resolves_the_path_and_keeps_the_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "models.conf").write_text("[a]\nmodel = a.gguf\nmodels_dir = m\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(Path("models.conf"))
+    assert cfg.path == tmp_path / "models.conf"
+    assert cfg.profile("a").models_dir == tmp_path / "m"
+    assert cfg.source_text.startswith("[a]")
+
+
+def test_comments_and_multiline_values() -> None:
+    cfg = parse("""
+        # a comment
+        ; another
+        [a]
+        model = a.gguf
+        flags = --jinja
+            --temp 0.7
+            --chat-template-kwargs '{"enable_thinking": false}'
+    """)
+    assert cfg.profile("a").flags == (
+        "--jinja", "--temp", "0.7", "--chat-template-kwargs", '{"enable_thinking": false}')
+
+
+# -- server_args: the argv, never a shell string ----------------------------------
+
+
+def test_server_args_is_the_exact_argv() -> None:
+    cfg = parse(r"""
+        [defaults]
+        models_dir = /m
+        port = 9999
+
+        [qwen]
+        model = Qwen.gguf
+        ctx_size = 8192
+        n_gpu_layers = 99
+        override_tensor = blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU
+        batch_size = 1024
+        ubatch_size = 512
+        flags = --jinja --api-key "a b$c" --chat-template-kwargs '{"x": "it''s"}' --seed=1
+            'semi;colon && rm -rf /'
+    """)
+    assert cfg.profile("qwen").server_args() == [
+        "-m", "/models/Qwen.gguf",
+        "--host", "0.0.0.0", "--port", "8080",  # inside the container; the host port is mapped
+        "--ctx-size", "8192",
+        "--n-gpu-layers", "99",
+        "--override-tensor", r"blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU",
+        "--batch-size", "1024",
+        "--ubatch-size", "512",
+        "--alias", "qwen",
+        "--jinja", "--api-key", "a b$c", "--chat-template-kwargs", '{"x": "its"}', "--seed=1",
+        "semi;colon && rm -rf /",
+    ]
+
+
+def test_server_args_leaves_out_unset_keys() -> None:
+    assert parse("[a]\nmodel = dir/a.gguf\n").profile("a").server_args() == [
+        "-m", "/models/dir/a.gguf", "--host", "0.0.0.0", "--port", "8080", "--alias", "a"]
+
+
+# -- errors: file, line, key, and what would be valid --------------------------
+
+
+def test_error_text_carries_file_line_section_and_key() -> None:
+    text = "[a]\nmodel = a.gguf\nctx_size = lots\n"
+    err = error(text)
+    assert (err.path, err.line, err.section, err.key) == (CONF, 3, "a", "ctx_size")
+    assert str(err) == f"{CONF}:3: [a] ctx_size: 'lots' is not a whole number"
+
+
+def test_unknown_key_in_a_profile_suggests_the_near_one() -> None:
+    text = """
+        [defaults]
+        port = 8080
+
+        [a]
+        model = a.gguf
+        ctx_sise = 4096
+    """
+    err = error(text)
+    assert (err.path, err.line, err.key, err.section) == (CONF, line_of(text, "ctx_sise"), "ctx_sise", "a")
+    assert "unknown key" in err.message
+    assert "did you mean 'ctx_size'?" in err.message
+    for key in PROFILE_KEYS:
+        assert key in err.message  # the valid keys are listed
+
+
+def test_unknown_key_in_defaults_suggests_the_near_one() -> None:
+    text = "[defaults]\nimgae = x/y:z\n[a]\nmodel = a.gguf\n"
+    err = error(text)
+    assert (err.line, err.key, err.section) == (2, "imgae", "defaults")
+    assert "did you mean 'image'?" in err.message
+    assert "instance" in err.message and "default" in err.message
+
+
+def test_unknown_key_far_from_everything_lists_valid_keys_without_a_guess() -> None:
+    err = error("[a]\nmodel = a.gguf\nzzzzqqq = 1\n")
+    assert "did you mean" not in err.message
+    assert "valid keys: name, model, ctx_size" in err.message
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("ctx_size", "32k", "'32k' is not a whole number"),
+    ("batch_size", "2.5", "'2.5' is not a whole number"),
+    ("ubatch_size", "", "'' is not a whole number"),
+    ("port", "http", "'http' is not a whole number"),
+    ("n_gpu_layers", "most", "'most' is not a whole number"),
+])
+def test_bad_integer(key: str, raw: str, expect: str) -> None:
+    text = f"[a]\nmodel = a.gguf\n{key} = {raw}\n"
+    err = error(text)
+    assert (err.line, err.key, err.section) == (3, key, "a")
+    assert expect in err.message
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("port", "0", "0 is out of range: must be between 1 and 65535"),
+    ("port", "65536", "65536 is out of range: must be between 1 and 65535"),
+    ("ctx_size", "0", "0 is out of range: must be >= 1"),
+    ("batch_size", "-1", "-1 is out of range: must be >= 1"),
+    ("n_gpu_layers", "-1", "-1 is out of range: must be >= 0"),
+])
+def test_out_of_range(key: str, raw: str, expect: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
+    assert (err.line, err.key) == (3, key)
+    assert expect in err.message
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("speed", "fast", "'fast' is not a number (tokens per second, e.g. 140)"),
+    ("speed", "0", "must be more than 0"),
+    ("speed", "inf", "not a finite number"),
+    ("load_timeout", "soon", "'soon' is not a number of seconds (e.g. 30 or 2.5)"),
+    ("stall_timeout", "-5", "must be more than 0 seconds"),
+    ("drain_timeout", "nan", "not a finite number of seconds"),
+    ("stop_grace", "0s", "must be more than 0 seconds"),
+])
+def test_bad_numbers_and_durations(key: str, raw: str, expect: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
+    assert (err.line, err.key) == (3, key)
+    assert expect in err.message
+
+
+@pytest.mark.parametrize("key", ["bench", "verify"])
+def test_bad_bool(key: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\n{key} = maybe\n")
+    assert (err.line, err.key) == (3, key)
+    assert "'maybe' is not a boolean: use true or false" in err.message
+
+
+@pytest.mark.parametrize(("raw", "expect"), [
+    (r"blk\.(\d+\.ffn=CPU", "is not a valid regular expression: missing ), unterminated subpattern"),
+    (r"blk\.[z-a]=CPU", "is not a valid regular expression: bad character range z-a"),
+    ("a{99999999999999}=CPU", "is not a valid regular expression"),
+    ("(" * 3000 + "=CPU", "is not a valid regular expression"),  # RecursionError inside re
+    ("blk.0.ffn", "is not PATTERN=BUFFER"),
+    ("=CPU", "is not PATTERN=BUFFER"),
+    ("blk=CPU,exps=", "'exps=' is not PATTERN=BUFFER"),
+])
+def test_bad_override_tensor(raw: str, expect: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\noverride_tensor = {raw}\n")
+    assert (err.line, err.key, err.section) == (3, "override_tensor", "a")
+    assert expect in err.message
+    assert "e.g." in err.message  # and shows a valid one
+
+
+@pytest.mark.parametrize("raw", ['--api-key "abc', "--chat-template-kwargs '{\"a\": 1}", "--x \\"])
+def test_flags_with_unbalanced_quotes(raw: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\nflags = {raw}\n")
+    assert (err.line, err.key) == (3, "flags")
+    assert "cannot split into arguments" in err.message and "check the quotes" in err.message
+
+
+@pytest.mark.parametrize(("raw", "flag", "owner"), [
+    ("-m other.gguf", "-m", "model"),
+    ("--jinja --model=x.gguf", "--model", "model"),
+    ("--port 9000", "--port", "port"),
+    ("--host 0.0.0.0", "--host", "host (set by llm-mcp)"),
+    ("-c 4096", "-c", "ctx_size"),
+    ("-ngl 99", "-ngl", "n_gpu_layers"),
+    ("--n-gpu-layers=99", "--n-gpu-layers", "n_gpu_layers"),
+    ("-ot x=CPU", "-ot", "override_tensor"),
+    ("-b 512", "-b", "batch_size"),
+    ("-ub 512", "-ub", "ubatch_size"),
+])
+def test_a_managed_flag_in_flags_points_at_its_key(raw: str, flag: str, owner: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\nflags = {raw}\n")
+    assert (err.line, err.key) == (3, "flags")
+    assert err.message == f"'{flag}' is set by the '{owner}' key; use that instead"
+
+
+@pytest.mark.parametrize("section", ["GLM", "glm flash", "-glm", ".hidden", "a/b", "ü", "x" * 64, "a:b"])
+def test_a_profile_id_must_be_a_slug(section: str) -> None:
+    text = f"[defaults]\nport = 8080\n\n[{section}]\nmodel = a.gguf\n"
+    err = error(text)
+    assert (err.path, err.line, err.section, err.key) == (CONF, 4, section, None)
+    assert "a profile id must be a slug: lowercase letters, digits, '.', '_' or '-'" in err.message
+    assert "[glm-4.7-flash]" in err.message
+
+
+@pytest.mark.parametrize("section", ["a", "glm-4.7-flash", "q_4", "0", "x" * 63])
+def test_slugs_are_accepted(section: str) -> None:
+    assert section in parse(f"[{section}]\nmodel = a.gguf\n").profiles
+
+
+def test_duplicate_section() -> None:
+    err = error("[a]\nmodel = a.gguf\n\n[a]\nmodel = b.gguf\n")
+    assert (err.path, err.line, err.section) == (CONF, 4, "a")
+    assert "the section appears twice" in err.message
+
+
+def test_duplicate_key_is_case_insensitive() -> None:
+    err = error("[a]\nmodel = a.gguf\nctx_size = 1\nCTX_SIZE = 2\n")
+    assert (err.line, err.section, err.key) == (4, "a", "ctx_size")
+    assert "the key appears twice in this section" in err.message
+
+
+def test_a_key_before_any_section() -> None:
+    err = error("# models\nmodel = a.gguf\n[a]\nmodel = a.gguf\n")
+    assert (err.path, err.line, err.key) == (CONF, 2, None)
+    assert "a key comes before any [section]; start with [defaults]" in err.message
+
+
+def test_a_line_that_is_not_key_value() -> None:
+    err = error("[a]\nmodel = a.gguf\njust some words\n")
+    assert err.line == 3
+    assert err.message == "cannot parse 'just some words': expected 'key = value' (or a [section])"
+
+
+def test_missing_model() -> None:
+    text = "[defaults]\nport = 8080\n\n[glm]\nctx_size = 4096\n"
+    err = error(text)
+    assert (err.path, err.line, err.section, err.key) == (CONF, 4, "glm", "model")
+    assert "every profile needs 'model = FILE.gguf'" in err.message
+
+
+@pytest.mark.parametrize("key", ["name", "model"])
+def test_profile_only_keys_are_refused_in_defaults(key: str) -> None:
+    err = error(f"[defaults]\nport = 8080\n{key} = x\n\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.section, err.key) == (3, "defaults", key)
+    assert err.message == "belongs in a profile section, not [defaults]"
+
+
+def test_ubatch_larger_than_batch() -> None:
+    text = "[a]\nmodel = a.gguf\nbatch_size = 512\nubatch_size = 1024\n"
+    err = error(text)
+    assert (err.line, err.section, err.key) == (4, "a", "ubatch_size")
+    assert "1024 is larger than batch_size 512; llama-server needs ubatch_size <= batch_size" in err.message
+
+
+def test_ubatch_against_an_inherited_batch() -> None:
+    err = error("[defaults]\nbatch_size = 256\n[a]\nmodel = a.gguf\nubatch_size = 512\n")
+    assert (err.line, err.key) == (5, "ubatch_size")
+
+
+def test_unknown_default_profile() -> None:
+    text = "[defaults]\ndefault = glm\n\n[glm-4.7-flash]\nmodel = a.gguf\n\n[qwen]\nmodel = q.gguf\n"
+    err = error(text)
+    assert (err.line, err.section, err.key) == (2, "defaults", "default")
+    assert err.message == "'glm' is not a profile; valid ids: glm-4.7-flash, qwen"
+
+
+def test_bad_instance() -> None:
+    err = error("[defaults]\ninstance = My Box\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.key) == (2, "instance")
+    assert "must be a slug" in err.message
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "[defaults]\nport = 8080\n"])
+def test_no_profiles(text: str) -> None:
+    err = error(text)
+    assert err.path == CONF and err.line is None
+    assert "no profiles: add a section such as [my-model] with 'model = file.gguf'" in err.message
+
+
+def test_a_bad_default_is_reported_in_defaults_even_without_profiles() -> None:
+    err = error("[defaults]\nport = 99999\n")
+    assert (err.line, err.section, err.key) == (2, "defaults", "port")
+    assert "out of range" in err.message
+
+
+def test_a_bad_inherited_value_points_at_defaults() -> None:
+    text = "[defaults]\nflags = -m x.gguf\n[a]\nmodel = a.gguf\n"
+    err = error(text)
+    assert (err.line, err.section, err.key) == (2, "defaults", "flags")
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("model", "/abs/a.gguf", "must be a file name relative to models_dir"),
+    ("model", "../a.gguf", "no '..'"),
+    ("model", "", "must not be empty"),
+    ("image", "my image", "is not an image reference: letters, digits and . _ - / : @ + only"),
+    ("image", "img\\", "is not an image reference"),
+    ("host", "localhost", "'localhost' is not an IP address (e.g. 127.0.0.1)"),
+    ("models_dir", "/mnt/c:/models", "contains ':'"),
+    ("models_dir", "/models\\", "ends with a backslash"),
+])
+def test_other_value_rules(key: str, raw: str, expect: str) -> None:
+    where = "" if key == "model" else "model = a.gguf\n"
+    err = error(f"[a]\n{where}{key} = {raw}\n")
+    assert err.key == key
+    assert err.line == 2 + bool(where)
+    assert expect in err.message
+
+
+@pytest.mark.parametrize(("key", "raw"), [
+    ("flags", "--api-key ${SECRET}"),
+    ("model", "${MODEL}.gguf"),
+    ("override_tensor", "blk${X}=CPU"),
+    ("image", "llama:${TAG}"),
+    ("models_dir", "${HOME}/models"),
+])
+def test_what_compose_would_expand_in_env_is_refused(key: str, raw: str) -> None:
+    """Compose v1 expands ${NAME} inside .env values with no escape: it cannot round-trip."""
+    where = "" if key == "model" else "model = a.gguf\n"
+    err = error(f"[a]\n{where}{key} = {raw}\n")
+    assert err.key == key
+    assert "contains '${', which docker compose would expand as a variable" in err.message
+
+
+def test_a_lone_dollar_is_fine() -> None:
+    assert parse("[a]\nmodel = a.gguf\nflags = --api-key 'p$ss' --x $HOME\n").profile("a").flags == (
+        "--api-key", "p$ss", "--x", "$HOME")
+
+
+def test_control_characters_are_refused() -> None:
+    err = error("[a]\nmodel = a.gguf\nflags = --x 'a\x1bb'\n")
+    assert err.key == "flags"
+    assert "control character U+001B" in err.message
+    err = error("[a]\nmodel = a.gguf\nflags = --x 'one\n  two'\n")
+    assert "control character U+000A" in err.message
+
+
+def test_an_unresolvable_home_is_a_config_error() -> None:
+    err = error("[a]\nmodel = a.gguf\nmodels_dir = ~no-such-user-llm-mcp/models\n")
+    assert (err.line, err.key) == (3, "models_dir")
+    assert "cannot resolve" in err.message
+
+
+def test_line_numbers_survive_comments_blank_lines_and_continuations() -> None:
+    text = """
+        [defaults]
+        # port = 1
+        port = 8080
+
+        [a]
+        model = a.gguf
+        flags = --jinja
+            --temp 0.7
+
+            # a comment inside
+            --top-k 40
+          --min-p 0.05
+        speed = slow
+    """
+    # configparser: a line indented deeper than its key continues the value.
+    err = error(text)
+    assert (err.key, err.line) == ("speed", line_of(text, "speed = slow"))
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.conf"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == path
+    assert "file not found; copy the example models.conf from the project or pass --config" in str(info.value)
+
+
+def test_load_config_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "models.conf"
+    path.write_bytes(b"[a]\nmodel = \xff\xfe.gguf\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "cannot read" in info.value.message
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)  # a directory
+    assert "cannot read" in info.value.message
+
+
+# -- UnknownProfileError ---------------------------------------------------------
+
+
+def test_unknown_profile_lists_the_valid_ids() -> None:
+    cfg = parse("[glm-4.7-flash]\nmodel = g.gguf\n[qwen3-coder-next]\nmodel = q.gguf\n")
+    with pytest.raises(UnknownProfileError) as info:
+        cfg.profile("glm-4.7")
+    err = info.value
+    assert isinstance(err, KeyError)
+    assert (err.profile_id, err.valid) == ("glm-4.7", ["glm-4.7-flash", "qwen3-coder-next"])
+    assert str(err) == ("unknown model 'glm-4.7'. Did you mean 'glm-4.7-flash'? "
+                        "Valid ids: glm-4.7-flash, qwen3-coder-next")
+    with pytest.raises(UnknownProfileError, match=r"^unknown model 'zzz'\. Valid ids: glm"):
+        cfg.profile("zzz")
+
+
+# -- the shipped example ----------------------------------------------------------
+
+
+def test_the_shipped_models_conf_parses_with_realistic_profiles() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.default_profile == "glm-4.7-flash"
+    glm = cfg.profile("glm-4.7-flash")
+    assert glm.model == "GLM-4.7-Flash-Q4_K_M.gguf"
+    assert glm.speed == 140
+    assert glm.n_gpu_layers == "99"
+    assert glm.ctx_size == 32768
+    assert glm.override_tensor is None
+    assert "--jinja" in glm.flags
+    assert glm.flags[glm.flags.index("--flash-attn") + 1] == "on"
+    assert glm.image == "ghcr.io/ggml-org/llama.cpp:server-cuda"
+    assert glm.port == 8080
+    assert glm.models_dir == Path.home() / "models"
+    assert glm.compose_file == ROOT / "compose" / "compose.yaml"
+    assert glm.bench is False
+
+    qwen = cfg.profile("qwen3-coder-next")
+    assert qwen.model == "Qwen3-Coder-Next-UD-Q5_K_XL.gguf"
+    assert qwen.override_tensor is not None
+    pattern, _, buffer = qwen.override_tensor.rpartition("=")
+    assert buffer == "CPU"
+    regex = re.compile(pattern)
+    for name in ("blk.0.ffn_up_exps.weight", "blk.47.ffn_down_exps.weight", "blk.12.ffn_gate_exps.weight"):
+        assert regex.search(name), name
+    for name in ("blk.0.attn_q.weight", "blk.3.ffn_up_shexp.weight", "output.weight", "token_embd.weight"):
+        assert not regex.search(name), name
+    assert qwen.load_timeout > glm.load_timeout  # a per-profile override
+
+    bench = [p for p in cfg.profiles.values() if p.bench]
+    assert bench, "at least one bench profile"
+    partial = cfg.profile("qwen3-coder-next-partial")
+    assert partial.override_tensor is not None
+    partial_re = re.compile(partial.override_tensor.rpartition("=")[0])
+    assert partial_re.search("blk.24.ffn_up_exps.weight") and partial_re.search("blk.47.ffn_gate_exps.weight")
+    assert not partial_re.search("blk.23.ffn_up_exps.weight")
+
+
+# -- property: broken configs never end in another exception ----------------------
+
+_KEYS = [*PROFILE_KEYS, "instance", "default", "Model", "ctx-size", "", "x y", "[", "#k"]
+_IDS = ["defaults", "a", "glm-4.7-flash", "GLM", "x y", "", "-a", "ä", "a]b", "DEFAULT", "q" * 70]
+_VALUES = [
+    "", "0", "-1", "1", "99", "65536", "1e999", "nan", "inf", "2.5s", "all", "auto", "true", "maybe",
+    "a.gguf", "/abs.gguf", "../up.gguf", "~/m", "~nouser/x", "/tmp/x:y", "dir\\", "${X}", "$$",
+    r"blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU", "(=CPU", "a{9999999999}=CPU", "x=", "=y",
+    '--jinja "unterminated', "-m x", "--port=1", "--a 'b c' \"d\" e=f", "::1", "localhost",
+    "\x00", "\ud800", "a\tb", "glm", "a,b=CPU,c",
+]
+
+# Values aimed at one key's parser: the corners where another exception could escape.
+_NASTY = {
+    "override_tensor": ["a{99999999999}=CPU", "(" * 2000 + "=CPU", "(?P<a>x)(?P=b)=CPU", "[z-a]=CPU",
+                        "\\=CPU", "x=CPU,", ",", "=", "(?", "\\N{NOPE}=CPU"],
+    "models_dir": ["~nouser-llm-mcp/x", "~", "a\x00b", "/" + "x" * 5000, "~/" + "a/" * 300, "${A}", "d:e"],
+    "compose_file": ["~nouser-llm-mcp/c.yaml", "c\x00.yaml", "/" + "x" * 5000, "."],
+    "flags": ["'", '"', "\\", "-m", "--model=x", "--host=h", "a\x00", "$'x'", "--a=${b}", "# c"],
+    "ctx_size": ["9" * 5000, "1_000", "+1", "٣", " 5 ", "0x10"],
+    "speed": ["1e999", "-0", "nan", "1_0.5", "infinity"],
+    "load_timeout": ["1e999s", "nans", "s", "ss", "-inf"],
+    "port": ["0", "65535", "65536", "٨٠"],
+    "n_gpu_layers": ["all", "ALL", "-0", "1e3"],
+    "host": ["::1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "fe80::1%lo"],
+    "image": ["x y", "a\\", ":", "@", "a" * 5000],
+    "model": ["/x", "..", "a/../b", "a/./b", "", "\x00"],
+}
+
+
+@st.composite
+def structured_configs(draw: st.DrawFn) -> str:
+    """Well-formed sections and known keys, so that every value parser meets bad values."""
+    sections = draw(st.lists(st.sampled_from(["defaults", "a", "b-1", "glm-4.7-flash", "q_2"]),
+                             min_size=1, max_size=3, unique=True))
+    lines: list[str] = []
+    for section in sections:
+        lines.append(f"[{section}]")
+        keys = draw(st.lists(st.sampled_from(list(_NASTY)), max_size=4, unique=True))
+        if section != "defaults" and "model" not in keys:
+            lines.append("model = a.gguf")
+        for key in keys:
+            value = draw(st.sampled_from(_NASTY[key]) | st.sampled_from(_VALUES) | st.text(max_size=12))
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines)
+
+
+@st.composite
+def chaotic_configs(draw: st.DrawFn) -> str:
+    """Random sections, keys, separators and values."""
+    lines: list[str] = []
+    for _ in range(draw(st.integers(0, 4))):
+        lines.append(f"[{draw(st.sampled_from(_IDS) | st.text(max_size=8))}]")
+        for _ in range(draw(st.integers(0, 6))):
+            key = draw(st.sampled_from(_KEYS) | st.text(max_size=6))
+            value = draw(st.sampled_from(_VALUES) | st.text(max_size=12))
+            sep = draw(st.sampled_from([" = ", "=", ": ", " "]))
+            indent = draw(st.sampled_from(["", "", "", "  "]))
+            lines.append(f"{indent}{key}{sep}{value}")
+    return "\n".join(lines)
+
+
+def _only_config_errors(text: str) -> None:
+    try:
+        cfg = parse_config(text, CONF)
+    except ConfigError as err:
+        assert err.path == CONF
+        assert str(err).startswith(str(CONF))
+        assert err.line is None or 1 <= err.line <= text.count("\n") + 1
+        assert err.message
+    else:
+        assert cfg.profiles
+        for profile in cfg.profiles.values():
+            assert all(isinstance(arg, str) for arg in profile.server_args())
+
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(structured_configs())
+def test_generated_structured_configs_only_raise_config_error(text: str) -> None:
+    _only_config_errors(text)
+
+
+@FAST
+@given(chaotic_configs())
+def test_generated_chaotic_configs_only_raise_config_error(text: str) -> None:
+    _only_config_errors(text)
+
+
+@FAST
+@given(st.text(max_size=300))
+def test_random_text_only_raises_config_error(text: str) -> None:
+    _only_config_errors(text)
+
+
+@FAST
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_config_error(data: bytes) -> None:
+    _only_config_errors(data.decode("utf-8", errors="surrogateescape"))
+
+
+@FAST
+@given(st.lists(st.sampled_from(["[a]", "[defaults]", "model = a.gguf", "  --x", "flags = '", "#", ";x",
+                                 "ctx_size = 1", "[", "]", "=", ":", "", "bench = 2", "[b]",
+                                 "override_tensor = (", "default = b", "name = n"]), max_size=12))
+def test_random_lines_only_raise_config_error(lines: list[str]) -> None:
+    _only_config_errors("\n".join(lines))
+
+
+@st.composite
+def mutated_example(draw: st.DrawFn) -> str:
+    lines = EXAMPLE.read_text(encoding="utf-8").split("\n")
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["value", "value", "value", "delete", "duplicate", "insert", "truncate",
+                                   "indent", "swap"]))
+        if op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "value":
+            keyed = [n for n, line in enumerate(lines) if "=" in line and not line.startswith("#")]
+            if keyed:
+                n = draw(st.sampled_from(keyed))
+                key = lines[n].split("=", 1)[0]
+                lines[n] = key + "= " + draw(st.sampled_from(_VALUES) | st.text(max_size=10))
+        elif op == "insert":
+            lines.insert(i, draw(st.text(max_size=20)))
+        elif op == "truncate":
+            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
+        elif op == "indent":
+            lines[i] = "   " + lines[i]
+        elif op == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+        if not lines:
+            lines = [""]
+    return "\n".join(lines)
+
+
+@FAST
+@given(mutated_example())
+def test_mutations_of_the_example_only_raise_config_error(text: str) -> None:
+    _only_config_errors(text)
