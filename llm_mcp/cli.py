@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 from llm_mcp import __version__, paths
 
@@ -14,9 +20,23 @@ EXIT_USAGE = 2  # bad arguments, unknown model, broken config
 EXIT_BUSY = 3  # another switch is in flight (repeat with --force)
 EXIT_UNAVAILABLE = 4  # no daemon and none could be started, or Docker unreachable
 
+EPILOG = """\
+exit codes:
+  0  ok
+  1  the operation failed (switch failed and was reported, check found errors)
+  2  usage error, unknown model, or a broken models.conf
+  3  busy: another switch is in flight (repeat with --force to replace it)
+  4  the daemon or Docker is unavailable
+
+locations: --config / $LLM_MCP_CONFIG / ./models.conf / the user config dir;
+--socket / $LLM_MCP_SOCKET / the user runtime dir; $LLM_MCP_STATE_DIR for logs.
+Every command starts the daemon when none is running.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llm-mcp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="llm-mcp", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"llm-mcp {__version__}")
     _common(parser, None)
     common = argparse.ArgumentParser(add_help=False)
@@ -27,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "unless a host is given explicitly)")
     daemon.add_argument("--allow-remote", action="store_true",
                         help="allow --http to bind a non-loopback address")
+    _add_client_commands(sub, common)
+    serve = sub.add_parser("serve", parents=[common], help="the MCP server (stdio for Claude Code, or "
+                           "streamable HTTP on /mcp)")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (loopback only unless "
+                       "--allow-remote)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     return parser
 
 
@@ -38,6 +66,36 @@ def _common(parser: argparse.ArgumentParser, default: object) -> None:
                         "or the user runtime dir)")
     parser.add_argument("--json", action="store_true", default=default or False,
                         help="machine-readable output")
+
+
+def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        return p
+
+    add("models", "list the profiles in models.conf (* marks the running one)")
+    add("status", "the model's state, health, speed vs expected, GPU offload and last switch")
+    switch = add("switch", "switch to a model and wait until it is ready (or failed)")
+    switch.add_argument("model", metavar="ID", help="profile id (see `llm-mcp models`)")
+    switch.add_argument("--no-wait", action="store_true", help="return at once with the job id")
+    switch.add_argument("--force", action="store_true",
+                        help="replace a switch in flight, and don't wait for generation to finish")
+    switch.add_argument("--no-rollback", action="store_true",
+                        help="on failure, leave nothing running instead of restoring the previous model")
+    switch.add_argument("--timeout", type=float, metavar="S",
+                        help="stop waiting after S seconds (the switch goes on in the daemon)")
+    logs = add("logs", "llama-server's log, across switches")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="lines to show (default 50)")
+    logs.add_argument("--grep", metavar="RE", help="only lines matching this regex (case-insensitive)")
+    logs.add_argument("--run", choices=("all", "current", "previous"), default="all",
+                      help="all runs with switch separators (default), the current container, or the "
+                      "previous one")
+    stop = add("stop", "stop the model (the daemon keeps running)")
+    stop.add_argument("--force", action="store_true", help="also cancel a switch in flight")
+    add("check", "diagnose the setup: config, Docker, images, model files, GPU, port, daemon")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,5 +115,305 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_USAGE
         return run_daemon(paths.config_path(args.config), paths.socket_path(args.socket),
                           paths.state_dir(), http=http)
+    if args.command == "serve":
+        from llm_mcp.mcp_server import run_serve
+
+        return run_serve(args.transport, args.host, args.port, paths.socket_path(args.socket),
+                         paths.config_path(args.config), allow_remote=args.allow_remote)
+    if args.command == "check":
+        return cmd_check(args)
+    command = CLIENT_COMMANDS.get(args.command)
+    if command is not None:
+        return run_client_command(args, command)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+# ---- running a client command ----------------------------------------------------------
+
+Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
+
+
+def run_client_command(args: argparse.Namespace, command: Command) -> int:
+    """Connect (starting the daemon if needed), run `command`, turn every error into one line."""
+    import anyio
+
+    from llm_mcp.client import DaemonClient, DaemonUnavailable
+    from llm_mcp.protocol import ProtocolError
+
+    config_path = paths.config_path(args.config)
+    socket_path = paths.socket_path(args.socket)
+
+    async def body() -> int:
+        async with DaemonClient(socket_path, config_path=config_path, name=f"cli-{args.command}") as client:
+            return await command(client, args)
+
+    try:
+        return int(anyio.run(body))
+    except (Exception, KeyboardInterrupt) as raised:
+        exc = _first(raised)
+        if isinstance(exc, ProtocolError):
+            return _protocol_error(args, exc)
+        if isinstance(exc, DaemonUnavailable):
+            return _unavailable(args, config_path, str(exc))
+        if isinstance(exc, UsageError):
+            return _fail(args, EXIT_USAGE, "usage_error", str(exc))
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_OK
+        if isinstance(exc, ConnectionError):
+            return _unavailable(args, config_path, f"the daemon connection was lost: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            if args.command == "switch":
+                print("\nllm-mcp: stopped waiting; the switch goes on in the daemon (`llm-mcp status`)",
+                      file=sys.stderr)
+            return 130
+        return _fail(args, EXIT_FAILED, "internal_error", f"unexpected error: {type(exc).__name__}: {exc}",
+                     "please report it with the daemon log")
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (an invalid regex, say)."""
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first real exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _fail(args: argparse.Namespace, code: int, reason: str, message: str, hint: str = "",
+          **extra: Any) -> int:
+    """One line to stderr (plus the error as a JSON document on stdout with --json)."""
+    line = f"llm-mcp {args.command}: {message}"
+    if hint and hint not in message:
+        line += f" (hint: {hint})"
+    print(line, file=sys.stderr)
+    if getattr(args, "json", False):
+        _emit({"error": {"exit_code": code, "reason": reason, "message": message, "hint": hint or None,
+                         **extra}})
+    return code
+
+
+def _protocol_error(args: argparse.Namespace, exc: BaseException) -> int:
+    from llm_mcp import protocol
+
+    assert isinstance(exc, protocol.ProtocolError)
+    data = {k: v for k, v in exc.data.items() if k not in ("reason", "hint")}
+    reason = exc.reason or "error"
+    if exc.code == protocol.BUSY:
+        job = exc.data.get("job") or {}
+        message = (f"busy: a {job.get('kind', 'switch')} to '{job.get('profile')}' is in progress (job "
+                   f"{job.get('id')}, {job.get('phase')}); wait for it or repeat with --force")
+        return _fail(args, EXIT_BUSY, "busy", message, **data)
+    code = {
+        protocol.UNKNOWN_MODEL: EXIT_USAGE, protocol.CONFIG_ERROR: EXIT_USAGE,
+        protocol.INVALID_PARAMS: EXIT_USAGE, protocol.DOCKER_UNAVAILABLE: EXIT_UNAVAILABLE,
+        protocol.PROTOCOL_MISMATCH: EXIT_UNAVAILABLE,
+    }.get(exc.code, EXIT_FAILED)
+    hint = "" if exc.code == protocol.UNKNOWN_MODEL else exc.hint
+    return _fail(args, code, reason, exc.message, hint, **data)
+
+
+def _unavailable(args: argparse.Namespace, config_path: Path, message: str) -> int:
+    """No daemon: a broken models.conf is the usual cause, and deserves its own clear line."""
+    from llm_mcp.config import ConfigError, load_config
+
+    try:
+        load_config(config_path)
+    except ConfigError as exc:
+        return _fail(args, EXIT_USAGE, "config_error", str(exc), "fix models.conf; `llm-mcp check` "
+                     "checks the whole setup")
+    lines = [ln.strip(" |+-") for ln in message.strip().splitlines() if ln.strip(" |+-")]
+    first = lines[0].rstrip(":") if lines else "the daemon is unavailable"
+    detail = lines[-1] if len(lines) > 1 else ""  # the daemon's last word (a traceback's last line)
+    return _fail(args, EXIT_UNAVAILABLE, "daemon_unavailable", first + (f": {detail}" if detail else ""),
+                 "run `llm-mcp daemon` in a terminal to see why; `llm-mcp check` diagnoses the setup")
+
+
+def _emit(value: Any, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(json.dumps(value, default=str) + "\n")
+    out.flush()
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# ---- the commands --------------------------------------------------------------------------
+
+
+async def cmd_models(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp import render
+
+    result = await client.call("list_models")
+    if args.json:
+        _emit(result)
+    else:
+        _print(render.models_table(result["models"]))
+    return EXIT_OK
+
+
+async def cmd_status(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp import render
+
+    result = await client.call("status")
+    if args.json:
+        _emit(result)
+    else:
+        _print(render.status_text(result))
+    return EXIT_OK
+
+
+async def cmd_switch(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp import render
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    job = await client.call("switch", model=args.model, force=args.force, rollback=not args.no_rollback,
+                            wait=False)
+    if args.no_wait and not job["done"]:
+        if args.json:
+            _emit(job)
+        else:
+            _print(f"switching to {job['name']} (job {job['id']}); `llm-mcp status` shows progress")
+        return EXIT_OK
+    timed_out = False
+    if not job["done"]:
+        job, timed_out = await _follow_job(client, job, args)
+    if args.json:
+        _emit(job)
+    elif timed_out:
+        pass
+    else:
+        _print(render.outcome(job))
+    if timed_out:
+        print(f"llm-mcp switch: still {job['phase'].replace('_', ' ')} after {args.timeout:g}s; the switch "
+              f"goes on in the daemon (job {job['id']}; `llm-mcp status` follows it)", file=sys.stderr)
+        return EXIT_FAILED
+    if job.get("result") == "ready":
+        return EXIT_OK
+    return EXIT_UNAVAILABLE if job.get("reason") == "docker_unavailable" else EXIT_FAILED
+
+
+async def _follow_job(client: Any, job: dict[str, Any],
+                      args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """Poll the job (each poll returns early when it finishes) and show progress."""
+    from llm_mcp import render
+
+    live = sys.stdout.isatty() and not args.json
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    shown_phases = 0
+    try:
+        while not job["done"]:
+            if live:
+                sys.stdout.write("\r\x1b[2K" + render.progress_line(job))
+                sys.stdout.flush()
+            elif not args.json:
+                shown_phases = _print_phases(job, shown_phases)
+            if deadline is not None and time.monotonic() >= deadline:
+                return job, True
+            wait = 0.25 if live else 1.0
+            if deadline is not None:
+                wait = max(0.01, min(wait, deadline - time.monotonic()))
+            job = await client.call("job", id=job["id"], wait=True, timeout=wait)
+    finally:
+        if live:
+            sys.stdout.write("\r\x1b[2K")
+            sys.stdout.flush()
+    if not live and not args.json:
+        _print_phases(job, shown_phases)
+    return job, False
+
+
+def _print_phases(job: dict[str, Any], shown: int) -> int:
+    phases = job.get("phases") or []
+    final = job.get("result") if job.get("done") else None
+    name = job.get("name") or job.get("profile")
+    for entry in phases[shown:]:
+        if entry.get("phase") in (final, "done"):
+            continue
+        _print(f"{name}: {str(entry.get('phase')).replace('_', ' ')} (at {entry.get('at', 0):.1f}s)")
+    return len(phases)
+
+
+async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp import render
+
+    try:
+        regex = re.compile(args.grep, re.IGNORECASE) if args.grep else None
+    except re.error as exc:
+        raise UsageError(f"--grep is not a valid regular expression: {exc}") from None
+    if args.lines < 0:
+        raise UsageError("-n must be 0 or more")
+    events = await client.subscribe(["log"]) if args.follow else None  # before the tail: no gap
+    result = await client.call("tail_logs", lines=args.lines, filter=args.grep or "", run=args.run)
+    lines = result["lines"]
+    if args.json and not args.follow:
+        _emit(result)
+        return EXIT_OK
+    last_seq = 0
+    for line in lines:
+        _emit(line) if args.json else _print(render.log_line(line))
+        last_seq = max(last_seq, int(line.get("seq") or 0))
+    if events is None:
+        return EXIT_OK
+    dropped = 0
+    async for event in events:
+        line = event.get("data") or {}
+        if int(line.get("seq") or 0) <= last_seq:
+            continue
+        if event.get("dropped", 0) > dropped:
+            print(f"llm-mcp logs: {event['dropped'] - dropped} line(s) dropped (output too slow)",
+                  file=sys.stderr)
+            dropped = event["dropped"]
+        if regex is not None and not regex.search(str(line.get("text", ""))):
+            continue
+        _emit(line) if args.json else _print(render.log_line(line))
+    print("llm-mcp logs: the daemon went away", file=sys.stderr)
+    return EXIT_UNAVAILABLE
+
+
+async def cmd_stop(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp import render
+
+    job = await client.call("stop", force=args.force, wait=True)
+    if args.json:
+        _emit(job)
+    else:
+        _print(render.outcome(job) if job.get("done") else f"still stopping (job {job['id']})")
+    return EXIT_OK if job.get("result") == "stopped" else EXIT_FAILED
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import anyio
+
+    from llm_mcp import check
+
+    config_path = paths.config_path(args.config)
+    findings = check.diagnose(config_path)
+    findings.append(anyio.run(check.check_daemon, paths.socket_path(args.socket), config_path))
+    errors = sum(f.level == "error" for f in findings)
+    if args.json:
+        _emit({"ok": errors == 0, "errors": errors, "warnings": sum(f.level == "warn" for f in findings),
+               "checks": [f.to_dict() for f in findings]})
+    else:
+        _print(check.report(findings))
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+CLIENT_COMMANDS: dict[str, Command] = {
+    "models": cmd_models,
+    "status": cmd_status,
+    "switch": cmd_switch,
+    "logs": cmd_logs,
+    "stop": cmd_stop,
+}

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from llm_mcp import protocol
 from llm_mcp.protocol import ProtocolError
@@ -104,6 +105,7 @@ class DaemonClient:
         if self._conn is not None:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await self._conn.stream.aclose()
+            self._conn.events_recv.close()  # unclosed, it warns (an error under pytest) when collected
         self._tg.cancel_scope.cancel()
         await self._exit.__aexit__(None, None, None)
 
@@ -181,11 +183,16 @@ class DaemonClient:
                     raise DaemonUnavailable("the daemon went away during the call") from None
         raise AssertionError("unreachable")
 
-    async def events(self, topics: list[str], capacity: int = 2000) -> AsyncIterator[dict[str, Any]]:
-        """Subscribe and yield events until the connection drops (then it returns)."""
+    async def subscribe(self, topics: list[str],
+                        capacity: int = 2000) -> MemoryObjectReceiveStream[dict[str, Any]]:
+        """Subscribe; every event published after this returns arrives on the stream."""
         conn = await self._connection()
         await self._request(conn, "subscribe", {"topics": topics, "capacity": capacity})
-        async for event in conn.events_recv:
+        return conn.events_recv
+
+    async def events(self, topics: list[str], capacity: int = 2000) -> AsyncIterator[dict[str, Any]]:
+        """Subscribe and yield events until the connection drops (then it returns)."""
+        async for event in await self.subscribe(topics, capacity):
             yield event
 
 

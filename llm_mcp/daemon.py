@@ -52,6 +52,14 @@ class DaemonLock:
         handle.flush()
         self._file = handle
 
+    def holder(self) -> int | None:
+        """The pid written by the daemon holding the lock, if readable."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
     def release(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -173,8 +181,10 @@ class Daemon:
                         continue
                     tg.start_soon(self._handle_line, line, send, subscription, tg)
                 tg.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the client went away (inside the task group these arrive as a group)
+        except* Exception:
+            log.exception("connection handler failed")  # one client must never take the daemon down
         finally:
             for sub in subscription:
                 self.core.bus.unsubscribe(sub)
@@ -223,10 +233,13 @@ class Daemon:
         return {"subscribed": sorted(sub.topics)}
 
     async def _pump(self, sub: Subscription, send: Callable[[bytes], Any]) -> None:
-        while not sub.closed:
-            batch = await sub.next_batch()
-            for event in batch:
-                await send(protocol.notification("event", {**event, "dropped": sub.dropped}))
+        try:
+            while not sub.closed:
+                batch = await sub.next_batch()
+                for event in batch:
+                    await send(protocol.notification("event", {**event, "dropped": sub.dropped}))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.core.bus.unsubscribe(sub)  # the subscriber hung up mid-send
 
     # ---- methods ---------------------------------------------------------------
 
@@ -264,11 +277,14 @@ class Daemon:
             await _wait(job, param(params, "wait", bool, False), param(params, "timeout", (int, float), 600))
             return job.to_dict()
         if method == "stop":
+            force = param(params, "force", bool, False)
+            wait = param(params, "wait", bool, True)
+            timeout = param(params, "timeout", (int, float), 120)
             try:
-                job = await core.stop_model(force=param(params, "force", bool, False))
+                job = await core.stop_model(force=force)
             except SwitchRefused as exc:
                 raise _busy(exc) from None
-            await _wait(job, param(params, "wait", bool, True), param(params, "timeout", (int, float), 120))
+            await _wait(job, wait, timeout)
             return job.to_dict()
         if method == "tail_logs":
             lines = param(params, "lines", int, 100)
@@ -290,16 +306,19 @@ class Daemon:
 
     async def _switch(self, params: dict[str, Any]) -> dict[str, Any]:
         model = param(params, "model", str)
+        force = param(params, "force", bool, False)
+        rollback = param(params, "rollback", bool, True)
+        wait = param(params, "wait", bool, False)  # every parameter checked before anything starts
+        timeout = param(params, "timeout", (int, float), 900)
         try:
-            job = await self.core.switch(model, force=param(params, "force", bool, False),
-                                         rollback=param(params, "rollback", bool, True))
+            job = await self.core.switch(model, force=force, rollback=rollback)
         except SwitchRefused as exc:
             raise _busy(exc) from None
         except SwitchError as exc:
             code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
             raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
                                                  "valid": exc.valid}) from None
-        await _wait(job, param(params, "wait", bool, False), param(params, "timeout", (int, float), 900))
+        await _wait(job, wait, timeout)
         return job.to_dict()
 
 
@@ -342,11 +361,21 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
                http: tuple[str, int] | None = None) -> int:
     """Run until SIGTERM/SIGINT. The model keeps running: the next daemon adopts it."""
     _setup_logging(state, foreground)
+    if len(os.fsencode(socket_path)) > 107:
+        print(f"llm-mcp daemon: the socket path {socket_path} is longer than the 107 bytes a Unix "
+              "socket allows; choose a shorter --socket or LLM_MCP_SOCKET", file=sys.stderr)
+        return 2
     lock = DaemonLock(socket_path)
     try:
         lock.acquire()
-    except AlreadyRunning as exc:
-        log.info("%s; exiting", exc)
+    except OSError as exc:
+        print(f"llm-mcp daemon: cannot create the lock beside the socket {socket_path}: {exc}",
+              file=sys.stderr)
+        return 4
+    except AlreadyRunning:
+        holder = lock.holder()
+        print(f"llm-mcp daemon: already running{f' (pid {holder})' if holder else ''} on {socket_path}; "
+              "nothing to do", file=sys.stderr)
         return 0
     try:
         initial: Config = load_config(config_path)  # fail early with a located error
@@ -389,4 +418,7 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
         anyio.run(main)
     finally:
         lock.release()
-    return 0
+    # Worker threads blocked on Docker streams (the container wait has no stop) would keep a
+    # stopped daemon alive at interpreter exit: leave them behind, like the container.
+    logging.shutdown()
+    os._exit(0)

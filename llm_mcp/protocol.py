@@ -85,8 +85,11 @@ def parse_request(line: bytes) -> Request:
     """Decode one line; raises ProtocolError with the JSON-RPC code for anything malformed."""
     try:
         message = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(PARSE_ERROR, f"parse error: {exc}") from None
+    if isinstance(message, list):
+        raise ProtocolError(INVALID_REQUEST, "invalid request: batches are not supported; send one "
+                            "JSON-RPC object per line")
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, "invalid request: expected a JSON-RPC 2.0 object")
     method = message.get("method")

@@ -1,0 +1,210 @@
+"""Human-readable text for the CLI: the models table, status, switch progress and outcomes.
+
+Pure functions from the daemon's JSON to strings; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def ago(wall: float | None, now: float | None = None) -> str:
+    if wall is None:
+        return "-"
+    return f"{duration(max(0.0, (now or time.time()) - wall))} ago"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _num(value: Any, suffix: str = "") -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}{suffix}"
+    return f"{value}{suffix}"
+
+
+def models_table(models: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for m in models:
+        marker = "*" if m.get("current") else " "
+        model = str(m.get("model", ""))
+        if m.get("model_present") is False:
+            model += " (missing)"
+        rows.append([
+            marker, str(m.get("id", "")), str(m.get("name", "")), model, _num(m.get("ctx_size")),
+            _num(m.get("n_gpu_layers")), _num(m.get("speed"), " t/s"),
+            duration(m.get("estimated_load_seconds")) if m.get("estimated_load_seconds") else "-",
+            "bench" if m.get("bench") else "",
+        ])
+    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "LOAD", ""], rows)
+    if not any(m.get("current") for m in models):
+        out += "\n(no model running; `llm-mcp switch ID` starts one)"
+    else:
+        out += "\n* running now"
+    return out
+
+
+def _speed(speed: Mapping[str, Any] | None) -> str | None:
+    if not speed:
+        return None
+    measured, expected = speed.get("measured_tps"), speed.get("expected_tps")
+    if measured is None:
+        return f"not measured yet (expected {expected:g} t/s)" if expected else "not measured yet"
+    text = f"{measured:g} t/s"
+    if expected:
+        ratio = speed.get("ratio")
+        verdict = "as expected" if speed.get("as_expected") else "SLOWER than expected"
+        text += f" vs {expected:g} expected ({ratio:.0%}, {verdict})" if ratio is not None else ""
+    return text + (f" [{speed['source']}]" if speed.get("source") else "")
+
+
+def _offload(offload: Mapping[str, Any] | None) -> str | None:
+    if not offload:
+        return None
+    text = f"{offload.get('layers')}/{offload.get('total')} layers on the GPU"
+    expected = offload.get("expected")
+    if expected is not None:
+        matches = offload.get("matches")
+        verdict = "matches" if matches else ("does NOT match" if matches is False else "vs")
+        text += f" ({verdict} n_gpu_layers = {expected})"
+    return text
+
+
+def _gpu(gpu: Mapping[str, Any] | None) -> list[str]:
+    if not gpu:
+        return []
+    if not gpu.get("available"):
+        return [f"gpu:        none ({gpu.get('reason') or 'not visible'})"]
+    out = []
+    for g in gpu.get("gpus", []):
+        used, total = g.get("memory_used_mib"), g.get("memory_total_mib")
+        mem = f"{used:.0f}/{total:.0f} MiB" if used is not None and total else "memory n/a"
+        util = g.get("utilization_pct")
+        out.append(f"gpu {g.get('index', '?')}:      {g.get('name') or '?'}, {mem}"
+                   + (f", {util:.0f}% busy" if util is not None else ""))
+    return out
+
+
+def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
+    now = now or time.time()
+    profile = s.get("profile") or {}
+    lines = [f"state:      {s.get('state')}" + (f" ({s['reason']})" if s.get("reason") else "")]
+    if s.get("hint"):
+        lines.append(f"hint:       {s['hint']}")
+    if profile:
+        lines.append(f"model:      {profile.get('name')} [{profile.get('id')}] {profile.get('model', '')}")
+    if s.get("stale_config"):
+        lines.append("config:     models.conf changed since this container started; switch again to apply")
+    if s.get("endpoint"):
+        lines.append(f"endpoint:   {s['endpoint']}")
+    container = s.get("container")
+    if container:
+        name = f"{container['name']} " if container.get("name") else ""
+        lines.append(f"container:  {name}{container.get('id')} ({container.get('image')})")
+        lines.append(f"uptime:     {duration(container.get('uptime'))}")
+    if s.get("health"):
+        lines.append(f"health:     {s['health']}")
+    speed = _speed(s.get("speed"))
+    if speed:
+        lines.append(f"speed:      {speed}")
+    offload = _offload(s.get("offload"))
+    if offload:
+        lines.append(f"offload:    {offload}")
+    job = s.get("job")
+    if job:
+        lines.append(f"switching:  {progress_line(job)} (job {job.get('id')})")
+    last = s.get("last_switch")
+    if last:
+        lines.append(f"last:       {last_switch(last, now)}")
+    lines += _gpu(s.get("gpu"))
+    return "\n".join(lines)
+
+
+def last_switch(job: Mapping[str, Any], now: float | None = None) -> str:
+    what = {"switch": f"switch to {job.get('name') or job.get('profile')}", "stop": "stop",
+            "adopt": f"adopted {job.get('profile')}", "crash": f"{job.get('profile')} crashed"}
+    text = f"{what.get(str(job.get('kind')), job.get('kind'))}: {job.get('result') or job.get('phase')}"
+    if job.get("load_seconds"):
+        text += f" in {duration(job['load_seconds'])}"
+    if job.get("reason"):
+        text += f" ({job['reason']}"
+        if job.get("restored") is not None:
+            text += f"; previous model {'restored' if job['restored'] else 'NOT restored'}"
+        text += ")"
+    if job.get("created_at"):
+        text += f", {ago(job['created_at'], now)}"
+    return text
+
+
+def progress_line(job: Mapping[str, Any]) -> str:
+    """One line: name, phase, estimated percentage and elapsed time."""
+    name = job.get("name") or job.get("profile") or job.get("kind")
+    phase = str(job.get("phase", "")).replace("_", " ")
+    elapsed = float(job.get("elapsed") or 0.0)
+    progress, estimate = job.get("progress"), job.get("estimate")
+    if progress is not None and estimate:
+        return f"{name}: {phase} {progress:.0%} ({duration(elapsed)} of ~{duration(estimate)})"
+    return f"{name}: {phase} ({duration(elapsed)})"
+
+
+def outcome(job: Mapping[str, Any]) -> str:
+    """What a finished job means, with everything needed to act on a failure."""
+    name = job.get("name") or job.get("profile") or ""
+    result = job.get("result")
+    if result == "ready":
+        if job.get("detail") == "already loaded":
+            return f"{name} is already loaded and ready"
+        took = job.get("load_seconds") or job.get("elapsed")
+        return f"{name} is ready (loaded in {duration(took)})"
+    if result == "stopped":
+        return "the model is stopped"
+    if result == "cancelled":
+        return f"the switch to {name} was cancelled ({job.get('detail') or 'replaced'})"
+    lines = [f"switch to {name} failed: {job.get('message') or job.get('detail') or result}"
+             + (f" [{job['reason']}]" if job.get("reason") else "")]
+    if job.get("hint"):
+        lines.append(f"hint: {job['hint']}")
+    restored = job.get("restored")
+    if restored is True:
+        lines.append(f"the previous model ({job.get('previous')}) was restored")
+    elif restored is False:
+        lines.append(f"the previous model ({job.get('previous')}) could NOT be restored; nothing is running")
+    elif job.get("rollback") is False and job.get("previous"):
+        lines.append("rollback was off: the previous model was not restored")
+    log_lines = job.get("log_lines") or []
+    if log_lines:
+        lines.append("last log lines:")
+        lines += [f"  {ln}" for ln in log_lines]
+    if job.get("detail") and job.get("detail") not in log_lines:
+        lines.append(f"detail: {job['detail']}")
+    return "\n".join(lines)
+
+
+def log_line(line: Mapping[str, Any]) -> str:
+    kind = line.get("kind")
+    text = str(line.get("text", ""))
+    if kind == "note":
+        return f"[llm-mcp] {text}"
+    return text

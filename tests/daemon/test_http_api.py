@@ -1,0 +1,232 @@
+"""The HTTP API: loopback only unless asked, JSON everywhere, status codes that mean something."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from llm_mcp.daemon import Daemon
+from llm_mcp.http_api import _job_outcome, parse_bind, serve_http
+from tests.conftest import FAKE_PROFILES, Setup, free_port
+from tests.daemons import Daemons, cli, in_process_daemon
+
+pytestmark = [pytest.mark.anyio]
+
+EXTRA = """
+[slow]
+name = Slow
+model = tiny-a.gguf
+image = llm-mcp-test/fake-llama-server:latest
+flags = --fake-load-seconds 30
+
+[broken]
+name = Broken
+model = tiny-b.gguf
+image = llm-mcp-test/fake-llama-server:latest
+flags = --fake-scenario crash-load
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:8765", ("127.0.0.1", 8765)),
+    ("localhost:8765", ("localhost", 8765)),
+    ("[::1]:8765", ("::1", 8765)),
+    ("127.0.0.2:1", ("127.0.0.2", 1)),
+    ("8765", ("127.0.0.1", 8765)),
+    (":8765", ("127.0.0.1", 8765)),
+])
+def test_loopback_binds_are_accepted(text: str, expected: tuple[str, int]) -> None:
+    assert parse_bind(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0:8765", "192.168.1.20:8765", "[::]:8765", "example.com:80"])
+def test_a_non_loopback_bind_is_refused_unless_allowed(text: str) -> None:
+    with pytest.raises(ValueError, match="--allow-remote"):
+        parse_bind(text)
+    assert parse_bind(text, allow_remote=True)[1] in (80, 8765)
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", "::1:8765", "[::1]8765", "127.0.0.1:"])
+def test_malformed_binds_say_what_is_wrong(text: str) -> None:
+    with pytest.raises(ValueError, match=r"port|bracket|HOST:PORT"):
+        parse_bind(text, allow_remote=True)
+
+
+def test_the_daemon_refuses_to_serve_http_on_all_interfaces(setup: Setup, daemons: Daemons) -> None:
+    done = cli(setup, "daemon", "--http", f"0.0.0.0:{free_port()}", timeout=30)
+    assert done.returncode == 2
+    assert "--allow-remote" in done.stderr and "Traceback" not in done.stderr
+    assert daemons.pids() == []
+
+
+@pytest.fixture
+async def api(setup: Setup) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    setup.write(FAKE_PROFILES + EXTRA)
+    async with in_process_daemon(setup) as daemon, anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, daemon, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield daemon, client
+        tg.cancel_scope.cancel()
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["error"]["status"] == status
+    assert body["error"]["message"]
+    return body
+
+
+@pytest.mark.docker
+async def test_models_status_and_a_switch_to_ready(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    models = await client.get("/models")
+    assert models.status_code == 200
+    assert [m["id"] for m in models.json()["models"]] == ["fake-a", "fake-b", "slow", "broken"]
+    assert (await client.get("/status")).json()["state"] == "stopped"
+
+    switched = await client.post("/switch", json={"model": "fake-a"})
+    assert switched.status_code == 200, switched.text
+    job = switched.json()
+    assert job["result"] == "ready" and job["profile"] == "fake-a"
+    status = (await client.get("/status")).json()
+    assert status["state"] == "ready" and status["profile"]["id"] == "fake-a"
+    assert (await client.get(f"/jobs/{job['id']}")).json()["result"] == "ready"
+
+    logs = await client.get("/logs", params={"n": 3})
+    assert logs.status_code == 200 and 0 < len(logs.json()["lines"]) <= 3
+    filtered = (await client.get("/logs", params={"n": 50, "filter": "listening"})).json()["lines"]
+    assert filtered and all("listening" in ln["text"] for ln in filtered)
+
+    stopped = await client.post("/stop", json={})
+    assert stopped.status_code == 200 and stopped.json()["result"] == "stopped"
+    assert (await client.get("/status")).json()["state"] == "stopped"
+
+
+@pytest.mark.docker
+async def test_an_unknown_model_is_404_with_the_valid_ids(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    body = _error(await client.post("/switch", json={"model": "nope"}), 404)
+    assert body["error"]["reason"] == "unknown_model"
+    assert body["error"]["valid"] == ["fake-a", "fake-b", "slow", "broken"]
+
+
+@pytest.mark.docker
+async def test_a_failed_switch_is_422_with_reason_hint_rollback_and_log_lines(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    assert (await client.post("/switch", json={"model": "fake-b"})).status_code == 200
+    body = _error(await client.post("/switch", json={"model": "broken"}), 422)
+    error = body["error"]
+    assert error["reason"] and error["hint"]
+    assert error["restored"] is True
+    assert error["log_lines"]
+    assert body["job"]["result"] == "failed"
+    status = (await client.get("/status")).json()
+    assert status["state"] == "ready" and status["profile"]["id"] == "fake-b"
+
+
+@pytest.mark.docker
+async def test_busy_is_409_with_the_job_and_a_wait_that_runs_out_is_504(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    daemon, client = api
+    slow = await daemon.dispatch("switch", {"model": "slow"})
+    body = _error(await client.post("/switch", json={"model": "fake-a"}), 409)
+    assert body["error"]["reason"] == "busy" and body["job"]["id"] == slow["id"]
+
+    waited = _error(await client.post("/switch", json={"model": "slow", "timeout": 0.3}), 504)
+    assert waited["job"]["id"] == slow["id"] and waited["job"]["done"] is False  # joined, not restarted
+
+    forced = await client.post("/switch", json={"model": "fake-a", "force": True})
+    assert forced.status_code == 200, forced.text
+    assert (await client.get(f"/jobs/{slow['id']}")).json()["result"] == "cancelled"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "reason"), [
+    ("POST", "/switch", {"content": b"{not json", "headers": {"content-type": "application/json"}},
+     400, "bad_json"),
+    ("POST", "/switch", {"json": ["fake-a"]}, 400, "bad_json"),
+    ("POST", "/switch", {"json": {}}, 400, "bad_request"),
+    ("POST", "/switch", {"json": {"model": 5}}, 400, "bad_request"),
+    ("POST", "/switch", {"json": {"modle": "fake-a"}}, 400, "bad_request"),
+    ("POST", "/switch", {"json": {"model": "fake-a", "timeout": "soon"}}, 400, "bad_request"),
+    ("POST", "/switch", {"json": {"model": "fake-a", "force": "yes"}}, 400, "bad_request"),
+    ("POST", "/switch", {"data": {"model": "fake-a"}}, 415, "unsupported_media_type"),
+    ("GET", "/logs?n=ten", {}, 400, "bad_request"),
+    ("GET", "/logs?filter=(", {}, 400, "bad_request"),
+    ("GET", "/jobs/job-0-0", {}, 404, "unknown_job"),
+    ("GET", "/nowhere", {}, 404, "not_found"),
+    ("GET", "/switch", {}, 405, "method_not_allowed"),
+    ("DELETE", "/status", {}, 405, "method_not_allowed"),
+    ("GET", "/status", {"headers": {"host": "attacker.example:80"}}, 403, "forbidden_host"),
+])
+async def test_bad_requests_get_json_errors_and_change_nothing(
+        api: tuple[Daemon, httpx.AsyncClient], method: str, path: str, kwargs: dict[str, Any],
+        status: int, reason: str) -> None:
+    daemon, client = api
+    body = _error(await client.request(method, path, **kwargs), status)
+    assert body["error"]["reason"] == reason
+    assert daemon.core.current_job is None and daemon.core.state.value == "stopped"
+    assert (await client.get("/status")).status_code == 200  # same keep-alive connection, still fine
+
+
+@pytest.mark.docker
+async def test_garbage_on_the_http_port_gets_400_and_the_server_keeps_going(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    port = client.base_url.port
+    assert port is not None
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    async with stream:
+        await stream.send(b"\x16\x03\x01 not http at all\r\n\r\n")
+        with anyio.fail_after(5):
+            reply = await stream.receive()
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert (await client.get("/status")).status_code == 200
+
+
+class _Exploding:
+    async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        raise RuntimeError("boom")
+
+
+async def test_an_internal_error_is_a_500_json_error() -> None:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, _Exploding(), "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            body = _error(await client.get("/status"), 500)
+        tg.cancel_scope.cancel()
+    assert body["error"]["reason"] == "internal_error" and "boom" in body["error"]["message"]
+
+
+def test_docker_unavailable_during_a_switch_is_503() -> None:
+    from llm_mcp.http_api import _HttpError
+
+    job = {"id": "job-1", "done": True, "result": "failed", "reason": "docker_unavailable",
+           "message": "Docker is not reachable", "hint": "start Docker", "log_lines": []}
+    with pytest.raises(_HttpError) as raised:
+        _job_outcome(job, 10)
+    assert raised.value.status == 503 and raised.value.body["error"]["reason"] == "docker_unavailable"
+
+
+@pytest.mark.docker
+async def test_the_daemon_serves_http_when_asked(setup: Setup, daemons: Daemons) -> None:
+    port = free_port()
+    daemons.start("--http", f"127.0.0.1:{port}")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    response = await client.get("/status")
+                    break
+                except httpx.ConnectError:
+                    await anyio.sleep(0.05)
+        assert response.status_code == 200 and response.json()["state"] == "stopped"
+        models = (await client.get("/models")).json()["models"]
+    assert {m["id"] for m in models} == {"fake-a", "fake-b"}
