@@ -1,0 +1,525 @@
+"""`llm-mcp serve`: the MCP server, a thin client of the daemon.
+
+Four tools (list_models, status, switch_model, tail_logs) over stdio or
+streamable HTTP. The server owns nothing: every call goes to the daemon through
+the socket, so several `serve` processes share one model, and a cancelled
+switch_model call leaves the job running in the daemon.
+
+Imports stay light (no Docker SDK, no NVML, no Textual): `serve` starts once per
+Claude Code session and must answer `tools/list` quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from llm_mcp import __version__, protocol
+from llm_mcp.client import DaemonClient, DaemonUnavailable
+from llm_mcp.protocol import ProtocolError
+
+log = logging.getLogger("llm_mcp.mcp_server")
+
+POLL_SECONDS = 1.0  # one progress notification per poll of the job
+MAX_LOG_LINES_IN_ERROR = 25
+
+INSTRUCTIONS = """\
+llm-mcp runs one local llama.cpp server (llama-server in Docker) at a time and switches it \
+between the model profiles of models.conf. Every client shares that one server.
+
+- status: call it first, and whenever unsure. It says what is loaded and where (endpoint), \
+whether it is ready, a switch in flight, how the last switch ended, measured vs expected \
+speed, GPU offload and GPU memory.
+- list_models: the model ids switch_model accepts, which one is current, and how long each \
+usually takes to load.
+- switch_model(model): replaces the running model. By default it waits until the new model \
+is ready and sends progress notifications (phase, estimated percentage). With wait=false it \
+returns a job id at once; then poll status. Switching to the model already loaded does \
+nothing. If another switch is in flight the call is refused: wait for it (status), or pass \
+force=true to cancel it. On failure the previous model is restored (rollback=true) and the \
+error carries the reason, a hint and the last log lines.
+- tail_logs: the llama-server log. Use it after a failed switch (run="previous" for the run \
+before the current one) or to see what the server is doing; filter takes a regex.
+"""
+
+# Where each phase sits in a typical load, for percentages before any load was timed.
+PHASE_FLOOR: dict[str, float] = {
+    "queued": 0, "draining": 2, "stopping_previous": 5, "starting": 10, "loading": 15,
+    "loading_model": 20, "loading_tensors": 30, "creating_context": 80, "warming_up": 88,
+    "model_loaded": 95, "listening": 97,
+}
+
+
+# ---- output models ------------------------------------------------------------------
+
+
+class ModelEntry(BaseModel):
+    id: str = Field(description="the id switch_model takes")
+    name: str = Field(description="display name")
+    description: str = ""
+    model: str = Field(description="the GGUF file under models_dir")
+    model_present: bool = Field(description="whether the model file exists")
+    current: bool = Field(description="whether this is the loaded model")
+    ctx_size: int | None = None
+    n_gpu_layers: str | None = None
+    override_tensor: str | None = Field(None, description="the -ot regex (tensor placement)")
+    batch_size: int | None = None
+    ubatch_size: int | None = None
+    flags: list[str] = Field(default_factory=list, description="extra llama-server arguments")
+    speed: float | None = Field(None, description="expected generation speed, tokens/s")
+    bench: bool = False
+    estimated_load_seconds: float | None = Field(
+        None, description="median of recent loads; null before the first")
+
+
+class ModelList(BaseModel):
+    models: list[ModelEntry]
+    current: str | None = Field(description="id of the loaded model, or null")
+
+
+class PhaseMark(BaseModel):
+    phase: str
+    at: float = Field(description="seconds after the job began")
+
+
+class JobInfo(BaseModel):
+    id: str = Field(description="job id; status reports on it")
+    kind: str = Field(description="switch | stop | adopt | crash")
+    profile: str | None = Field(description="target model id")
+    name: str = Field("", description="target model's display name")
+    phase: str = Field(description="queued, draining, stopping_previous, starting, loading, loading_model, "
+                       "loading_tensors, creating_context, model_loaded, listening, restoring_previous, "
+                       "then the result")
+    phases: list[PhaseMark] = Field(default_factory=list)
+    elapsed: float = Field(description="seconds since the job began")
+    estimate: float | None = Field(None, description="expected load seconds (past loads); null if unknown")
+    progress: float | None = Field(None, description="estimated fraction done, 0..1; null if unknown")
+    done: bool
+    result: str | None = Field(None, description="ready | failed | cancelled | stopped; null while running")
+    reason: str | None = Field(None, description="why it failed: a stable code")
+    message: str | None = None
+    hint: str | None = Field(None, description="what to do about the failure")
+    detail: str = ""
+    log_lines: list[str] = Field(default_factory=list, description="last log lines of a failed load")
+    previous: str | None = Field(None, description="the model to restore on failure")
+    restored: bool | None = Field(None, description="whether the previous model was restored")
+    replaced_by: str | None = Field(None, description="the job that cancelled this one")
+    load_seconds: float | None = None
+
+
+class SwitchResult(JobInfo):
+    summary: str = Field(description="one line for people")
+    waited: bool = Field(description="false when wait=false: the job runs on; poll status")
+
+
+class LoadedModel(BaseModel):
+    id: str
+    name: str
+    model: str
+    ctx_size: int | None = None
+    n_gpu_layers: str | None = None
+    override_tensor: str | None = None
+    speed: float | None = None
+
+
+class ContainerInfo(BaseModel):
+    id: str
+    name: str = ""
+    image: str = ""
+    uptime: float | None = Field(None, description="seconds")
+
+
+class SpeedInfo(BaseModel):
+    measured_tps: float | None = Field(None, description="measured generation speed, tokens/s")
+    expected_tps: float | None = Field(None, description="the profile's 'speed'")
+    ratio: float | None = None
+    as_expected: bool | None = Field(None, description="measured >= 80% of expected")
+    source: str | None = Field(None, description="verification (a test completion) or log")
+
+
+class OffloadInfo(BaseModel):
+    layers: int = Field(description="layers llama-server put on the GPU")
+    total: int
+    expected: str | None = Field(None, description="the profile's n_gpu_layers")
+    matches: bool | None = None
+
+
+class GpuInfo(BaseModel):
+    index: int
+    name: str | None = None
+    utilization_pct: float | None = None
+    memory_used_mib: float | None = None
+    memory_total_mib: float | None = None
+    temperature_c: int | None = None
+    power_w: float | None = None
+
+
+class GpuSummary(BaseModel):
+    available: bool
+    reason: str | None = Field(None, description="why no GPU is visible")
+    driver_version: str | None = None
+    gpus: list[GpuInfo] = Field(default_factory=list)
+
+
+class DaemonInfo(BaseModel):
+    pid: int | None = None
+    version: str | None = None
+    socket: str | None = None
+    config: str | None = None
+
+
+class Status(BaseModel):
+    summary: str = Field(description="one line for people")
+    state: str = Field(description="stopped | starting | loading | ready | stopping | failed")
+    reason: str | None = None
+    hint: str | None = None
+    since: float | None = Field(None, description="unix time of the last state change")
+    model: LoadedModel | None = Field(None, description="the loaded (or loading) model")
+    endpoint: str | None = Field(None, description="llama-server's base URL (OpenAI-compatible /v1)")
+    container: ContainerInfo | None = None
+    health: str | None = None
+    stale_config: bool = Field(False, description="models.conf changed since the model started")
+    job: JobInfo | None = Field(None, description="the switch in flight, if any")
+    last_switch: JobInfo | None = Field(None, description="how the last job ended")
+    speed: SpeedInfo | None = None
+    offload: OffloadInfo | None = None
+    gpu: GpuSummary | None = None
+    daemon: DaemonInfo | None = None
+
+
+class LogLine(BaseModel):
+    seq: int
+    time: float = Field(description="unix time")
+    run: str = Field(description="container id; empty for llm-mcp's own notes and separators")
+    kind: str = Field(description="log | separator | note")
+    text: str
+
+
+class Logs(BaseModel):
+    run: str
+    lines: list[LogLine]
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+async def _call(client: DaemonClient, method: str, **params: Any) -> Any:
+    """A daemon call whose failures become tool errors an agent can act on."""
+    try:
+        return await client.call(method, **params)
+    except ProtocolError as exc:
+        raise ToolError(describe_error(exc)) from None
+    except (DaemonUnavailable, ConnectionError, OSError) as exc:
+        raise ToolError(f"the llm-mcp daemon is not available: {exc}\nhint: run `llm-mcp check`; the "
+                        "daemon log is under the state dir (daemon.log)") from None
+
+
+def describe_error(exc: ProtocolError) -> str:
+    data = exc.data
+    if exc.code == protocol.BUSY and isinstance(data.get("job"), dict):
+        job = data["job"]
+        return (f"busy: a switch to '{job.get('profile')}' is in progress (job {job.get('id')}, phase "
+                f"{job.get('phase')}, {float(job.get('elapsed') or 0):.1f}s elapsed). Wait for it (status "
+                "shows it; switch_model with the same model joins it), or pass force=true to cancel "
+                "it and switch anyway.")
+    text = exc.message
+    if data.get("reason") == "unknown_job":
+        return (f"{text} [reason: unknown_job]\nhint: the daemon restarted during the call (a new daemon "
+                "adopts the running container); call status to see what is loaded")
+    if exc.code == protocol.UNKNOWN_MODEL:
+        valid = data.get("valid") or []
+        if valid and "Valid ids" not in text:
+            text += f". Valid ids: {', '.join(map(str, valid))}"
+        return f"{text}\nhint: call list_models for the ids and what each model is"
+    if data.get("reason"):
+        text += f" [reason: {data['reason']}]"
+    if data.get("hint"):
+        text += f"\nhint: {data['hint']}"
+    return text
+
+
+def percent(job: dict[str, Any]) -> float:
+    """Estimated percentage: from past load times when known, at least the phase's usual place."""
+    floor = PHASE_FLOOR.get(str(job.get("phase")), 0.0)
+    fraction = job.get("progress")
+    estimated = float(fraction) * 100 if fraction is not None else 0.0
+    return min(99.0, max(floor, estimated))
+
+
+def progress_message(job: dict[str, Any], pct: float) -> str:
+    elapsed = float(job.get("elapsed") or 0)
+    estimate = job.get("estimate")
+    name = job.get("name") or job.get("profile") or "?"
+    if estimate:
+        slow = " (slower than usual)" if elapsed > float(estimate) * 1.2 else ""
+        return (f"{job.get('phase')} · {pct:.0f}% of ~{float(estimate):.0f}s · {elapsed:.1f}s elapsed{slow}"
+                f" · {name}")
+    return f"{job.get('phase')} · ~{pct:.0f}% (first load, no estimate yet) · {elapsed:.1f}s elapsed · {name}"
+
+
+def failure_text(job: dict[str, Any]) -> str:
+    name = job.get("name") or job.get("profile")
+    if job.get("result") == "cancelled":
+        by = job.get("replaced_by")
+        return (f"the switch to {name} was cancelled (job {job.get('id')})"
+                + (f": replaced by job {by}, a forced switch" if by else "")
+                + ". Call status to see what is loaded now.")
+    reached = [p.get("phase") for p in job.get("phases", [])
+               if p.get("phase") not in ("failed", "restoring_previous", "cancelled")]
+    lines = [f"switch to {name} failed: {job.get('message') or job.get('detail') or 'unknown error'} "
+             f"[reason: {job.get('reason')}]"]
+    if job.get("hint"):
+        lines.append(f"hint: {job['hint']}")
+    previous = job.get("previous")
+    if job.get("restored") is True:
+        lines.append(f"the previous model '{previous}' was restored and is ready")
+    elif job.get("restored") is False:
+        lines.append(f"restoring the previous model '{previous}' failed too: nothing is loaded")
+    lines.append(f"job {job.get('id')}, failed after {float(job.get('elapsed') or 0):.1f}s"
+                 + (f" in phase {reached[-1]}" if reached else ""))
+    log_lines = list(job.get("log_lines") or [])[-MAX_LOG_LINES_IN_ERROR:]
+    if log_lines:
+        lines.append("last log lines:")
+        lines.extend(f"  {ln}" for ln in log_lines)
+    else:
+        lines.append("tail_logs shows the server log")
+    return "\n".join(lines)
+
+
+def switch_summary(job: dict[str, Any], waited: bool) -> str:
+    name = job.get("name") or job.get("profile")
+    if job.get("result") == "ready":
+        if job.get("detail") == "already loaded":
+            return f"{name} is already loaded and ready"
+        took = job.get("load_seconds") or job.get("elapsed")
+        return f"{name} is ready (loaded in {float(took or 0):.1f}s)"
+    if not waited:
+        return (f"switching to {name}: job {job.get('id')}, phase {job.get('phase')}; "
+                "call status to follow it")
+    return f"switch to {name}: {job.get('result') or job.get('phase')}"
+
+
+def status_summary(status: dict[str, Any]) -> str:
+    state = status.get("state")
+    profile = status.get("profile") or {}
+    name = f"{profile.get('name')} ({profile.get('id')})" if profile else None
+    if state == "ready" and name:
+        parts = [f"ready: {name} at {status.get('endpoint')}"]
+    elif state in ("starting", "loading") and name:
+        parts = [f"{state} {name}"]
+    elif state == "stopped":
+        parts = ["stopped: no model loaded"]
+    else:
+        parts = [str(state)]
+    if status.get("reason") and (state != "ready" or status.get("stale_config")):
+        parts.append(str(status["reason"]))
+    job = status.get("job")
+    if job:
+        parts.append(f"{job.get('kind')} job {job.get('id')}: {progress_message(job, percent(job))}")
+    speed = status.get("speed") or {}
+    if speed.get("measured_tps") is not None:
+        expected = speed.get("expected_tps")
+        verdict = {True: "as expected", False: "SLOWER than expected", None: "no expected speed set"}
+        versus = f" vs {expected:g} expected ({verdict[speed.get('as_expected')]})" if expected else ""
+        parts.append(f"speed {speed['measured_tps']:g} t/s{versus}")
+    offload = status.get("offload")
+    if offload:
+        match = {True: "matches the profile", False: "DOES NOT match the profile",
+                 None: ""}[offload.get("matches")]
+        parts.append(f"offload {offload['layers']}/{offload['total']} layers {match}".rstrip())
+    gpu = status.get("gpu")
+    if gpu:
+        parts.append(_gpu_line(gpu))
+    last = status.get("last_switch")
+    if last and last.get("result") == "failed":
+        parts.append(f"last switch to {last.get('profile')} failed ({last.get('reason')})")
+    if status.get("hint") and state != "ready":
+        parts.append(f"hint: {status['hint']}")
+    return "; ".join(parts)
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    if not gpu.get("available"):
+        return f"GPU: none visible ({gpu.get('reason') or 'unknown'})"
+    out = []
+    for g in gpu.get("gpus", []):
+        used, total = g.get("memory_used_mib"), g.get("memory_total_mib")
+        memory = f" {used / 1024:.1f}/{total / 1024:.1f} GiB" if used is not None and total else ""
+        util = f" {g['utilization_pct']:.0f}%" if g.get("utilization_pct") is not None else ""
+        out.append(f"GPU{g.get('index')} {g.get('name') or ''}{memory}{util}".strip())
+    return "; ".join(out) or "GPU: none"
+
+
+# ---- the server ---------------------------------------------------------------------
+
+
+def make_server(client: DaemonClient) -> MCPServer:
+    """The MCP server over an entered DaemonClient (the caller owns its lifetime)."""
+    server: MCPServer = MCPServer("llm-mcp", version=__version__, instructions=INSTRUCTIONS,
+                                  log_level="WARNING")
+
+    async def list_models() -> ModelList:
+        """The model profiles of models.conf: the ids switch_model accepts, which one is loaded,
+        each one's context size, GPU layers, expected speed and usual load time."""
+        data = await _call(client, "list_models")
+        models = [ModelEntry.model_validate(m) for m in data.get("models", [])]
+        return ModelList(models=models, current=next((m.id for m in models if m.current), None))
+
+    async def status() -> Status:
+        """What is loaded and whether it is ready: state, model, endpoint, the switch in flight
+        (job, phase, estimated percentage), how the last switch ended, measured vs expected
+        speed, GPU offload vs the profile, and a GPU summary. Call it before switching."""
+        data = await _call(client, "status", gpu=True)
+        hello = client.hello
+        return Status.model_validate({
+            **data,
+            "summary": status_summary(data),
+            "model": data.get("profile"),
+            "daemon": {"pid": hello.get("pid"), "version": hello.get("version"),
+                       "socket": hello.get("socket"), "config": hello.get("config")},
+        })
+
+    async def switch_model(
+        model: Annotated[str, Field(description="the model id to load (list_models gives the ids)")],
+        ctx: Context[Any, Any],
+        *,
+        wait: Annotated[bool, Field(description="wait until the model is ready, with progress "
+                                    "notifications; false returns the job id at once (poll status)")] = True,
+        timeout: Annotated[float, Field(description="seconds to wait when wait=true; the switch itself "
+                                        "goes on in the daemon after that", gt=0, le=86400)] = 900,
+        force: Annotated[bool, Field(description="replace a switch in flight, and do not wait for "
+                                     "running generations to finish")] = False,
+        rollback: Annotated[bool, Field(description="on failure, restore the model that was "
+                                        "loaded before")] = True,
+    ) -> SwitchResult:
+        """Load a model, replacing the one running (one model runs at a time, shared by every
+        client). Waits until it is ready and reports progress (phase and estimated percentage);
+        a no-op when the model is already loaded. A request for the model already loading joins
+        that switch; one for another model is refused unless force=true. On failure the error
+        gives the reason, a hint and the last log lines, and the previous model is restored."""
+        job = await _call(client, "switch", model=model, force=force, rollback=rollback, wait=False)
+        if not wait:
+            return _switch_result(job, waited=False)
+        deadline = time.monotonic() + timeout
+        reporter = _ProgressReporter(ctx)
+        while not job.get("done"):
+            await reporter.report(job)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ToolError(
+                    f"{job.get('name') or model} is still in phase {job.get('phase')} after waiting "
+                    f"{timeout:g}s [reason: wait_timeout]; the switch goes on in the daemon (job "
+                    f"{job.get('id')}).\nhint: call status to follow it, or switch_model with the same "
+                    "model to wait again")
+            job = await _call(client, "job", id=job["id"], wait=True, timeout=min(POLL_SECONDS, left))
+        if job.get("result") != "ready":
+            raise ToolError(failure_text(job))
+        await reporter.finish(job)
+        return _switch_result(job, waited=True)
+
+    async def tail_logs(
+        lines: Annotated[int, Field(description="how many lines (the last ones)", ge=1, le=10000)] = 100,
+        filter: Annotated[str | None, Field(description="only lines matching this regex "
+                                            "(case-insensitive)")] = None,
+        run: Annotated[Literal["current", "previous", "all"],
+                       Field(description="current: the running container; previous: the one before "
+                             "it (after a failed switch); all: every run with switch separators")
+                       ] = "current",
+    ) -> Logs:
+        """The llama-server log, kept across switches and daemon restarts. Use it after a failed
+        switch (run="previous" is the run before the current one) or to see what the server
+        is doing."""
+        data = await _call(client, "tail_logs", lines=lines, filter=filter or "", run=run)
+        return Logs.model_validate(data)
+
+    read_only: dict[str, bool] = {"read_only_hint": True, "open_world_hint": False}
+    tools: list[tuple[Callable[..., Any], str, dict[str, bool]]] = [
+        (list_models, "List models", read_only),
+        (status, "Status", read_only),
+        (switch_model, "Switch model", {"read_only_hint": False, "destructive_hint": True,
+                                        "idempotent_hint": True, "open_world_hint": False}),
+        (tail_logs, "Tail logs", read_only),
+    ]
+    for fn, title, hints in tools:
+        server.add_tool(fn, title=title, description=" ".join((fn.__doc__ or "").split()),
+                        annotations=ToolAnnotations(title=title, **hints))
+    return server
+
+
+def _switch_result(job: dict[str, Any], *, waited: bool) -> SwitchResult:
+    return SwitchResult.model_validate({**job, "waited": waited, "summary": switch_summary(job, waited)})
+
+
+class _ProgressReporter:
+    """Progress notifications: percentages never go down, the progress value always goes up."""
+
+    def __init__(self, ctx: Context[Any, Any]) -> None:
+        self.ctx = ctx
+        self.pct = 0.0
+        self.value = -1.0
+
+    async def report(self, job: dict[str, Any]) -> None:
+        self.pct = max(self.pct, percent(job))
+        self.value = round(max(self.pct, self.value + 0.001), 3)  # the spec wants it to increase
+        await self.ctx.report_progress(self.value, 100, progress_message(job, self.pct))
+
+    async def finish(self, job: dict[str, Any]) -> None:
+        took = float(job.get("load_seconds") or job.get("elapsed") or 0)
+        await self.ctx.report_progress(100, 100, f"ready · 100% · {took:.1f}s · "
+                                       f"{job.get('name') or job.get('profile')}")
+
+
+# ---- entry point --------------------------------------------------------------------
+
+
+def check_bind(host: str, allow_remote: bool) -> None:
+    """Loopback only, unless the user asked for more."""
+    if allow_remote or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"refusing to serve MCP on {host}: it is not a loopback address, and the "
+                         "tools can replace the running model; pass --allow-remote to do it anyway")
+
+
+def run_serve(transport: Literal["stdio", "http"], host: str, port: int, socket_path: Path,
+              config_path: Path | None, *, allow_remote: bool = False) -> int:
+    """Serve MCP until stdin closes (stdio) or the process is stopped (http)."""
+    # stdout carries the protocol: everything else goes to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="llm-mcp serve: %(levelname)s %(name)s: %(message)s")
+    if transport == "http":
+        try:
+            check_bind(host, allow_remote)
+        except ValueError as exc:
+            print(f"llm-mcp serve: {exc}", file=sys.stderr)
+            return 2
+
+    async def main() -> None:
+        async with DaemonClient(socket_path, config_path=config_path, name="mcp") as client:
+            server = make_server(client)
+            if transport == "stdio":
+                await server.run_stdio_async()
+            else:
+                print(f"llm-mcp serve: MCP on http://{host}:{port}/mcp", file=sys.stderr)
+                await server.run_streamable_http_async(host=host, port=port)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(main)
+    return 0

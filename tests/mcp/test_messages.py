@@ -1,0 +1,95 @@
+"""What the MCP server says: progress messages, error texts, summaries, the bind check (no Docker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm_mcp import protocol
+from llm_mcp.mcp_server import (
+    check_bind,
+    describe_error,
+    failure_text,
+    percent,
+    progress_message,
+    status_summary,
+)
+from llm_mcp.protocol import ProtocolError
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    return {"id": "job-1", "profile": "qwen", "name": "Qwen", "phase": "loading_tensors", "elapsed": 5.1,
+            "estimate": 12.0, "progress": 0.425, "phases": [], "log_lines": [], **fields}
+
+
+def test_progress_message_has_the_phase_percentage_estimate_and_elapsed_time() -> None:
+    assert progress_message(job(), percent(job())) == "loading_tensors · 42% of ~12s · 5.1s elapsed · Qwen"
+
+
+def test_a_first_load_shows_the_phase_place_and_says_there_is_no_estimate() -> None:
+    first = job(estimate=None, progress=None)
+    assert percent(first) == 30
+    assert progress_message(first, 30) == ("loading_tensors · ~30% (first load, no estimate yet) · 5.1s "
+                                           "elapsed · Qwen")
+
+
+def test_percentage_is_at_least_the_phase_place_and_never_100_before_ready() -> None:
+    assert percent(job(phase="creating_context", progress=0.5)) == 80
+    assert percent(job(progress=0.99, elapsed=40.0)) == 99
+    assert "slower than usual" in progress_message(job(elapsed=40.0), 99)
+
+
+def test_a_failure_names_reason_hint_rollback_phase_and_log_lines() -> None:
+    text = failure_text(job(result="failed", reason="out_of_memory", message="the GPU ran out of memory",
+                            hint="lower n_gpu_layers", restored=True, previous="glm", elapsed=8.2,
+                            phases=[{"phase": "loading_tensors"}, {"phase": "failed"}],
+                            log_lines=["line one", "cudaMalloc failed: out of memory"]))
+    assert text.splitlines() == [
+        "switch to Qwen failed: the GPU ran out of memory [reason: out_of_memory]",
+        "hint: lower n_gpu_layers",
+        "the previous model 'glm' was restored and is ready",
+        "job job-1, failed after 8.2s in phase loading_tensors",
+        "last log lines:",
+        "  line one",
+        "  cudaMalloc failed: out of memory",
+    ]
+
+
+def test_a_replaced_switch_says_which_job_replaced_it() -> None:
+    text = failure_text(job(result="cancelled", replaced_by="job-2"))
+    assert "cancelled" in text and "job-2" in text and "status" in text
+
+
+def test_busy_error_names_the_job_and_both_ways_out() -> None:
+    err = ProtocolError(protocol.BUSY, "busy", {"reason": "busy", "job": job()})
+    text = describe_error(err)
+    assert "job-1" in text and "'qwen'" in text and "force=true" in text and "joins" in text
+
+
+def test_other_errors_keep_message_reason_and_hint() -> None:
+    err = ProtocolError(protocol.CONFIG_ERROR, "models.conf:3: bad key", {"reason": "config_error",
+                                                                         "hint": "fix models.conf"})
+    assert describe_error(err) == "models.conf:3: bad key [reason: config_error]\nhint: fix models.conf"
+
+
+def test_status_summary_of_a_ready_model_with_speed_offload_and_no_gpu() -> None:
+    status = {"state": "ready", "profile": {"id": "qwen", "name": "Qwen"}, "endpoint": "http://127.0.0.1:8080",
+              "speed": {"measured_tps": 41.0, "expected_tps": 50.0, "as_expected": True},
+              "offload": {"layers": 49, "total": 49, "matches": True},
+              "gpu": {"available": False, "reason": "NVML not found"}}
+    assert status_summary(status) == (
+        "ready: Qwen (qwen) at http://127.0.0.1:8080; speed 41 t/s vs 50 expected (as expected); "
+        "offload 49/49 layers matches the profile; GPU: none visible (NVML not found)")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_loopback_hosts_are_allowed(host: str) -> None:
+    check_bind(host, allow_remote=False)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.com"])
+def test_other_hosts_need_allow_remote(host: str) -> None:
+    with pytest.raises(ValueError, match="--allow-remote"):
+        check_bind(host, allow_remote=False)
+    check_bind(host, allow_remote=True)
