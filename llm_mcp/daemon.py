@@ -418,7 +418,4 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
         anyio.run(main)
     finally:
         lock.release()
-    # Worker threads blocked on Docker streams (the container wait has no stop) would keep a
-    # stopped daemon alive at interpreter exit: leave them behind, like the container.
-    logging.shutdown()
-    os._exit(0)
+    return 0

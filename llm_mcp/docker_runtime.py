@@ -254,14 +254,27 @@ class DockerRuntime:
         self._force_remove(container_id)
         return info.exit_code if info else None
 
-    def wait(self, container_id: str) -> ContainerInfo | None:
-        """Block until the container stops; its final state (None if it was removed)."""
-        try:
-            self.client.api.wait(container_id, timeout=None)
-        except docker.errors.NotFound:
-            return None
-        except (docker.errors.APIError, requests.RequestException) as exc:
-            log.debug("wait %s: %s", container_id[:12], exc)
+    def wait(self, container_id: str, cancel: threading.Event | None = None) -> ContainerInfo | None:
+        """Block until the container stops (or `cancel` is set); its final state.
+
+        Returns None when it was removed. Waits in 1 s slices so that a daemon shutting
+        down is never held by this thread.
+        """
+        while cancel is None or not cancel.is_set():
+            try:
+                self.client.api.wait(container_id, timeout=1 if cancel is not None else None)
+                break
+            except docker.errors.NotFound:
+                return None
+            except requests.exceptions.Timeout:
+                continue
+            except requests.exceptions.ConnectionError as exc:
+                if "timed out" not in str(exc).lower():
+                    log.debug("wait %s: %s", container_id[:12], exc)
+                    break
+            except (docker.errors.APIError, requests.RequestException) as exc:
+                log.debug("wait %s: %s", container_id[:12], exc)
+                break
         return self.inspect(container_id)
 
     def follow_logs(

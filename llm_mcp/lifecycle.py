@@ -75,7 +75,7 @@ class Runtime(Protocol):
     def inspect(self, container_id: str) -> Any: ...
     def create_and_start(self, spec: ContainerSpec) -> Any: ...
     def stop_and_remove(self, container_id: str, grace: float) -> int | None: ...
-    def wait(self, container_id: str) -> Any: ...
+    def wait(self, container_id: str, cancel: threading.Event | None = None) -> Any: ...
     def follow_logs(self, container_id: str, on_line: Callable[[str, str], None],
                     stop: threading.Event, since: float | None = None) -> None: ...
     def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None: ...
@@ -213,6 +213,7 @@ class Core:
         self._lock = anyio.Lock()  # serialises container changes
         self.started = anyio.Event()
         self._events_stop = threading.Event()
+        self._shutdown = threading.Event()  # set when the core stops: ends its Docker waits
 
     # ---- public API -------------------------------------------------------------
 
@@ -234,6 +235,7 @@ class Core:
 
     def _detach_all(self) -> None:
         """Leave the container running (the next core adopts it); only stop our own threads."""
+        self._shutdown.set()
         if self._watch is not None:
             self._watch.stop.set()
         self._events_stop.set()
@@ -406,10 +408,16 @@ class Core:
                 job.result = "cancelled"
                 job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
         except Exception as exc:  # a bug must never leave a stuck state
-            log.exception("job %s crashed", job.id)
             job.result = "failed"
-            job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
-                                  "see the daemon log; the state was reset")
+            if _is_docker_outage(exc):
+                log.warning("job %s: Docker unavailable: %s", job.id, exc)
+                job.failure = Failure("docker_unavailable", f"Docker did not answer: {exc}",
+                                      "start Docker (`sudo systemctl start docker`, or `dockerd`) "
+                                      "and switch again")
+            else:
+                log.exception("job %s crashed", job.id)
+                job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
+                                      "see the daemon log; the state was reset")
             self._set_state(State.FAILED, job.failure.message, job.failure.hint)
         finally:
             job.duration = time.monotonic() - job.started
@@ -654,8 +662,10 @@ class Core:
             self.measured_tps, self.speed_source = tps, "log"
 
     async def _wait_exit(self, watch: _Watch) -> None:
-        final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id,
+        final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id, self._shutdown,
                                                limiter=self._threads, abandon_on_cancel=True)
+        if self._shutdown.is_set():
+            return  # the core is going away, the container stays
         # `docker rm -f` marks the container "removing" before it kills it: a removal, not a crash.
         await self._container_gone(watch, final, final is None or final.status == "removing")
 
@@ -784,6 +794,15 @@ class Core:
         job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current")]
         await self._remove_current(job, quick=True)
         self._set_state(State.FAILED, failure.message, failure.hint)
+
+
+def _is_docker_outage(exc: BaseException) -> bool:
+    """The Docker SDK and its HTTP stack raise their own types; none of them is our bug."""
+    from llm_mcp.docker_runtime import DockerUnavailable
+
+    if isinstance(exc, DockerUnavailable | ConnectionError):
+        return True
+    return type(exc).__module__.split(".")[0] in ("requests", "urllib3")
 
 
 def _client_host(host: str) -> str:
