@@ -252,7 +252,9 @@ class Daemon:
                                     f"protocol {client_version} not supported; daemon speaks "
                                     f"{protocol.PROTOCOL_VERSION}",
                                     {"reason": "protocol_mismatch",
-                                     "hint": "restart the daemon: `llm-mcp daemon --restart`"})
+                                     "hint": "stop the old daemon (`kill $(cat "
+                                              f"{self.socket_path}.lock)`); the next client "
+                                              "starts a new one and it adopts the model"})
             return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
                     "instance": core.instance, "started_at": self.started_at,
                     "config": str(self.config_path) if self.config_path else None,
