@@ -1,0 +1,90 @@
+"""Small text helpers for the panels: durations, sizes, bars, sparklines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def duration(seconds: float | None) -> str:
+    """1.2s, 42s, 3m05s, 2h03m, 3d04h."""
+    if seconds is None:
+        return "n/a"
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    total = int(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def gib(mib: float | None) -> str:
+    return "n/a" if mib is None else f"{mib / 1024:.1f}"
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:3.0f}%"
+
+
+def ratio_pct(used: float | None, total: float | None) -> float | None:
+    if used is None or not total:
+        return None
+    return 100.0 * used / total
+
+
+def bar(fraction: float | None, width: int, style: str, *, empty_style: str = "bright_black") -> Text:
+    """A horizontal bar of `width` cells, in eighths."""
+    text = Text()
+    if width <= 0:
+        return text
+    if fraction is None:
+        text.append("·" * width, empty_style)
+        return text
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    text.append("█" * full, style)
+    if full < width:
+        partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
+        if partial:
+            text.append(partial, style)
+        text.append("░" * (width - full - len(partial)), empty_style)
+    return text
+
+
+def sparkline(values: Sequence[float | None], width: int, top: float, span: int | None = None) -> str:
+    """`values` (oldest first) as one row of bars scaled to `top`, newest on the right.
+
+    With `span` samples wanted across `width` cells, each cell shows the highest of
+    ceil(span / width) samples, so the line always covers the same stretch of time.
+    """
+    if width <= 0:
+        return ""
+    per_cell = max(1, -(-(span or width) // width))
+    data = list(values)
+    cells: list[str] = []
+    end = len(data)
+    while end > 0 and len(cells) < width:
+        group = [v for v in data[max(0, end - per_cell):end] if v is not None]
+        end -= per_cell
+        if not group or top <= 0:
+            cells.append(" ")
+            continue
+        value = max(group)
+        level = round(min(1.0, max(0.0, value / top)) * (len(SPARK) - 1))
+        if value > 0 and level == 0:
+            level = 1
+        cells.append(SPARK[level])
+    cells.reverse()
+    return " " * (width - len(cells)) + "".join(cells)

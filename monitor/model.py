@@ -1,0 +1,140 @@
+"""What the monitor knows about the daemon, built from `status` answers and events.
+
+Plain data and no Textual: the widgets render from it, the app feeds it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+HISTORY_SECONDS = 120  # sparklines cover about two minutes at one sample a second
+
+
+@dataclass
+class GpuHistory:
+    util: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+    memory: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+
+
+@dataclass
+class Model:
+    clock: Callable[[], float]
+    readonly: bool = False
+    connected: bool = False
+    connection_note: str = "connecting to the daemon…"
+    ever_connected: bool = False
+    daemon: dict[str, Any] = field(default_factory=dict)  # the `hello` answer
+    status: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    gpu: dict[str, Any] | None = None
+    system: dict[str, Any] | None = None
+    job: dict[str, Any] | None = None  # the job in flight
+    job_seen_at: float = 0.0
+    last_job: dict[str, Any] | None = None  # the last finished job
+    dismissed: str | None = None  # id of a finished job whose panel was closed
+    gpu_history: dict[int, GpuHistory] = field(default_factory=dict)
+    cpu_history: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+
+    # ---- reading -----------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if not self.connected:
+            return "unknown"
+        return str(self.status.get("state") or "unknown")
+
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        profile = self.status.get("profile")
+        return profile if isinstance(profile, dict) else None
+
+    @property
+    def current_id(self) -> str | None:
+        profile = self.profile
+        return str(profile["id"]) if profile and self.state == "ready" else None
+
+    def uptime(self) -> float | None:
+        container = self.status.get("container") or {}
+        started = container.get("started_at")
+        if isinstance(started, int | float):
+            return max(0.0, self.clock() - float(started))
+        uptime = container.get("uptime")
+        return float(uptime) if isinstance(uptime, int | float) else None
+
+    def job_elapsed(self) -> float:
+        job = self.job or {}
+        elapsed = float(job.get("elapsed") or 0.0)
+        return elapsed + max(0.0, self.clock() - self.job_seen_at)
+
+    def failed_job(self) -> dict[str, Any] | None:
+        """The last switch when it failed and nobody closed its panel yet."""
+        job = self.last_job
+        if self.job is None and job and job.get("result") == "failed" and job.get("id") != self.dismissed:
+            return job
+        return None
+
+    def profiles(self, bench: bool) -> list[dict[str, Any]]:
+        return [m for m in self.models if bool(m.get("bench")) == bench]
+
+    def profile_name(self, profile_id: str | None) -> str:
+        for m in self.models:
+            if m.get("id") == profile_id:
+                return str(m.get("name") or profile_id)
+        return str(profile_id or "?")
+
+    # ---- feeding -----------------------------------------------------------------
+
+    def apply_status(self, status: dict[str, Any]) -> None:
+        self.status = status
+        if isinstance(status.get("gpu"), dict):
+            self.gpu = status["gpu"]
+        job = status.get("job")
+        self.job = job if isinstance(job, dict) else None
+        self.job_seen_at = self.clock()
+        last = status.get("last_switch")
+        if isinstance(last, dict):
+            self.last_job = last
+
+    def apply_state(self, data: dict[str, Any]) -> None:
+        for key in ("state", "reason", "hint"):
+            if key in data:
+                self.status[key] = data[key]
+        if data.get("speed") is not None:
+            speed = dict(self.status.get("speed") or {})
+            speed["measured_tps"] = data["speed"]
+            expected = speed.get("expected_tps")
+            if expected:
+                speed["ratio"] = round(float(data["speed"]) / float(expected), 3)
+            self.status["speed"] = speed
+
+    def apply_job(self, data: dict[str, Any]) -> bool:
+        """Returns True when the job just finished."""
+        if data.get("done"):
+            if self.job is None or self.job.get("id") == data.get("id"):
+                self.job = None
+            if data.get("kind") != "adopt" or data.get("result") != "cancelled":
+                self.last_job = data
+            return True
+        self.job = data
+        self.job_seen_at = self.clock()
+        return False
+
+    def apply_gpu(self, data: dict[str, Any]) -> None:
+        self.gpu = data
+        seen = set()
+        for gpu in data.get("gpus") or []:
+            index = int(gpu.get("index", 0))
+            seen.add(index)
+            history = self.gpu_history.setdefault(index, GpuHistory())
+            history.util.append(gpu.get("utilization_pct"))
+            history.memory.append(gpu.get("memory_used_mib"))
+        for index in list(self.gpu_history):
+            if index not in seen:
+                del self.gpu_history[index]
+
+    def apply_system(self, data: dict[str, Any]) -> None:
+        self.system = data
+        self.cpu_history.append(data.get("cpu_pct"))

@@ -1,0 +1,40 @@
+"""A yes/no question over the dashboard."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 72; max-width: 95%; height: auto; padding: 1 2;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmScreen .keys { color: $text-muted; margin-top: 1; }
+    """
+
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "cancel"),
+    ]
+
+    def __init__(self, question: str, yes_key: str = "y", yes_label: str = "yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes_key = yes_key
+        self.yes_label = yes_label
+        self._bindings.bind(f"{yes_key},enter", "answer(True)", yes_label)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, markup=False, id="question")
+            yield Static(f"{self.yes_key}/Enter {self.yes_label}  ·  n/Esc cancel", classes="keys",
+                         markup=False)
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)

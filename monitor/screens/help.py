@@ -1,0 +1,48 @@
+"""`?`: every key, in one place."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, str], ...] = (
+    ("m", "model picker: 1-9 pick, b bench profiles, ↑↓ Enter, Esc cancel"),
+    ("s", "stop the model (asks first)"),
+    ("/", "filter the log (regex or text); Enter keeps it, Esc clears it"),
+    ("n / N", "next / previous matching line"),
+    ("f / End", "follow the log again (scrolling up pauses it)"),
+    ("g / G", "top / bottom of the log"),
+    ("w", "wrap long lines"),
+    ("t", "timestamps"),
+    ("x", "close the failure panel"),
+    ("? / F1", "this help"),
+    ("q / Ctrl+Q", "quit (the model keeps running)"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: 96; max-width: 95%; height: auto; padding: 1 2;
+        border: thick $primary; background: $surface;
+    }
+    """
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss(None)", "close")]
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for key, what in KEYS:
+            table.add_row(key, what)
+        with Vertical():
+            yield Static("llm-monitor keys", classes="title")
+            yield Static(table)
+            yield Static("\nQuitting the monitor never stops the model. --readonly disables m picks and s.",
+                         markup=False)

@@ -1,0 +1,235 @@
+"""`m`: the model picker. Digits pick, `b` shows the bench profiles, Esc cancels.
+
+The dashboard keeps updating underneath; the app calls `refresh_view` when the
+daemon's state changes, so the current marker and the in-flight banner stay true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Static
+
+from monitor.format import duration
+from monitor.model import Model
+from monitor.widgets.switch_panel import phase_label
+
+DIGIT_WAIT = 0.8  # seconds to wait for a second digit when there are ten profiles or more
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    profile: str
+    force: bool = False
+
+
+class PickerScreen(ModalScreen[Pick | None]):
+    DEFAULT_CSS = """
+    PickerScreen { align: center middle; }
+    PickerScreen > Vertical {
+        width: 90%; max-width: 110; height: auto; max-height: 90%;
+        padding: 0 1; border: thick $accent; background: $surface;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "cancel"),
+        Binding("b", "toggle_bench", "bench profiles"),
+        Binding("up,k", "move(-1)", "up", show=False),
+        Binding("down,j", "move(1)", "down", show=False),
+        Binding("enter", "choose", "pick", show=False),
+        Binding("r", "replace", "replace", show=False),
+    ]
+
+    def __init__(self, model: Model, *, readonly: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.readonly = readonly
+        self.bench = False
+        self.cursor = 0
+        self.pending: dict[str, Any] | None = None  # the profile waiting for "replace?"
+        self.message = ""
+        self._digits = ""
+        self._digit_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Static(self._body(), id="picker-body")
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.model.profiles(self.bench)
+
+    def refresh_view(self) -> None:
+        if self.is_mounted:
+            self.query_one("#picker-body", Static).update(self._body())
+
+    # ---- keys --------------------------------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character is None or not event.character.isdigit():
+            return
+        event.stop()
+        event.prevent_default()
+        self._digit(event.character)
+
+    def _digit(self, char: str) -> None:
+        count = len(self.rows)
+        if self._digit_timer is not None:
+            self._digit_timer.stop()
+            self._digit_timer = None
+        self._digits += char
+        typed = int(self._digits)
+        longer = [n for n in range(1, count + 1) if str(n).startswith(self._digits) and n != typed]
+        if not longer:
+            self._digits = ""
+            if 1 <= typed <= count:
+                self._choose(typed - 1)
+            else:
+                self._say(f"no profile numbered {typed}")
+            return
+        self._digit_timer = self.set_timer(DIGIT_WAIT, self._digits_done)
+
+    def _digits_done(self) -> None:
+        typed, self._digits = int(self._digits or 0), ""
+        self._digit_timer = None
+        if 1 <= typed <= len(self.rows):
+            self._choose(typed - 1)
+
+    def action_cancel(self) -> None:
+        if self.pending is not None:
+            self.pending = None
+            self.message = ""
+            self.refresh_view()
+            return
+        self.dismiss(None)
+
+    def action_toggle_bench(self) -> None:
+        self.bench = not self.bench
+        self.cursor = 0
+        self.pending = None
+        self.message = ""
+        self.refresh_view()
+
+    def action_move(self, step: int) -> None:
+        if self.rows:
+            self.cursor = (self.cursor + step) % len(self.rows)
+            self.refresh_view()
+
+    def action_choose(self) -> None:
+        if self.pending is not None:
+            self.action_replace()
+        elif self.rows:
+            self._choose(self.cursor)
+
+    def action_replace(self) -> None:
+        if self.pending is not None:
+            self.dismiss(Pick(str(self.pending["id"]), force=True))
+
+    def _say(self, message: str) -> None:
+        self.message = message
+        self.app.bell()
+        self.refresh_view()
+
+    def _choose(self, index: int) -> None:
+        rows = self.rows
+        if not 0 <= index < len(rows):
+            return
+        self.cursor = index
+        row = rows[index]
+        if self.readonly:
+            self._say("read-only monitor: switching is disabled (start llm-monitor without --readonly)")
+            return
+        if not self.model.connected:
+            self._say("not connected to the daemon; try again once it answers")
+            return
+        job = self.model.job
+        if job is not None and not (job.get("kind") == "switch" and job.get("profile") == row.get("id")):
+            self.pending = row
+            self.message = ""
+            self.refresh_view()
+            return
+        self.dismiss(Pick(str(row["id"])))
+
+    # ---- drawing -----------------------------------------------------------------
+
+    def _body(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        title = Text("Bench profiles" if self.bench else "Switch model", "bold")
+        title.append("   b: " + ("production profiles" if self.bench else "bench profiles"), "bright_black")
+        parts.append(title)
+        job = self.model.job
+        if job is not None:
+            parts.append(self._in_flight(job))
+        if self.readonly:
+            parts.append(Text("read-only monitor: this list is for reading", "reverse"))
+        rows = self.rows
+        if not rows:
+            parts.append(Text("no bench profiles in models.conf (bench = true puts one here)" if self.bench
+                              else "no profiles in models.conf yet", "bright_black"))
+        else:
+            parts.append(self._table(rows))
+        if self.pending is not None:
+            banner = Text()
+            banner.append(f"Replace the switch to {job.get('name') if job else '?'} with ", "bold yellow")
+            banner.append(str(self.pending.get("name") or self.pending.get("id")), "bold")
+            banner.append("?  r replace it (force)  ·  Esc keep it running", "bold yellow")
+            parts.append(banner)
+        elif self.message:
+            parts.append(Text(self.message, "yellow"))
+        count = len(rows)
+        keys = Text(f"1-{count} pick" if count > 1 else ("1 pick" if count else ""), "bright_black")
+        keys.append("  ·  ↑↓ Enter  ·  b bench  ·  Esc cancel", "bright_black")
+        parts.append(keys)
+        return Group(*parts)
+
+    def _in_flight(self, job: dict[str, Any]) -> Text:
+        text = Text()
+        if job.get("kind") == "switch":
+            text.append(f"⟳ a switch to {job.get('name') or job.get('profile')} is in flight", "bold yellow")
+        else:
+            text.append(f"⟳ a {job.get('kind')} job is in flight", "bold yellow")
+        text.append(f" ({phase_label(job.get('phase'))}, {duration(self.model.job_elapsed())});"
+                    " picking another model offers to replace it", "yellow")
+        return text
+
+    def _table(self, rows: list[dict[str, Any]]) -> Table:
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold bright_black")
+        table.add_column("#", justify="right")
+        table.add_column("")
+        table.add_column("name")
+        table.add_column("speed", justify="right")
+        table.add_column("context", justify="right")
+        table.add_column("model file")
+        current = self.model.current_id
+        job = self.model.job
+        loading = job.get("profile") if job and job.get("kind") == "switch" else None
+        for i, row in enumerate(rows):
+            marker = Text("")
+            if row.get("id") == loading:
+                marker = Text("⟳", "yellow")
+            elif row.get("id") == current:
+                marker = Text("●", "green")
+            speed = row.get("speed")
+            ctx = row.get("ctx_size")
+            model_file = Text(str(row.get("model") or ""))
+            if row.get("model_present") is False:
+                model_file.append(" (missing)", "red")
+            name = Text(str(row.get("name") or row.get("id")), "bold" if row.get("id") == current else "")
+            if row.get("id") == current:
+                name.append(" (current)", "green")
+            style = "reverse" if i == self.cursor else ""
+            table.add_row(Text(str(i + 1), "bold cyan"), marker, name,
+                          "n/a" if speed is None else f"{speed:g} t/s",
+                          "n/a" if ctx is None else str(ctx), model_file, style=style)
+        return table

@@ -1,0 +1,9 @@
+"""The dashboard's panels."""
+
+from monitor.widgets.gpu_panel import GpuPanel
+from monitor.widgets.log_view import LogView
+from monitor.widgets.status_bar import StatusBar
+from monitor.widgets.switch_panel import SwitchPanel
+from monitor.widgets.system_panel import SystemPanel
+
+__all__ = ["GpuPanel", "LogView", "StatusBar", "SwitchPanel", "SystemPanel"]

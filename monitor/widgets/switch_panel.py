@@ -1,0 +1,107 @@
+"""Switch progress (phase, estimated progress, elapsed) and, after a failure, why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+from monitor.format import bar, duration
+from monitor.model import Model
+
+FAILURE_LOG_LINES = 6
+
+
+def phase_label(phase: str | None) -> str:
+    return (phase or "?").replace("_", " ")
+
+
+class SwitchPanel(Widget):
+    DEFAULT_CSS = """
+    SwitchPanel { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, model: Model, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+
+    @property
+    def has_content(self) -> bool:
+        return self.model.job is not None or self.model.failed_job() is not None
+
+    def render(self) -> Text:
+        if self.model.job is not None:
+            return self._progress(self.model.job)
+        failed = self.model.failed_job()
+        if failed is not None:
+            return self._failure(failed)
+        return Text()
+
+    def _progress(self, job: dict[str, Any]) -> Text:
+        m = self.model
+        kind = job.get("kind")
+        name = job.get("name") or job.get("profile") or ""
+        elapsed = m.job_elapsed()
+        estimate = job.get("estimate")
+        text = Text()
+        if kind == "stop":
+            text.append("■ stopping the model", "bold yellow")
+        elif kind == "adopt":
+            text.append(f"⟳ adopting the running container ({name})", "bold yellow")
+        else:
+            text.append("⟳ switching to ", "bold yellow")
+            text.append(str(name), "bold")
+            if job.get("force"):
+                text.append(" (replacing the previous switch)", "yellow")
+        text.append(f"  · {phase_label(job.get('phase'))}", "bold")
+        text.append(f"  · {duration(elapsed)}")
+        if isinstance(estimate, int | float) and estimate > 0:
+            text.append(f" of ~{duration(float(estimate))}", "bright_black")
+        width = max(20, self.size.width)
+        if kind == "switch":
+            text.append("\n")
+            if isinstance(estimate, int | float) and estimate > 0:
+                fraction = min(0.99, elapsed / float(estimate))
+                text.append_text(bar(fraction, max(10, width - 6), "yellow"))
+                text.append(f" {fraction * 100:3.0f}%")
+            else:
+                text.append("no estimate yet: this is the first load of this profile (elapsed time only)",
+                            "bright_black")
+        phases = job.get("phases") or []
+        if len(phases) > 1:
+            text.append("\n")
+            text.append(" → ".join(f"{phase_label(p.get('phase'))} {duration(p.get('at'))}" for p in phases),
+                        "bright_black")
+        return text
+
+    def _failure(self, job: dict[str, Any]) -> Text:
+        m = self.model
+        text = Text()
+        text.append("✗ switch to ", "bold red")
+        text.append(str(job.get("name") or job.get("profile")), "bold red")
+        text.append(f" failed after {duration(job.get('elapsed'))}", "bold red")
+        text.append(f" ({job.get('reason') or 'unknown reason'})", "red")
+        if job.get("message"):
+            text.append(f"\n{job['message']}")
+        if job.get("hint"):
+            text.append(f"\nhint: {job['hint']}", "italic")
+        previous = job.get("previous")
+        restored = job.get("restored")
+        text.append("\n")
+        if previous is None or previous == job.get("profile"):
+            text.append("nothing was running before; nothing to restore", "bright_black")
+        elif restored:
+            text.append(f"✓ the previous model, {m.profile_name(previous)}, was restored", "green")
+        elif restored is False:
+            text.append(f"✗ the previous model, {m.profile_name(previous)}, could not be restored",
+                        "bold red")
+        else:
+            text.append(f"the previous model, {m.profile_name(previous)}, was not restored (rollback off)",
+                        "yellow")
+        lines = [str(line) for line in job.get("log_lines") or []][-FAILURE_LOG_LINES:]
+        if lines:
+            text.append("\nthe log lines that show it:", "bright_black")
+            for line in lines:
+                text.append(f"\n  {line}", "bright_black")
+        return text

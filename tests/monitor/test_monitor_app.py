@@ -1,0 +1,362 @@
+"""Behaviour of the monitor app against the STAND-IN client (fast, no Docker).
+
+What needs a real daemon and llama-server is in test_monitor_live.py; these
+cover the paths a real daemon rarely takes on cue (a busy answer, a dropped
+connection, a burst of lines, ten profiles).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from monitor import make_app
+from monitor.app import MonitorApp
+from monitor.screens import ConfirmScreen, HelpScreen, PickerScreen
+from tests.monitor import standin as S
+from tests.monitor.conftest import wait_for
+
+pytestmark = pytest.mark.anyio
+
+SIZE = (120, 36)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make(status: dict[str, Any] | None = None, *, events: list[dict[str, Any]] | None = None,
+         lines: list[dict[str, Any]] | None = None, readonly: bool = False, max_log_lines: int = 5000,
+         **kwargs: Any) -> tuple[MonitorApp, S.StandInClient]:
+    if events is None:
+        events = [S.envelope(1, "gpu", S.gpu_snapshot())]
+    client = S.StandInClient(status or S.status("ready", S.MODELS[0]), lines=lines, events=events, **kwargs)
+    app = make_app(lambda: client, readonly=readonly, clock=S.frozen_clock, max_log_lines=max_log_lines)
+    return app, client
+
+
+async def settled(pilot: Pilot[None], client: S.StandInClient) -> None:
+    app = pilot.app
+    assert isinstance(app, MonitorApp)
+    await wait_for(pilot, lambda: client.drained.is_set() and not app.catching_up, 5, "the script")
+    app.flush_logs()
+    await pilot.pause()
+
+
+def calls(client: S.StandInClient, method: str) -> list[dict[str, Any]]:
+    return [params for name, params in client.calls if name == method]
+
+
+async def test_readonly_monitor_lists_models_but_neither_switches_nor_stops() -> None:
+    app, client = make(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        assert "read-only" in S.screen_text(app).splitlines()[0]
+        await pilot.press("m")
+        assert isinstance(app.screen, PickerScreen)
+        await pilot.press("2")
+        assert isinstance(app.screen, PickerScreen)  # still open, saying why
+        assert "switching is disabled" in S.screen_text(app)
+        await pilot.press("escape", "s")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert calls(client, "switch") == [] and calls(client, "stop") == []
+
+
+async def test_picking_during_a_switch_in_flight_offers_to_replace_it_or_keep_it() -> None:
+    running = S.job("gpt-oss", "gpt-oss 120B", previous="qwen3-coder")
+    app, client = make(S.status("loading", S.MODELS[1], job=running))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        text = S.screen_text(app)
+        assert "a switch to gpt-oss 120B is in flight" in text
+        await pilot.press("3")
+        assert "Replace the switch to gpt-oss 120B with Gemma 3 27B?" in S.screen_text(app)
+        await pilot.press("escape")  # keep it: back to the list
+        assert isinstance(app.screen, PickerScreen)
+        assert "Replace the switch" not in S.screen_text(app)
+        await pilot.press("3", "r")
+        await pilot.pause()
+        assert not isinstance(app.screen, PickerScreen)
+        assert calls(client, "switch") == [{"model": "gemma3", "force": True, "wait": False}]
+
+
+async def test_picking_the_profile_already_loading_joins_it_without_force() -> None:
+    running = S.job("gpt-oss", "gpt-oss 120B", previous="qwen3-coder")
+    app, client = make(S.status("loading", S.MODELS[1], job=running))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "2")
+        await pilot.pause()
+        assert calls(client, "switch") == [{"model": "gpt-oss", "force": False, "wait": False}]
+
+
+async def test_a_busy_answer_from_the_daemon_asks_before_replacing() -> None:
+    running = S.job("gpt-oss", "gpt-oss 120B", phase="loading")
+
+    def answer(method: str, params: dict[str, Any]) -> Any:
+        if method == "switch" and not params.get("force"):
+            raise S.busy_error(running)
+        return None
+
+    app, client = make(S.status("ready", S.MODELS[0]), on_call=answer)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        await pilot.pause()
+        assert "A switch to gpt-oss 120B is in flight" in S.screen_text(app)
+        await pilot.press("r")
+        await pilot.pause()
+        assert calls(client, "switch")[-1] == {"model": "gemma3", "force": True, "wait": False}
+
+
+async def test_s_asks_before_stopping_and_n_keeps_the_model_running() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Stop Qwen3 Coder 30B?" in S.screen_text(app)
+        await pilot.press("n")
+        assert calls(client, "stop") == []
+        await pilot.press("s", "y")
+        await pilot.pause()
+        assert calls(client, "stop") == [{"force": False, "wait": False}]
+
+
+async def test_s_with_nothing_running_says_so_instead_of_asking() -> None:
+    app, client = make(S.status("stopped", None))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("s")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert calls(client, "stop") == []
+
+
+async def test_two_digit_numbers_pick_when_there_are_ten_profiles_or_more() -> None:
+    models = [S.profile(f"p{i}", f"Profile {i}", f"m{i}.gguf") for i in range(1, 13)]
+
+    def finished(method: str, params: dict[str, Any]) -> Any:
+        if method == "switch":
+            return S.job(params["model"], params["model"], done=True, result="ready", phase="ready")
+        return None
+
+    app, client = make(S.status("stopped", None), models=models, on_call=finished)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "1", "2")
+        await pilot.pause()
+        await pilot.press("m", "3")  # nothing longer starts with 3: picked at once
+        await pilot.pause()
+        assert [c["model"] for c in calls(client, "switch")] == ["p12", "p3"]
+
+
+async def test_the_dashboard_keeps_updating_under_the_picker() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        assert isinstance(app.screen, PickerScreen)
+        status_calls = len(calls(client, "status"))
+        await client.live.put(S.envelope(50, "gpu", S.gpu_snapshot(util=(97.0, 12.0))))
+        await client.live.put(S.envelope(51, "log", S.log_line(500, "a line while picking")))
+        await wait_for(pilot, lambda: " 97%" in S.screen_text(app), 5, "the new sample under the overlay")
+        await wait_for(pilot, lambda: "a line while picking" in S.screen_text(app), 5, "the new line")
+        assert isinstance(app.screen, PickerScreen)
+        assert app.model.connected and len(calls(client, "status")) == status_calls  # no reconnect
+
+
+async def test_switch_progress_follows_job_events_and_a_finished_switch_clears_it() -> None:
+    app, client = make(S.status("stopped", None))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        running = S.job("gemma3", "Gemma 3 27B", phase="loading_tensors", elapsed=6.0, estimate=24.0)
+        await client.live.put(S.envelope(60, "job", running))
+        await wait_for(pilot, lambda: "switching to Gemma 3 27B" in S.screen_text(app), 5, "progress")
+        text = S.screen_text(app)
+        assert "loading tensors" in text and "25%" in text and "6.0s of ~24s" in text
+        done = {**running, "done": True, "result": "ready", "phase": "ready"}
+        await client.live.put(S.envelope(61, "job", done))
+        await wait_for(pilot, lambda: "switching to" not in S.screen_text(app), 5, "the panel to go")
+
+
+async def test_the_daemon_going_away_shows_reconnecting_and_the_monitor_recovers() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        assert "● ready" in S.screen_text(app).splitlines()[0]
+        client.drained.clear()
+        await client.live.put(None)  # the connection drops
+        await wait_for(pilot, lambda: not app.model.connected, 5, "the drop to show")
+        assert "reconnecting…" in S.screen_text(app).splitlines()[0]
+        await pilot.press("m")
+        assert not isinstance(app.screen, PickerScreen)  # no picking while disconnected
+        await wait_for(pilot, lambda: app.model.connected, 10, "the reconnect")
+        assert "● ready" in S.screen_text(app).splitlines()[0]
+        assert len(calls(client, "status")) >= 2
+
+
+async def test_lines_around_the_subscription_are_neither_lost_nor_doubled() -> None:
+    before = [S.log_line(i, f"line {i}") for i in range(1, 11)]
+    # Lines 9-12 come as events; the tail taken after subscribing already has up to 11.
+    events = [S.envelope(100 + i, "log", S.log_line(i, f"line {i}")) for i in range(9, 13)]
+    app, client = make(events=events, lines=before)
+
+    def later_tail(method: str, params: dict[str, Any]) -> Any:
+        if method == "tail_logs" and len(calls(client, "tail_logs")) > 1:
+            return {"lines": [S.log_line(i, f"line {i}") for i in range(1, 12)]}
+        return None
+
+    client.on_call = later_tail
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        assert [e.seq for e in app.log_view.entries] == list(range(1, 13))
+
+
+async def test_a_burst_of_lines_is_written_in_a_few_batches_into_a_bounded_log() -> None:
+    app, client = make(lines=[], max_log_lines=500)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        log = app.log_view
+        batches = 0
+        add = log.add
+
+        def counting_add(lines: Any) -> None:
+            nonlocal batches
+            batches += 1
+            add(lines)
+
+        log.add = counting_add  # type: ignore[method-assign]
+        for i in range(1, 5001):
+            client.live.put_nowait(S.envelope(10_000 + i, "log", S.log_line(i, f"burst line {i}")))
+        started = time.monotonic()
+        await wait_for(pilot, lambda: bool(log.entries) and log.entries[-1].seq == 5000, 10, "the burst")
+        assert time.monotonic() - started < 5
+        assert len(log.entries) == 500 and log.entries[0].seq == 4501
+        assert batches <= 20
+        assert log.follow and log.scroll_y == log.max_scroll_y
+
+
+async def test_log_keys_wrap_top_bottom_and_timestamps() -> None:
+    long_line = "0.00.001.000 I " + "x" * 300
+    lines = [S.log_line(i, f"line {i}") for i in range(1, 80)] + [S.log_line(80, long_line)]
+    app, client = make(lines=lines)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        log = app.log_view
+        rows = log.row_count
+        await pilot.press("w")
+        assert log.row_count > rows and "wrap" in str(log.border_subtitle)
+        await pilot.press("w", "g")
+        assert log.scroll_y == 0 and not log.follow
+        assert "paused" in str(log.border_subtitle)
+        await pilot.press("G")
+        assert log.follow and log.scroll_y == log.max_scroll_y
+        await pilot.press("t")
+        assert log.timestamps
+        await pilot.press("n")  # no filter yet: nothing to jump to
+        assert log.follow
+
+
+async def test_filter_highlights_and_n_N_walk_the_matches() -> None:
+    lines = [S.log_line(i, f"line {i} {'error here' if i % 10 == 0 else 'fine'}") for i in range(1, 101)]
+    app, client = make(lines=lines)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        log = app.log_view
+        await pilot.press("slash", *"error", "enter")
+        assert log.visible_texts() == [f"line {i} error here" for i in range(10, 101, 10)]
+        await pilot.press("N")
+        assert not log.follow
+        last = log._current
+        await pilot.press("N")
+        assert log._current != last
+        await pilot.press("n")
+        assert log._current == last
+        await pilot.press("escape")
+        assert log.pattern is None and len(log.visible_texts()) == 100
+
+
+async def test_help_lists_the_keys_and_escape_closes_it() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = S.screen_text(app)
+        for key in ("model picker", "filter the log", "next / previous", "follow the log", "wrap", "stop"):
+            assert key in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_no_gpu_is_a_panel_with_the_reason_and_a_hint() -> None:
+    app, client = make(S.status("ready", S.MODELS[0], gpu=S.NO_GPU), events=[S.envelope(1, "gpu", S.NO_GPU)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        text = S.screen_text(app)
+        assert "No visible GPUs: NVML library not found" in text
+        assert "hint: install the NVIDIA driver" in text
+
+
+def test_the_monitor_never_imports_docker_or_pynvml() -> None:
+    code = ("import sys, monitor, monitor.app, monitor.__main__; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'pynvml')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cli_builds_the_client_from_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import monitor.__main__ as cli
+    import monitor.app
+
+    seen: dict[str, Any] = {}
+
+    class FakeApp:
+        def run(self) -> None:
+            client = seen["factory"]()
+            seen["client"] = (client.socket_path, client.config_path, client.name)
+
+    def fake_make_app(factory: Any, *, readonly: bool = False) -> FakeApp:
+        seen["factory"], seen["readonly"] = factory, readonly
+        return FakeApp()
+
+    monkeypatch.setattr(monitor.app, "make_app", fake_make_app)
+    config = tmp_path / "models.conf"
+    assert cli.main(["--config", str(config), "--socket", str(tmp_path / "s.sock"), "--readonly"]) == 0
+    assert seen["readonly"] is True
+    assert seen["client"] == (tmp_path / "s.sock", config, "llm-monitor")
+
+
+async def test_dashboard_keys_wait_while_an_overlay_is_open() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        picker = app.screen
+        await pilot.press("m", "s", "question_mark")
+        await pilot.pause()
+        assert app.screen is picker and len(app.screen_stack) == 2
+
+
+async def test_events_the_daemon_dropped_for_a_slow_monitor_are_fetched_again() -> None:
+    app, client = make(lines=[S.log_line(i, f"line {i}") for i in range(1, 6)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        client.lines = [S.log_line(i, f"line {i}") for i in range(1, 21)]  # 6-19 never came as events
+        await client.live.put(S.envelope(900, "gpu", S.gpu_snapshot(), dropped=14))
+        await client.live.put(S.envelope(901, "log", S.log_line(20, "line 20"), dropped=14))
+        await wait_for(pilot, lambda: bool(app.log_view.entries) and app.log_view.entries[-1].seq == 20, 5,
+                       "the catch-up")
+        assert [e.seq for e in app.log_view.entries] == list(range(1, 21))

@@ -1,0 +1,103 @@
+"""What the screen shows, as SVG snapshots (pytest-textual-snapshot).
+
+The data comes from the STAND-IN client in standin.py (scripted status and
+events, frozen clock), so every snapshot is the same on every machine. Review
+the diff report before `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from textual.pilot import Pilot
+
+from monitor import make_app
+from monitor.app import MonitorApp
+from tests.monitor import standin as S
+
+SIZE = (120, 36)
+CURRENT = S.MODELS[0]
+
+
+def gpu_history(samples: int = 90) -> list[dict[str, Any]]:
+    """About a minute and a half of GPU samples with some shape to them."""
+    events = []
+    for i in range(samples):
+        util = (round(55 + 40 * math.sin(i / 7)), round(10 + 8 * math.sin(i / 4)))
+        mem = (20480.0 + 40 * i, 6144.0)
+        events.append(S.envelope(i + 1, "gpu", S.gpu_snapshot(util=util, mem=mem)))
+    return events
+
+
+def system_history(samples: int = 90, container: bool = True) -> list[dict[str, Any]]:
+    return [S.envelope(1000 + i, "system", S.system_sample(cpu=round(20 + 15 * math.sin(i / 5)),
+                                                            container=container))
+            for i in range(samples)]
+
+
+def scenario(status: dict[str, Any], events: list[dict[str, Any]],
+             lines: list[dict[str, Any]] | None = None) -> tuple[MonitorApp, Any]:
+    client = S.StandInClient(status, lines=S.load_lines() if lines is None else lines, events=events)
+    app = make_app(lambda: client, clock=S.frozen_clock)
+
+    async def settle(pilot: Pilot[None]) -> None:
+        await client.drained.wait()
+        while app.catching_up:
+            await pilot.pause(0.02)
+        app.flush_logs()
+        await pilot.pause()
+
+    return app, settle
+
+
+def test_nothing_running(snap_compare: Any) -> None:
+    idle = [S.envelope(i + 1, "gpu", S.gpu_snapshot(util=(0, 0), mem=(310.0, 120.0), temps=(34, 31),
+                                                       idle=True))
+            for i in range(30)]
+    app, settle = scenario(S.status("stopped", None), idle + system_history(30, container=False), lines=[])
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_ready_with_two_gpus(snap_compare: Any) -> None:
+    app, settle = scenario(S.status("ready", CURRENT, measured=151.2), gpu_history() + system_history())
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_picker_open(snap_compare: Any) -> None:
+    app, settle = scenario(S.status("ready", CURRENT, measured=151.2), gpu_history() + system_history())
+    assert snap_compare(app, press=["m"], terminal_size=SIZE, run_before=settle)
+
+
+def test_switch_in_progress(snap_compare: Any) -> None:
+    job = S.job("gpt-oss", "gpt-oss 120B", previous="qwen3-coder")
+    lines = [*S.load_lines(), S.log_line(20, "--- switching to gpt-oss 120B ---", "separator"),
+             S.log_line(21, "0.00.013.120 I srv    load_model: loading model "
+                        "'/models/gpt-oss-120b-mxfp4.gguf'"),
+             S.log_line(22, "0.00.410.877 I load_tensors: offloading 36 repeating layers to GPU")]
+    app, settle = scenario(S.status("loading", S.MODELS[1], job=job, reason="loading gpt-oss 120B"),
+                           gpu_history() + system_history(), lines=lines)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_switch_failed_with_previous_restored(snap_compare: Any) -> None:
+    failed = S.job("gemma3", "Gemma 3 27B", phase="failed", elapsed=8.7, done=True, result="failed",
+                   previous="qwen3-coder", restored=True, reason="out_of_memory",
+                   message="out of GPU memory while loading (cudaMalloc failed)",
+                   hint="lower ctx_size or n_gpu_layers, or offload experts with override_tensor",
+                   log_lines=["0.00.310.901 I load_tensors: offloaded 63/63 layers to GPU",
+                              "0.01.020.311 E ggml_backend_cuda_buffer_type_alloc_buffer: allocating "
+                              "18944.00 MiB on device 0: cudaMalloc failed: out of memory",
+                              "0.01.020.402 E llama_model_load: error loading model: unable to allocate "
+                              "CUDA0 buffer"])
+    status = S.status("ready", CURRENT, last=failed, measured=149.8,
+                      reason="switch to Gemma 3 27B failed (out_of_memory); Qwen3 Coder 30B restored",
+                      hint="lower ctx_size or n_gpu_layers")
+    app, settle = scenario(status, gpu_history() + system_history())
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_no_gpu(snap_compare: Any) -> None:
+    events = [S.envelope(1, "gpu", S.NO_GPU), *system_history(30)]
+    app, settle = scenario(S.status("ready", CURRENT, gpu=S.NO_GPU, measured=14.2), events)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
