@@ -117,6 +117,10 @@ class DaemonClient:
         async with self._connect_lock:
             if self._conn is not None and not self._conn.closed.is_set():
                 return self._conn
+            if self._conn is not None:  # the daemon went away: free the dead connection
+                with contextlib.suppress(Exception):
+                    await self._conn.stream.aclose()
+                self._conn.events_recv.close()
             stream = await self._open()
             conn = _Connection(stream)
             assert self._tg is not None
@@ -192,8 +196,12 @@ class DaemonClient:
 
     async def events(self, topics: list[str], capacity: int = 2000) -> AsyncIterator[dict[str, Any]]:
         """Subscribe and yield events until the connection drops (then it returns)."""
-        async for event in await self.subscribe(topics, capacity):
-            yield event
+        stream = await self.subscribe(topics, capacity)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            stream.close()
 
 
 def spawn_daemon(socket_path: Path, config_path: Path | None) -> tuple[subprocess.Popen[bytes], Path]:

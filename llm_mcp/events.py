@@ -40,6 +40,10 @@ class Subscription:
                 return []
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
+        return self.drain(limit)
+
+    def drain(self, limit: int) -> list[dict[str, Any]]:
+        """Whatever is queued now, up to `limit`, without waiting."""
         return [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
 
     def close(self) -> None:

@@ -42,9 +42,6 @@ def test_tmux_script_presses_m_and_a_digit_and_captures_the_ready_screen(
 
 
 @pytest.mark.anyio
-# llm_mcp.client leaves the dead connection's socket and event stream unclosed when it
-# reconnects (ResourceWarning); remove this mark once the client closes them.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_the_monitor_starts_the_daemon_says_reconnecting_when_it_dies_and_recovers(
         fake_live: LiveDaemon) -> None:
     assert not fake_live.socket.exists()  # nothing runs yet: the monitor starts it
