@@ -102,7 +102,9 @@ class Samplers:
             snapshot = await anyio.to_thread.run_sync(self.gpu.sample, limiter=self._threads)
             self.last_gpu = {**snapshot.to_dict(), "wall": time.time()}
             self.core.bus.publish("gpu", self.last_gpu)
-            system = await anyio.to_thread.run_sync(self.system.sample, limiter=self._threads)
+            # On the loop's own thread: psutil keeps CPU-percent state per thread, and pooled
+            # worker threads would each report their first sample as N/A. It reads /proc: fast.
+            system = self.system.sample()
             self.last_system = {**system.to_dict(), "container": await self._container_stats()}
             self.core.bus.publish("system", self.last_system)
             await anyio.sleep(max(0.05, self.interval - (time.monotonic() - started)))

@@ -32,7 +32,7 @@ model = tiny-a.gguf
 ctx_size = 512
 n_gpu_layers = 0
 flags = --threads 1 --parallel 1
-speed = 400
+speed = 5000
 
 [tiny-b]
 name = Tiny B (3 layers)
@@ -40,7 +40,7 @@ model = tiny-b.gguf
 ctx_size = 1024
 n_gpu_layers = 0
 flags = --threads 1 --parallel 1
-speed = 300
+speed = 4000
 
 [tiny-a-bench]
 name = Tiny A, batch 64 (bench)
