@@ -16,7 +16,12 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
+
+from llm_mcp.levels import TemperatureLevel, UsageLevel, temperature_level, usage_level
+
+__all__ = ["GpuProcess", "GpuSample", "GpuSampler", "GpuSnapshot", "TemperatureLevel", "UsageLevel",
+           "temperature_level", "usage_level"]
 
 log = logging.getLogger("llm_mcp.gpu")
 
@@ -27,35 +32,9 @@ NO_GPUS_REASON = "NVML found no GPUs"
 # NVML_VALUE_NOT_AVAILABLE as unsigned int and unsigned long long.
 _NOT_AVAILABLE = frozenset({(1 << 32) - 1, (1 << 64) - 1})
 
-TemperatureLevel = Literal["ok", "warm", "hot", "unknown"]
-UsageLevel = Literal["low", "moderate", "high", "unknown"]
 
 _T = TypeVar("_T")
 _CacheKey = tuple[int | None, str]
-
-
-def temperature_level(
-    temp: float | None, slowdown: float | None, *, margin: float = 10.0
-) -> TemperatureLevel:
-    """Hot at or above the GPU's own slowdown temperature, warm within `margin` below it."""
-    if temp is None or slowdown is None:
-        return "unknown"
-    if temp >= slowdown:
-        return "hot"
-    if temp >= slowdown - margin:
-        return "warm"
-    return "ok"
-
-
-def usage_level(pct: float | None, low: float = 10.0, high: float = 80.0) -> UsageLevel:
-    """Fixed thresholds for utilisation and memory bars: below `low`, up to `high`, above."""
-    if pct is None:
-        return "unknown"
-    if pct >= high:
-        return "high"
-    if pct < low:
-        return "low"
-    return "moderate"
 
 
 @dataclass(frozen=True, slots=True)

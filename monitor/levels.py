@@ -6,10 +6,10 @@ utilisation and memory bars change colour at fixed thresholds (nvitop).
 
 from __future__ import annotations
 
-from typing import Literal
+from llm_mcp.levels import temperature_level, usage_level
 
-Level = Literal["low", "moderate", "high", "unknown"]
-TempLevel = Literal["ok", "warm", "hot", "unknown"]
+__all__ = ["LEVEL_STYLE", "MEMORY_THRESHOLDS", "STATE_STYLE", "TEMP_MARGIN_C", "UTIL_THRESHOLDS",
+           "temperature_level", "usage_level"]
 
 UTIL_THRESHOLDS = (10.0, 75.0)
 MEMORY_THRESHOLDS = (10.0, 80.0)
@@ -34,25 +34,3 @@ STATE_STYLE: dict[str, str] = {
     "stopped": "bold bright_black",
     "unknown": "bold magenta",
 }
-
-
-def usage_level(pct: float | None, thresholds: tuple[float, float] = UTIL_THRESHOLDS) -> Level:
-    if pct is None:
-        return "unknown"
-    low, high = thresholds
-    if pct >= high:
-        return "high"
-    if pct < low:
-        return "low"
-    return "moderate"
-
-
-def temperature_level(temp: float | None, slowdown: float | None, margin: float = TEMP_MARGIN_C) -> TempLevel:
-    """Red at or above the GPU's slowdown temperature, yellow within `margin` below it."""
-    if temp is None or slowdown is None:
-        return "unknown"
-    if temp >= slowdown:
-        return "hot"
-    if temp >= slowdown - margin:
-        return "warm"
-    return "ok"

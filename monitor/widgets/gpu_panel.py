@@ -76,7 +76,7 @@ class GpuPanel(Widget):
             text.append(f"  +{len(others)} other process{'es' if len(others) > 1 else ''}", "bright_black")
 
         util = gpu.get("utilization_pct")
-        style = LEVEL_STYLE[usage_level(util, UTIL_THRESHOLDS)]
+        style = LEVEL_STYLE[usage_level(util, *UTIL_THRESHOLDS)]
         text.append("\nutil".ljust(LABEL + 1))
         text.append(pct(util).ljust(VALUE), style)
         text.append_text(bar(None if util is None else util / 100, bar_w, style))
@@ -85,7 +85,7 @@ class GpuPanel(Widget):
 
         used, total = gpu.get("memory_used_mib"), gpu.get("memory_total_mib")
         mem_pct = ratio_pct(used, total)
-        style = LEVEL_STYLE[usage_level(mem_pct, MEMORY_THRESHOLDS)]
+        style = LEVEL_STYLE[usage_level(mem_pct, *MEMORY_THRESHOLDS)]
         text.append("\nVRAM".ljust(LABEL + 1))
         text.append(f"{gib(used)}/{gib(total)} GiB".ljust(VALUE), style)
         text.append_text(bar(None if mem_pct is None else mem_pct / 100, bar_w, style))

@@ -27,7 +27,7 @@ class SystemPanel(Widget):
         bar_w = max(6, min(16, width - 22))
         text = Text(no_wrap=True, overflow="crop")
         cpu = sample.get("cpu_pct")
-        style = LEVEL_STYLE[usage_level(cpu, UTIL_THRESHOLDS)]
+        style = LEVEL_STYLE[usage_level(cpu, *UTIL_THRESHOLDS)]
         text.append("CPU   ")
         text.append(pct(cpu).ljust(14), style)
         text.append_text(bar(None if cpu is None else cpu / 100, bar_w, style))
@@ -39,7 +39,7 @@ class SystemPanel(Widget):
 
         used, total = sample.get("ram_used_mib"), sample.get("ram_total_mib")
         ram_pct = ratio_pct(used, total)
-        style = LEVEL_STYLE[usage_level(ram_pct, MEMORY_THRESHOLDS)]
+        style = LEVEL_STYLE[usage_level(ram_pct, *MEMORY_THRESHOLDS)]
         text.append("\nRAM   ")
         text.append(f"{gib(used)}/{gib(total)} GiB".ljust(14), style)
         text.append_text(bar(None if ram_pct is None else ram_pct / 100, bar_w, style))
