@@ -8,14 +8,12 @@ replaces it), and a caller that goes away leaves the job running.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +24,8 @@ from llm_mcp.compose import ContainerSpec, config_hash, profile_spec, write_env_
 from llm_mcp.config import Config, Profile, UnknownProfileError
 from llm_mcp.events import EventBus
 from llm_mcp.health import Health, LlamaServerProbe
-from llm_mcp.load_history import LoadHistory, progress_fraction
+from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
+from llm_mcp.load_history import LoadHistory
 from llm_mcp.log_signals import (
     STALLED,
     TIMED_OUT,
@@ -39,33 +38,9 @@ from llm_mcp.log_signals import (
 )
 from llm_mcp.logbook import Logbook
 
+__all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
+
 log = logging.getLogger("llm_mcp.lifecycle")
-
-
-class State(StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    STOPPING = "stopping"
-    FAILED = "failed"
-
-
-class ContainerLike(Protocol):
-    id: str
-    status: str
-    profile: str
-    config_hash: str
-    image: str
-    started_at: float | None
-    exit_code: int | None
-    oom_killed: bool
-
-    @property
-    def short_id(self) -> str: ...
-
-    @property
-    def running(self) -> bool: ...
 
 
 class Runtime(Protocol):
@@ -79,78 +54,6 @@ class Runtime(Protocol):
     def follow_logs(self, container_id: str, on_line: Callable[[str, str], None],
                     stop: threading.Event, since: float | None = None) -> None: ...
     def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None: ...
-
-
-class SwitchRefused(Exception):
-    """Another switch is in flight and the request did not say force."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        super().__init__(f"a switch to '{job.profile}' is in progress (job {job.id}, phase "
-                         f"{job.phase}); wait for it, or pass force to replace it")
-
-
-class SwitchError(Exception):
-    """The request itself is wrong (unknown profile, broken config)."""
-
-    def __init__(self, message: str, *, reason: str, hint: str = "", valid: list[str] | None = None):
-        self.reason = reason
-        self.hint = hint
-        self.valid = valid or []
-        super().__init__(message)
-
-
-_job_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class Job:
-    kind: str  # "switch" | "stop" | "adopt"
-    profile: str | None
-    profile_name: str
-    force: bool
-    rollback: bool
-    previous: str | None
-    estimate: float | None
-    id: str = field(default_factory=lambda: f"job-{int(time.time())}-{next(_job_ids)}")
-    created_at: float = field(default_factory=time.time)
-    started: float = field(default_factory=time.monotonic)
-    phase: str = "queued"
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    result: str | None = None  # ready | failed | cancelled | stopped
-    failure: Failure | None = None
-    detail: str = ""
-    log_lines: list[str] = field(default_factory=list)
-    restored: bool | None = None
-    replaced_by: str | None = None
-    duration: float | None = None
-    load_seconds: float | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-
-    def elapsed(self) -> float:
-        return self.duration if self.duration is not None else time.monotonic() - self.started
-
-    def progress(self) -> float | None:
-        if self.result == "ready":
-            return 1.0
-        return progress_fraction(self.elapsed(), self.estimate)
-
-    def to_dict(self) -> dict[str, Any]:
-        fraction = self.progress()
-        return {
-            "id": self.id, "kind": self.kind, "profile": self.profile, "name": self.profile_name,
-            "phase": self.phase, "phases": list(self.phases), "elapsed": round(self.elapsed(), 3),
-            "estimate": self.estimate, "progress": None if fraction is None else round(fraction, 3),
-            "force": self.force, "rollback": self.rollback, "previous": self.previous,
-            "result": self.result, "done": self.done.is_set(),
-            "reason": self.failure.reason if self.failure else None,
-            "message": self.failure.message if self.failure else None,
-            "hint": self.failure.hint if self.failure else None,
-            "detail": self.detail, "log_lines": list(self.log_lines), "restored": self.restored,
-            "replaced_by": self.replaced_by, "load_seconds": self.load_seconds,
-            "created_at": self.created_at,
-        }
 
 
 @dataclass(eq=False)
