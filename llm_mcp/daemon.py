@@ -83,7 +83,7 @@ class Samplers:
         self._wanted.set()
 
     def _interested(self) -> bool:
-        return any(sub.topics & {"gpu", "system"} for sub in self.core.bus._subs)
+        return self.core.bus.wanted("gpu", "system")
 
     async def gpu_now(self) -> dict[str, Any]:
         if self.last_gpu is None or time.time() - float(self.last_gpu.get("wall", 0)) > 2:
@@ -112,11 +112,11 @@ class Samplers:
     async def _container_stats(self) -> dict[str, Any] | None:
         from llm_mcp.system import container_stats_from_docker
 
-        watch = self.core._watch
+        container_id = self.core.container_id
         stats_fn = getattr(self.core.runtime, "stats", None)
-        if watch is None or stats_fn is None:
+        if container_id is None or stats_fn is None:
             return None
-        raw = await anyio.to_thread.run_sync(stats_fn, watch.container.id, limiter=self._threads)
+        raw = await anyio.to_thread.run_sync(stats_fn, container_id, limiter=self._threads)
         return None if raw is None else container_stats_from_docker(raw).to_dict()
 
 
@@ -406,8 +406,8 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
     core = Core(load_config=current_config, runtime=runtime, state_dir=state)
 
     def our_pids() -> set[int]:
-        watch = core._watch
-        return runtime.container_pids(watch.container.id) if watch else set()
+        container_id = core.container_id
+        return runtime.container_pids(container_id) if container_id else set()
 
     samplers = Samplers(core, GpuSampler(container_pids=our_pids), SystemSampler())
     daemon = Daemon(core, socket_path, samplers, config_path)

@@ -73,6 +73,10 @@ class EventBus:
             if topic in sub.topics:
                 sub.offer(event)
 
+    def wanted(self, *topics: str) -> bool:
+        """Does any subscriber want one of `topics`? (Sampling costs nothing when nobody looks.)"""
+        return any(sub.topics.intersection(topics) for sub in self._subs)
+
     @property
     def subscriber_count(self) -> int:
         return len(self._subs)

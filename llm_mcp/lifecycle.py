@@ -160,6 +160,11 @@ class Core:
         return self._jobs.get(job_id)
 
     @property
+    def container_id(self) -> str | None:
+        """The container the core is watching (loading or running), if any."""
+        return self._watch.container.id if self._watch is not None else None
+
+    @property
     def current_job(self) -> Job | None:
         return self._job
 

@@ -74,3 +74,15 @@ def test_publishing_with_no_subscribers_costs_nothing() -> None:
     for _ in range(1000):
         bus.publish("gpu", {})
     assert bus.subscriber_count == 0
+
+
+def test_sampling_topics_are_wanted_only_while_someone_subscribes_to_them() -> None:
+    bus = EventBus()
+    assert not bus.wanted("gpu", "system")
+    logs = bus.subscribe(["log", "state"])
+    assert not bus.wanted("gpu", "system")
+    gpu = bus.subscribe(["gpu"])
+    assert bus.wanted("gpu", "system") and bus.wanted("log")
+    bus.unsubscribe(gpu)
+    bus.unsubscribe(logs)
+    assert not bus.wanted("gpu", "system", "log")
