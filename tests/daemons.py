@@ -20,7 +20,22 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from llm_mcp.daemon import Daemon
-from tests.conftest import Setup, make_core
+from tests.conftest import FAKE_IMAGE, Setup, make_core
+
+# A load too slow to finish during a test, and one that crashes: for busy/failure paths.
+SLOW_AND_BROKEN = f"""
+[slow]
+name = Slow
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+flags = --fake-load-seconds 30
+
+[broken]
+name = Broken
+model = tiny-b.gguf
+image = {FAKE_IMAGE}
+flags = --fake-scenario crash-load
+"""
 
 
 def socket_of(s: Setup) -> Path:

@@ -15,28 +15,15 @@ import pytest
 
 from llm_mcp.cli import build_parser
 from tests.conftest import FAKE_PROFILES, Setup
-from tests.daemons import Daemons, cli
+from tests.daemons import SLOW_AND_BROKEN, Daemons, cli
 
 pytestmark = [pytest.mark.docker]
 
-EXTRA = """
-[slow]
-name = Slow
-model = tiny-a.gguf
-image = llm-mcp-test/fake-llama-server:latest
-flags = --fake-load-seconds 30
-
-[broken]
-name = Broken
-model = tiny-b.gguf
-image = llm-mcp-test/fake-llama-server:latest
-flags = --fake-scenario crash-load
-"""
 
 
 @pytest.fixture
 def fakes(setup: Setup, daemons: Daemons) -> Setup:
-    setup.write(FAKE_PROFILES + EXTRA)
+    setup.write(FAKE_PROFILES + SLOW_AND_BROKEN)
     return setup
 
 

@@ -12,23 +12,10 @@ import pytest
 from llm_mcp.daemon import Daemon
 from llm_mcp.http_api import _job_outcome, parse_bind, serve_http
 from tests.conftest import FAKE_PROFILES, Setup, free_port
-from tests.daemons import Daemons, cli, in_process_daemon
+from tests.daemons import SLOW_AND_BROKEN, Daemons, cli, in_process_daemon
 
 pytestmark = [pytest.mark.anyio]
 
-EXTRA = """
-[slow]
-name = Slow
-model = tiny-a.gguf
-image = llm-mcp-test/fake-llama-server:latest
-flags = --fake-load-seconds 30
-
-[broken]
-name = Broken
-model = tiny-b.gguf
-image = llm-mcp-test/fake-llama-server:latest
-flags = --fake-scenario crash-load
-"""
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -65,7 +52,7 @@ def test_the_daemon_refuses_to_serve_http_on_all_interfaces(setup: Setup, daemon
 
 @pytest.fixture
 async def api(setup: Setup) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
-    setup.write(FAKE_PROFILES + EXTRA)
+    setup.write(FAKE_PROFILES + SLOW_AND_BROKEN)
     async with in_process_daemon(setup) as daemon, anyio.create_task_group() as tg:
         port = await tg.start(serve_http, daemon, "127.0.0.1", 0)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

@@ -13,25 +13,12 @@ import anyio
 import pytest
 
 from llm_mcp.client import DaemonClient
-from tests.conftest import FAKE_IMAGE, ROOT, Setup
+from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ROOT, Setup
 
 LLM_MCP = ROOT / ".venv" / "bin" / "llm-mcp"
 SLOW_SECONDS = 4  # fake-slow's load time, and the estimate its load history gives
 
-MCP_PROFILES = f"""
-[fake-a]
-name = Fake A
-model = tiny-a.gguf
-image = {FAKE_IMAGE}
-speed = 100
-flags = --fake-tps 100
-
-[fake-b]
-name = Fake B
-model = tiny-b.gguf
-image = {FAKE_IMAGE}
-flags = --fake-load-seconds 0.5
-
+MCP_PROFILES = FAKE_PROFILES + f"""
 [fake-slow]
 name = Fake Slow
 model = tiny-a.gguf
