@@ -42,6 +42,8 @@ __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
 
 log = logging.getLogger("llm_mcp.lifecycle")
 
+REPLAY_MARGIN_S = 5.0
+
 
 class Runtime(Protocol):
     """What the core needs from Docker (docker_runtime.DockerRuntime provides it)."""
@@ -73,7 +75,7 @@ class _Watch:
     removed: bool = False  # Docker said it was destroyed
     failure_ignored: bool = False  # a failure-looking line that did not end the server
     offload: tuple[int, int] | None = None
-    last_ts: str = ""
+    replayed: set[tuple[str, str]] = field(default_factory=set)  # lines restored from its run file
 
 
 class Core:
@@ -551,9 +553,9 @@ class Core:
             watch.logs_done.set()
 
     def _on_log_line(self, watch: _Watch, ts: str, text: str) -> None:
-        if watch.last_ts and ts and ts <= watch.last_ts:
-            return  # re-read after a daemon restart
-        watch.last_ts = ts or watch.last_ts
+        if watch.replayed and (ts, text) in watch.replayed:
+            watch.replayed.discard((ts, text))
+            return  # already restored from the run file after a daemon restart
         if self._watch is watch:
             self.logbook.append(text, ts or None)
         watch.progress_at = time.monotonic()
@@ -665,10 +667,13 @@ class Core:
             return
         config = self.config()
         profile = config.profiles.get(keep.profile)
-        last_ts = self.logbook.restore_run(keep.id)
-        since = _docker_ts_seconds(last_ts) if last_ts else None
+        restored = self.logbook.restore_run(keep.id)
+        latest = _docker_ts_seconds(restored.latest) if restored.latest else None
+        # Re-read a margin before the newest saved line: stdout and stderr lines are not
+        # saved in timestamp order. The replayed set drops what is already there.
+        since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
         watch = self._attach(keep, profile, since=since, resume=True)
-        watch.last_ts = last_ts or ""
+        watch.replayed = restored.records
         self.logbook.note(f"adopted running container {keep.short_id} ({keep.profile})")
         if profile is None:
             self.stale_config = True

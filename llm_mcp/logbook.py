@@ -11,7 +11,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,18 @@ class LogLine:
     def to_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "time": self.time, "run": self.run, "kind": self.kind,
                 "text": self.text}
+
+
+@dataclass(slots=True)
+class RestoredRun:
+    """Lines a new daemon reloaded from a run file.
+
+    Docker stamps stdout and stderr on separate pipes, so timestamps are not in
+    delivery order: a replay is deduplicated by (timestamp, text), not by "newer than".
+    """
+
+    latest: str | None = None  # the newest Docker timestamp in the file
+    records: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Logbook:
@@ -132,20 +144,21 @@ class Logbook:
                 return path
         return None
 
-    def restore_run(self, run: str) -> str | None:
-        """Load a run's file into memory (daemon restart); return its last Docker timestamp."""
+    def restore_run(self, run: str) -> RestoredRun:
+        """Load a run's file into memory (daemon restart): what it held, to skip on replay."""
+        restored = RestoredRun()
         path = self.run_file(run)
         if path is None:
-            return None
-        last_ts: str | None = None
+            return restored
         for record in path.read_text(encoding="utf-8", errors="replace").splitlines()[-self.capacity:]:
             ts, _, text = record.partition(" ")
             if text.startswith("[llm-mcp] ") or text.startswith("--- "):
                 continue
             self._seq += 1
             self._lines.append(LogLine(self._seq, self.clock(), run[:12], "log", text))
-            last_ts = ts
-        return last_ts
+            restored.records.add((ts, text))
+            restored.latest = max(restored.latest or ts, ts)
+        return restored
 
     @property
     def current_run(self) -> str:

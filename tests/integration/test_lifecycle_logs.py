@@ -153,3 +153,26 @@ async def test_a_server_that_ignores_sigterm_is_killed_after_the_stop_grace(
     assert any("ignored (--fake-ignore-sigterm)" in ln.text for ln in core.logbook.tail(50))
     assert counter.list() == []
     assert core.status()["state"] == "stopped"
+
+
+async def test_lines_delivered_out_of_timestamp_order_are_kept_and_a_replay_is_deduplicated(
+    setup: Setup, core: Core
+) -> None:
+    """Docker stamps stdout and stderr on separate pipes: a later-stamped stderr line can
+    arrive before an earlier stdout line. Both must be kept; only restored lines are skipped."""
+    from types import SimpleNamespace
+
+    from llm_mcp.lifecycle import _Watch
+
+    watch = _Watch(container=SimpleNamespace(id="f" * 64), profile=None)
+    core._watch = watch
+    core.logbook.begin_run(watch.container.id, "test")
+    watch.replayed = {("2026-01-01T00:00:00.500000000Z", "restored line")}
+    feed = [("2026-01-01T00:00:00.500000000Z", "restored line"),  # replay overlap: skipped
+            ("2026-01-01T00:00:02.000000000Z", "stderr, stamped later"),
+            ("2026-01-01T00:00:01.000000000Z", "stdout, stamped earlier")]
+    for ts, text in feed:
+        core._on_log_line(watch, ts, text)
+    core._watch = None
+    assert [ln.text for ln in core.logbook.tail(10, run="current")] == [
+        "stderr, stamped later", "stdout, stamped earlier"]

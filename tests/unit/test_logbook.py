@@ -143,11 +143,11 @@ def test_restore_run_reloads_a_run_and_returns_its_last_docker_timestamp(book: B
     first.close()
 
     second = book()
-    assert second.restore_run(run_id(7)) == "2026-01-01T00:00:02.500000000Z"
+    assert second.restore_run(run_id(7)).latest == "2026-01-01T00:00:02.500000000Z"
     restored = second.tail(10)
     assert [ln.text for ln in restored] == ["loading", "model loaded"]  # no notes or separators
     assert all(ln.run == run_id(7)[:12] and ln.kind == "log" for ln in restored)
-    assert second.restore_run(run_id(8)) is None
+    assert second.restore_run(run_id(8)).latest is None
 
 
 def test_resuming_a_run_appends_to_its_existing_file(book: Book) -> None:
