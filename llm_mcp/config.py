@@ -104,7 +104,7 @@ class Profile:
             "name": self.name,
             "model": self.model,
             "ctx_size": self.ctx_size,
-            "n_gpu_layers": self.n_gpu_layers,
+            "n_gpu_layers": gpu_layers_value(self.n_gpu_layers),
             "override_tensor": self.override_tensor,
             "batch_size": self.batch_size,
             "ubatch_size": self.ubatch_size,
@@ -117,6 +117,11 @@ class Profile:
         }
 
 
+def gpu_layers_value(raw: str | None) -> int | str | None:
+    """n_gpu_layers on the wire: a count is a number; only the words `all`/`auto` are strings."""
+    return int(raw) if raw is not None and raw.isdigit() else raw
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
@@ -124,6 +129,8 @@ class Config:
     profiles: Mapping[str, Profile]
     default_profile: str | None = None
     source_text: str = field(default="", repr=False)
+    # Valid but risky settings, each "file:line: [section] key: why" (shown by check and status).
+    warnings: tuple[str, ...] = ()
 
     def profile(self, profile_id: str) -> Profile:
         try:
@@ -150,42 +157,86 @@ class UnknownProfileError(KeyError):
 Parser = Callable[[str], Any]
 
 
-def _int(minimum: int, maximum: int | None = None) -> Parser:
+# Every value has a range that works end to end (llama-server's int32 flags, Docker's stop
+# timeout, timers): a value check accepts must not fail later. docs/models-conf.md lists them.
+RANGES: dict[str, tuple[float, float]] = {
+    "ctx_size": (1, 16_777_216),  # 16M tokens: beyond any model's trained context
+    "n_gpu_layers": (0, 100_000),
+    "batch_size": (1, 1_048_576),
+    "ubatch_size": (1, 1_048_576),
+    "port": (1, 65535),
+    "speed": (0.001, 100_000),  # tokens per second
+    "load_timeout": (1, 86_400),  # seconds: a day
+    "stall_timeout": (1, 86_400),
+    "drain_timeout": (0.1, 3_600),
+    "stop_grace": (0.1, 3_600),
+}
+MAX_CHARS: dict[str, int] = {
+    "name": 100, "description": 2_000, "model": 1_024, "image": 512, "models_dir": 4_096,
+    "compose_file": 4_096, "flags": 8_192, "override_tensor": 4_096,
+}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _range_text(key: str, unit: str = "") -> str:
+    low, high = RANGES[key]
+    return f"between {_number(low)} and {_number(high)}{unit}"
+
+
+def _int(key: str) -> Parser:
+    low, high = RANGES[key]
+
     def parse(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(f"'{raw}' is not a whole number") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise ValueError(f"{value} is out of range: must be {bound}")
+            raise ValueError(f"'{raw}' is not a whole number (must be {_range_text(key)})") from None
+        if not low <= value <= high:
+            digits = str(value)
+            shown = digits if len(digits) <= 30 else f"{digits[:12]}... ({len(digits)} digits)"
+            raise ValueError(f"{shown} is out of range: must be {_range_text(key)}")
         return value
 
     return parse
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw.rstrip("s"))
-    except ValueError:
-        raise ValueError(f"'{raw}' is not a number of seconds (e.g. 30 or 2.5)") from None
-    if not math.isfinite(value):
-        raise ValueError(f"'{raw}' is not a finite number of seconds (e.g. 30 or 2.5)")
-    if value <= 0:
-        raise ValueError("must be more than 0 seconds")
-    return value
+def _bounded_float(key: str, what: str, unit: str = "") -> Parser:
+    low, high = RANGES[key]
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.rstrip("s") if unit else raw)
+        except ValueError:
+            raise ValueError(f"'{raw}' is not {what}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"'{raw}' is not a finite number: must be {_range_text(key, unit)}")
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is out of range: must be {_range_text(key, unit)}")
+        return value
+
+    return parse
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"'{raw}' is not a number (tokens per second, e.g. 140)") from None
-    if not math.isfinite(value):
-        raise ValueError(f"'{raw}' is not a finite number (tokens per second, e.g. 140)")
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return value
+def _seconds(key: str) -> Parser:
+    return _bounded_float(key, "a number of seconds (e.g. 30 or 2.5)", " seconds")
+
+
+_positive_float = _bounded_float("speed", "a number (tokens per second, e.g. 140)")
+
+
+def _limited(key: str, parser: Parser) -> Parser:
+    """`parser`, after a length check: a value that long is a paste gone wrong."""
+    limit = MAX_CHARS[key]
+
+    def parse(raw: str) -> Any:
+        if len(raw.strip()) > limit:
+            raise ValueError(f"the value is {len(raw.strip())} characters long: it must be at most {limit}")
+        return parser(raw)
+
+    return parse
 
 
 _BOOLS = {"1": True, "yes": True, "true": True, "on": True,
@@ -253,7 +304,10 @@ def _path(raw: str) -> str:
 def _gpu_layers(raw: str) -> str:
     if raw in ("all", "auto"):
         return raw
-    return str(_int(0)(raw))
+    try:
+        return str(_int("n_gpu_layers")(raw))
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or all, or auto") from None
 
 
 def _model_file(raw: str) -> str:
@@ -307,26 +361,26 @@ def _instance(raw: str) -> str:
 
 
 PROFILE_KEYS: dict[str, Parser] = {
-    "name": _text,
-    "model": _model_file,
-    "ctx_size": _int(1),
+    "name": _limited("name", _text),
+    "model": _limited("model", _model_file),
+    "ctx_size": _int("ctx_size"),
     "n_gpu_layers": _gpu_layers,
-    "override_tensor": _override_tensor,
-    "batch_size": _int(1),
-    "ubatch_size": _int(1),
-    "flags": _flags,
+    "override_tensor": _limited("override_tensor", _override_tensor),
+    "batch_size": _int("batch_size"),
+    "ubatch_size": _int("ubatch_size"),
+    "flags": _limited("flags", _flags),
     "speed": _positive_float,
     "bench": _bool,
-    "description": str.strip,
-    "image": _image,
-    "models_dir": _dir,
+    "description": _limited("description", str.strip),
+    "image": _limited("image", _image),
+    "models_dir": _limited("models_dir", _dir),
     "host": _host,
-    "port": _int(1, 65535),
-    "compose_file": _path,
-    "load_timeout": _seconds,
-    "stall_timeout": _seconds,
-    "drain_timeout": _seconds,
-    "stop_grace": _seconds,
+    "port": _int("port"),
+    "compose_file": _limited("compose_file", _path),
+    "load_timeout": _seconds("load_timeout"),
+    "stall_timeout": _seconds("stall_timeout"),
+    "drain_timeout": _seconds("drain_timeout"),
+    "stop_grace": _seconds("stop_grace"),
     "verify": _bool,
 }
 DEFAULTS_ONLY_KEYS: dict[str, Parser] = {"instance": _instance, "default": str.strip}
@@ -394,6 +448,23 @@ def _resolve(base_dir: Path, raw: str) -> Path:
                          "to this file") from None
 
 
+# Directories a models_dir must never be: the container would see the whole system or home.
+_SYSTEM_DIRS = frozenset(Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32",
+                                            "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr", "/var"))
+
+
+def _check_models_dir(path: Path) -> None:
+    """models_dir is mounted into the container: it must be a directory of models, nothing wider."""
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, OSError):
+        home = None
+    if path in _SYSTEM_DIRS or path == home:
+        what = "your home directory" if path == home else "a system directory"
+        raise ValueError(f"{path} is {what}; the container would see all of it. Use the directory "
+                         "that holds the GGUF files (e.g. ~/models)")
+
+
 def _suggest(key: str, valid: list[str]) -> str:
     near = difflib.get_close_matches(key, valid, n=1)
     return f"did you mean '{near[0]}'? " if near else ""
@@ -455,6 +526,7 @@ def parse_config(text: str, path: Path) -> Config:
             raw_defaults[key] = value
 
     profiles: dict[str, Profile] = {}
+    warnings: list[str] = []
     for section in parser.sections():
         if section == "defaults":
             continue
@@ -485,8 +557,17 @@ def parse_config(text: str, path: Path) -> Config:
         for key in ("models_dir", "compose_file"):
             try:
                 values[key] = _resolve(base_dir, values[key])
+                if key == "models_dir":
+                    _check_models_dir(values[key])
             except ValueError as exc:
                 raise fail(section if key in own else "defaults", key, str(exc)) from None
+        if not ipaddress.ip_address(values["host"]).is_loopback:
+            origin = section if "host" in own else "defaults"
+            note = str(fail(origin, "host", f"{values['host']} is not a loopback address: llama-server "
+                            f"(no API key by default) is reachable from other machines on port "
+                            f"{values['port']}; use 127.0.0.1 unless that is what you want"))
+            if note not in warnings:
+                warnings.append(note)
         profiles[section] = Profile(
             id=section,
             name=values.get("name", section),
@@ -518,7 +599,7 @@ def parse_config(text: str, path: Path) -> Config:
         raise fail("defaults", "default", f"'{default_profile}' is not a profile; valid ids: "
                    f"{', '.join(profiles)}")
     return Config(path=path, instance=instance, profiles=profiles,
-                  default_profile=default_profile, source_text=text)
+                  default_profile=default_profile, source_text=text, warnings=tuple(warnings))
 
 
 def load_config(path: Path) -> Config:

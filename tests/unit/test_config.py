@@ -251,7 +251,8 @@ def test_error_text_carries_file_line_section_and_key() -> None:
     text = "[a]\nmodel = a.gguf\nctx_size = lots\n"
     err = error(text)
     assert (err.path, err.line, err.section, err.key) == (CONF, 3, "a", "ctx_size")
-    assert str(err) == f"{CONF}:3: [a] ctx_size: 'lots' is not a whole number"
+    assert str(err) == (f"{CONF}:3: [a] ctx_size: 'lots' is not a whole number (must be between 1 and "
+                        "16777216)")
 
 
 def test_unknown_key_in_a_profile_suggests_the_near_one() -> None:
@@ -302,9 +303,9 @@ def test_bad_integer(key: str, raw: str, expect: str) -> None:
 @pytest.mark.parametrize(("key", "raw", "expect"), [
     ("port", "0", "0 is out of range: must be between 1 and 65535"),
     ("port", "65536", "65536 is out of range: must be between 1 and 65535"),
-    ("ctx_size", "0", "0 is out of range: must be >= 1"),
-    ("batch_size", "-1", "-1 is out of range: must be >= 1"),
-    ("n_gpu_layers", "-1", "-1 is out of range: must be >= 0"),
+    ("ctx_size", "0", "0 is out of range: must be between 1 and 16777216"),
+    ("batch_size", "-1", "-1 is out of range: must be between 1 and 1048576"),
+    ("n_gpu_layers", "-1", "-1 is out of range: must be between 0 and 100000, or all, or auto"),
 ])
 def test_out_of_range(key: str, raw: str, expect: str) -> None:
     err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
@@ -314,12 +315,12 @@ def test_out_of_range(key: str, raw: str, expect: str) -> None:
 
 @pytest.mark.parametrize(("key", "raw", "expect"), [
     ("speed", "fast", "'fast' is not a number (tokens per second, e.g. 140)"),
-    ("speed", "0", "must be more than 0"),
+    ("speed", "0", "0 is out of range: must be between 0.001 and 100000"),
     ("speed", "inf", "not a finite number"),
     ("load_timeout", "soon", "'soon' is not a number of seconds (e.g. 30 or 2.5)"),
-    ("stall_timeout", "-5", "must be more than 0 seconds"),
-    ("drain_timeout", "nan", "not a finite number of seconds"),
-    ("stop_grace", "0s", "must be more than 0 seconds"),
+    ("stall_timeout", "-5", "-5 is out of range: must be between 1 and 86400 seconds"),
+    ("drain_timeout", "nan", "'nan' is not a finite number: must be between 0.1 and 3600 seconds"),
+    ("stop_grace", "0s", "0 is out of range: must be between 0.1 and 3600 seconds"),
 ])
 def test_bad_numbers_and_durations(key: str, raw: str, expect: str) -> None:
     err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
@@ -766,3 +767,112 @@ def mutated_example(draw: st.DrawFn) -> str:
 @given(mutated_example())
 def test_mutations_of_the_example_only_raise_config_error(text: str) -> None:
     _only_config_errors(text)
+
+
+# -- ranges: a value that passes must work ------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("stop_grace", "1e308", "1e+308 is out of range: must be between 0.1 and 3600 seconds"),
+    ("ctx_size", "1" + "0" * 35, "(36 digits) is out of range: must be between 1 and 16777216"),
+    ("ctx_size", "1e35", "'1e35' is not a whole number (must be between 1 and 16777216)"),
+    ("ctx_size", "16777217", "16777217 is out of range: must be between 1 and 16777216"),
+    ("n_gpu_layers", "100001", "100001 is out of range: must be between 0 and 100000, or all, or auto"),
+    ("batch_size", "1048577", "must be between 1 and 1048576"),
+    ("speed", "1e9", "1e+09 is out of range: must be between 0.001 and 100000"),
+    ("load_timeout", "0.5", "0.5 is out of range: must be between 1 and 86400 seconds"),
+    ("load_timeout", "86401", "86401 is out of range: must be between 1 and 86400 seconds"),
+    ("stall_timeout", "1e6s", "1e+06 is out of range: must be between 1 and 86400 seconds"),
+    ("drain_timeout", "0.01", "0.01 is out of range: must be between 0.1 and 3600 seconds"),
+    ("name", "n" * 101, "the value is 101 characters long: it must be at most 100"),
+    ("flags", "--x " * 3000, "it must be at most 8192"),
+])
+def test_a_value_out_of_its_range_names_file_line_key_range_and_value(key: str, raw: str,
+                                                                       expect: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
+    assert (err.line, err.key, err.section) == (3, key, "a")
+    assert expect in err.message
+    assert str(err).startswith(f"{CONF}:3: [a] {key}: ")
+
+
+@pytest.mark.parametrize("key", ["ctx_size", "n_gpu_layers", "batch_size", "port", "speed", "load_timeout",
+                                 "stall_timeout", "drain_timeout", "stop_grace"])
+def test_both_ends_of_every_range_are_accepted(key: str) -> None:
+    from llm_mcp.config import RANGES
+
+    low, high = RANGES[key]
+    for value in (low, high):
+        raw = str(int(value)) if float(value).is_integer() else str(value)
+        extra = "ubatch_size = 1\n" if key == "batch_size" else ""
+        profile = parse(f"[a]\nmodel = a.gguf\n{extra}{key} = {raw}\n").profile("a")
+        got = getattr(profile, key)
+        assert float(got) == value
+
+
+@pytest.mark.parametrize("raw", ["/", "/etc", "/usr", "/proc", "/home", "/./etc/../", "~"])
+def test_models_dir_may_not_be_the_root_a_system_directory_or_home(raw: str) -> None:
+    err = error(f"[defaults]\nmodels_dir = {raw}\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.key, err.section) == (2, "models_dir", "defaults")
+    assert "the container would see all of it" in err.message
+
+
+def test_models_dir_through_a_symlink_to_the_root_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "models").symlink_to("/")
+    err = error("[a]\nmodel = a.gguf\nmodels_dir = models\n", tmp_path / "models.conf")
+    assert err.key == "models_dir" and "/ is a system directory" in err.message
+
+
+def test_a_loopback_host_gives_no_warning() -> None:
+    assert parse("[a]\nmodel = a.gguf\nhost = ::1\n").warnings == ()
+    assert parse(MINIMAL).warnings == ()
+
+
+def test_a_host_other_than_loopback_is_a_warning_with_file_line_and_key() -> None:
+    text = "[defaults]\nhost = 0.0.0.0\n[a]\nmodel = a.gguf\n[b]\nmodel = b.gguf\nhost = 192.168.1.5\n"
+    cfg = parse(text)
+    assert cfg.warnings == (
+        f"{CONF}:2: [defaults] host: 0.0.0.0 is not a loopback address: llama-server (no API key by "
+        "default) is reachable from other machines on port 8080; use 127.0.0.1 unless that is what you want",
+        f"{CONF}:7: [b] host: 192.168.1.5 is not a loopback address: llama-server (no API key by "
+        "default) is reachable from other machines on port 8080; use 127.0.0.1 unless that is what you want",
+    )
+
+
+def test_n_gpu_layers_is_a_number_on_the_wire_and_only_the_words_are_strings() -> None:
+    cfg = parse("[a]\nmodel = a.gguf\nn_gpu_layers = 99\n[b]\nmodel = b.gguf\nn_gpu_layers = all\n"
+                "[c]\nmodel = c.gguf\n")
+    assert [cfg.profile(p).to_dict()["n_gpu_layers"] for p in "abc"] == [99, "all", None]
+    assert cfg.profile("a").server_args()[cfg.profile("a").server_args().index("--n-gpu-layers") + 1] == "99"
+
+
+_NUMERIC = ["ctx_size", "n_gpu_layers", "batch_size", "ubatch_size", "port", "speed", "load_timeout",
+            "stall_timeout", "drain_timeout", "stop_grace"]
+_INT32 = 2**31 - 1
+
+
+@FAST
+@given(st.sampled_from(_NUMERIC),
+       st.integers(-(2**70), 2**70).map(str) | st.floats(allow_nan=True).map(repr)
+       | st.floats(min_value=-1e7, max_value=1e7).map(lambda f: f"{f:g}")
+       | st.text(st.characters(blacklist_characters="\n"), max_size=8))
+def test_every_numeric_value_that_passes_works_downstream(key: str, raw: str) -> None:
+    """llama-server reads its flags as int32, Docker takes a whole-second stop timeout, timers
+    need a finite deadline: whatever validation accepts fits all of them."""
+    from llm_mcp.config import RANGES
+
+    try:
+        profile = parse_config(f"[a]\nmodel = a.gguf\n{key} = {raw}\n", CONF).profile("a")
+    except ConfigError as err:
+        assert err.key == key and err.line == 3
+        return
+    value = getattr(profile, key)
+    low, high = RANGES[key]
+    if key == "n_gpu_layers" and value in ("all", "auto"):
+        return
+    number = float(value)
+    assert low <= number <= high
+    assert abs(number) < _INT32
+    for arg in profile.server_args():
+        if arg.lstrip("-").isdigit():
+            assert int(arg) <= _INT32
+    assert round(profile.stop_grace) < _INT32
