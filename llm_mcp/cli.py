@@ -347,11 +347,12 @@ def _print_phases(job: dict[str, Any], shown: int) -> int:
 
 async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
     from llm_mcp import render
+    from llm_mcp.log_query import FilterError, FilterTimeout, LineFilter
 
-    try:
-        regex = re.compile(args.grep, re.IGNORECASE) if args.grep else None
-    except re.error as exc:
-        raise UsageError(f"--grep is not a valid regular expression: {exc}") from None
+    try:  # the daemon's matcher: bounded in time, so a bad pattern fails instead of hanging
+        grep = LineFilter(args.grep) if args.grep else None
+    except FilterError as exc:
+        raise UsageError(f"--grep: {exc}") from None
     if args.lines < 0:
         raise UsageError("-n must be 0 or more")
     events = await client.subscribe(["log"]) if args.follow else None  # before the tail: no gap
@@ -375,8 +376,11 @@ async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
             print(f"llm-mcp logs: {event['dropped'] - dropped} line(s) dropped (output too slow)",
                   file=sys.stderr)
             dropped = event["dropped"]
-        if regex is not None and not regex.search(str(line.get("text", ""))):
-            continue
+        try:
+            if grep is not None and not grep.search(str(line.get("text", ""))):
+                continue
+        except FilterTimeout:
+            raise UsageError("--grep took too long on a line; simplify it") from None
         _emit(line) if args.json else _print(render.log_line(line))
     print("llm-mcp logs: the daemon went away", file=sys.stderr)
     return EXIT_UNAVAILABLE

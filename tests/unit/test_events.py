@@ -86,3 +86,23 @@ def test_sampling_topics_are_wanted_only_while_someone_subscribes_to_them() -> N
     bus.unsubscribe(gpu)
     bus.unsubscribe(logs)
     assert not bus.wanted("gpu", "system", "log")
+
+
+def test_a_queue_of_long_log_lines_is_bounded_in_bytes_and_drained_ones_free_their_bytes() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(["log"], capacity=2000)
+    for i in range(300):
+        bus.publish("log", {"seq": i, "text": "x" * 65536})
+    assert sub.queued_bytes <= 8 * 1024 * 1024
+    assert len(sub.queue) < 130 and sub.dropped == 300 - len(sub.queue)
+    assert sub.queue[-1]["data"]["seq"] == 299
+    sub.drain(1000)
+    assert sub.queued_bytes == 0
+
+
+def test_a_capacity_below_one_keeps_the_newest_event_instead_of_crashing() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(["log"], capacity=0)
+    bus.publish("log", {"text": "a"})
+    bus.publish("log", {"text": "b"})
+    assert [e["data"]["text"] for e in sub.queue] == ["b"]

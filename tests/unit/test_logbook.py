@@ -175,3 +175,123 @@ def test_every_line_is_offered_to_the_listener_with_a_growing_seq(book: Book) ->
     assert [ln.text for ln in logbook.since(1)] == ["x", "y"]
     assert seen[1].to_dict() == {"seq": 2, "time": seen[1].time, "run": run_id(1)[:12], "kind": "log",
                                  "text": "x"}
+
+
+# ---- bounded in bytes, cut lines, restore, full disk, safe files ------------------------
+
+
+def test_the_ring_is_bounded_in_bytes_as_well_as_lines(book: Book) -> None:
+    logbook = book(capacity=5000, max_bytes=1_000_000, max_line_bytes=100_000)
+    logbook.begin_run(run_id(1), "a")
+    for i in range(100):
+        logbook.append(f"{i} " + "x" * 50_000)
+    assert logbook.bytes_held <= 1_000_000
+    kept = logbook.tail(5000)
+    assert 10 <= len(kept) < 20
+    assert kept[-1].text.startswith("99 ")  # the newest stay
+
+
+def test_an_over_long_line_is_cut_with_a_marker_in_memory_and_in_its_file(book: Book) -> None:
+    logbook = book(max_line_bytes=1000)
+    path = logbook.begin_run(run_id(1), "a")
+    logbook.append("y" * 5000, "2026-01-01T00:00:00.000000000Z")
+    [line] = logbook.tail(1)
+    assert line.text == "y" * 1000 + " [... 4000 more bytes cut by llm-mcp]"
+    assert path.read_text().rstrip("\n").endswith("[... 4000 more bytes cut by llm-mcp]")
+
+
+SEPARATORS = "\r \f \v \x1c \x1d \x1e \x85 \u2028 \u2029"
+
+
+def test_separators_inside_a_line_survive_a_restore_unchanged(book: Book) -> None:
+    first = book()
+    first.begin_run(run_id(5), "a")
+    texts = [f"line {i} {SEPARATORS} end" for i in range(3)]
+    for i, text in enumerate(texts):
+        first.append(text, f"2026-01-01T00:00:0{i}.000000000Z")
+    first.close()
+    second = book()
+    restored = second.restore_run(run_id(5))
+    assert [ln.text for ln in second.tail(10)] == texts
+    assert len(restored.records) == 3
+    assert restored.latest == "2026-01-01T00:00:02.000000000Z"
+
+
+def test_restore_history_loads_earlier_runs_oldest_first_each_after_a_separator(book: Book) -> None:
+    clock = Clock()
+    first = book(clock=clock)
+    for n in (1, 2, 3):
+        first.begin_run(run_id(n), f"p{n}")
+        first.append(f"run {n} line", f"2026-01-01T00:00:0{n}.000000000Z")
+        first.note(f"note {n}")
+        clock.now += 1
+    first.close()
+    second = book()
+    second.restore_history()
+    lines = second.tail(100)
+    assert [ln.kind for ln in lines] == ["separator", "log", "note"] * 3
+    assert [ln.text for ln in lines if ln.kind == "log"] == ["run 1 line", "run 2 line", "run 3 line"]
+    assert lines[0].text.startswith(f"--- restored run {run_id(1)[:12]} of p1 (started ")
+    assert lines[1].time == 1767225601.0  # the line's own Docker timestamp
+    # The current container's run is already in memory: adopting it does not load it twice.
+    assert second.restore_run(run_id(3)).latest == "2026-01-01T00:00:03.000000000Z"
+    assert len(second.tail(100)) == 9
+
+
+def test_restore_history_is_bounded_by_the_ring(book: Book) -> None:
+    clock = Clock()
+    first = book(clock=clock)
+    for n in range(1, 6):
+        first.begin_run(run_id(n), "a")
+        for i in range(10):
+            first.append(f"run {n} line {i}", "2026-01-01T00:00:00.000000000Z")
+        clock.now += 1
+    first.close()
+    second = book(capacity=25)
+    second.restore_history()
+    texts = [ln.text for ln in second.tail(100)]
+    assert len(texts) <= 25
+    assert texts[-1] == "run 5 line 9"
+    assert not any(t.startswith("run 1 ") for t in texts)
+
+
+def test_run_files_are_private_and_a_planted_symlink_is_not_followed(book: Book, tmp_path: Path) -> None:
+    logbook = book()
+    path = logbook.begin_run(run_id(1), "a")
+    logbook.append("x")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
+    logbook.end_run()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    planted = logbook.directory / path.name.replace(run_id(1)[:12], run_id(2)[:12])
+    planted.symlink_to(victim)
+    logbook.begin_run(run_id(2), "a", resume=True)
+    logbook.append("must not reach the victim")
+    assert victim.read_text() == "keep me\n"
+    assert logbook.write_error is not None and "symlink" in logbook.write_error
+    assert logbook.tail(1)[0].text == "must not reach the victim"  # memory keeps it
+
+
+def test_a_full_disk_stops_the_files_not_the_log_and_says_so_once(tmp_path: Path) -> None:
+    from tests.fulldisk import free, full_tmpfs
+
+    with full_tmpfs(tmp_path / "state") as state:
+        logbook = Logbook(state / "logs", capacity=100_000)
+        logbook.begin_run(run_id(1), "a")
+        for i in range(20_000):
+            logbook.append(f"line {i} " + "z" * 100, "2026-01-01T00:00:00.000000000Z")
+        logbook.end_run()
+        assert logbook.write_error is not None and "No space left" in logbook.write_error
+        lines = logbook.tail(100_000)
+        assert [ln.text for ln in lines if ln.kind == "log"] == [f"line {i} " + "z" * 100
+                                                                  for i in range(20_000)]
+        notes = [ln.text for ln in lines if ln.kind == "note"]
+        assert len(notes) == 1 and "keeping the log in memory only" in notes[0]
+        # Room again: the next run writes its file, and says so.
+        free(state)
+        path = logbook.begin_run(run_id(2), "a")
+        logbook.append("written again", "2026-01-01T00:00:01.000000000Z")
+        logbook.close()
+        assert logbook.write_error is None
+        assert "written again" in path.read_text()
