@@ -23,11 +23,30 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from llm_mcp import protocol
+from llm_mcp.locks import alive, read_holder
 from llm_mcp.protocol import ProtocolError
+from llm_mcp.safe_files import open_private, private_dir, socket_problem
+
+MAX_SPAWNS = 3  # daemons one connect may start when the one it waited for vanished
 
 
 class DaemonUnavailable(Exception):
     """No daemon answers and none could be started."""
+
+
+class UnsafeSocket(DaemonUnavailable):
+    """The socket path holds something we must not talk to: another user's socket, a file, a link."""
+
+
+def check_socket(path: Path) -> None:
+    """Refuse a socket that is not ours before connecting (a missing one is fine: nothing to talk to)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    problem = socket_problem(path, st)
+    if problem is not None:
+        raise UnsafeSocket(problem)
 
 
 class _Connection:
@@ -132,27 +151,48 @@ class DaemonClient:
 
     async def _open(self) -> anyio.abc.SocketStream:
         try:
-            return await anyio.connect_unix(self.socket_path)
+            return await self._connect()
         except OSError:
             if not self.autostart:
                 raise DaemonUnavailable(f"no daemon answers on {self.socket_path}; start one with "
                                         "`llm-mcp daemon`") from None
-        child, log_path = spawn_daemon(self.socket_path, self.config_path)
         deadline = time.monotonic() + self.start_timeout
+        child, log_path = spawn_daemon(self.socket_path, self.config_path)
+        spawned = 1
+        waiting_for: object = None
         delay = 0.02
         while time.monotonic() < deadline:
             try:
-                return await anyio.connect_unix(self.socket_path)
+                return await self._connect()
             except OSError:
-                code = child.poll()
-                if code not in (None, 0):  # 0: it lost the start race to another daemon; wait
-                    raise DaemonUnavailable(f"the daemon could not start (exit {code}):\n"
-                                            f"{_tail(log_path)}") from None
-                await anyio.sleep(delay)
-                delay = min(0.2, delay * 1.5)
+                pass
+            code = child.poll()
+            if code not in (None, 0):
+                raise DaemonUnavailable(f"the daemon could not start (exit {code}):\n"
+                                        f"{_tail(log_path)}") from None
+            if code == 0:
+                # It found another daemon holding the socket's lock ("already running"): one
+                # starting up, or one shutting down. Wait for that one, and start ours again
+                # at once if it went away without ever answering.
+                holder = read_holder(_lock_path(self.socket_path)).get("pid")
+                waiting_for = holder or waiting_for
+                if not alive(holder) and spawned < MAX_SPAWNS:
+                    child, log_path = spawn_daemon(self.socket_path, self.config_path)
+                    spawned += 1
+                    delay = 0.02
+                    continue
+            await anyio.sleep(delay)
+            delay = min(0.2, delay * 1.5)
         detail = _tail(log_path)
+        who = f" (waiting for the daemon pid {waiting_for}, which holds {_lock_path(self.socket_path)})" \
+            if waiting_for else ""
         raise DaemonUnavailable(f"started a daemon but it did not answer on {self.socket_path} within "
-                                f"{self.start_timeout:g}s" + (f":\n{detail}" if detail else ""))
+                                f"{self.start_timeout:g}s{who}" + (f":\n{detail}" if detail else ""))
+
+    async def _connect(self) -> anyio.abc.SocketStream:
+        """Connect, but only to a socket of our own user (raises UnsafeSocket otherwise)."""
+        check_socket(self.socket_path)
+        return await anyio.connect_unix(self.socket_path)
 
     async def _request(self, conn: _Connection, method: str, params: dict[str, Any]) -> Any:
         req_id = next(self._ids)
@@ -179,8 +219,9 @@ class DaemonClient:
     async def call(self, method: str, **params: Any) -> Any:
         """Call a daemon method; a dead connection (daemon restarted) is re-opened once."""
         for attempt in (1, 2):
-            conn = await self._connection()
             try:
+                # A daemon shutting down may accept and then hang up before `hello`: retry too.
+                conn = await self._connection()
                 return await self._request(conn, method, params)
             except ConnectionError:
                 if attempt == 2 or (method in ("switch", "stop") and params.get("wait")):
@@ -208,19 +249,47 @@ def spawn_daemon(socket_path: Path, config_path: Path | None) -> tuple[subproces
     """Start `llm-mcp daemon` detached from this process (it outlives every client)."""
     from llm_mcp.paths import state_dir
 
-    state = state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    state = private_dir(state_dir())
     log_path = state / "daemon-start.log"
     argv = [sys.executable, "-m", "llm_mcp", "daemon", "--socket", str(socket_path)]
     if config_path is not None:
         argv += ["--config", str(config_path)]
-    with log_path.open("ab") as log_file:
+    with open_private(log_path, "a", binary=True) as log_file:  # 0600, never through a symlink
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=log_file, start_new_session=True, close_fds=True,
                                  env=os.environ.copy())
     # Reap it whenever it exits (a daemon that lost the lock race exits at once).
     threading.Thread(target=child.wait, name="reap-daemon", daemon=True).start()
     return child, log_path
+
+
+def _lock_path(socket_path: Path) -> Path:
+    return socket_path.with_name(socket_path.name + ".lock")
+
+
+def hello_sync(socket_path: Path, timeout: float = 5.0) -> dict[str, Any]:
+    """The running daemon's `hello`, without an event loop (for `llm-mcp daemon` itself)."""
+    import json
+    import socket
+
+    check_socket(socket_path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        sock.sendall(protocol.request(1, "hello", {"protocol": protocol.PROTOCOL_VERSION,
+                                                   "client": "llm-mcp daemon"}))
+        data = b""
+        while not data.endswith(b"\n"):
+            part = sock.recv(65536)
+            if not part:
+                break
+            data += part
+    message = json.loads(data)
+    if "error" in message:
+        err = message["error"]
+        raise ProtocolError(int(err.get("code", protocol.INTERNAL_ERROR)), str(err.get("message")))
+    result = message.get("result")
+    return result if isinstance(result, dict) else {}
 
 
 def _tail(path: Path, lines: int = 8) -> str:

@@ -123,6 +123,14 @@ def gpu_layers_value(raw: str | None) -> int | str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """models.conf's [daemon] section: what every daemon for this config does besides the socket."""
+
+    http: str | None = None  # "HOST:PORT" of the HTTP API; None: off
+    http_allow_remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     instance: str
@@ -131,6 +139,7 @@ class Config:
     source_text: str = field(default="", repr=False)
     # Valid but risky settings, each "file:line: [section] key: why" (shown by check and status).
     warnings: tuple[str, ...] = ()
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
     def profile(self, profile_id: str) -> Profile:
         try:
@@ -528,7 +537,7 @@ def parse_config(text: str, path: Path) -> Config:
     profiles: dict[str, Profile] = {}
     warnings: list[str] = []
     for section in parser.sections():
-        if section == "defaults":
+        if section in ("defaults", DAEMON_SECTION):
             continue
         if not PROFILE_ID.match(section):
             raise fail(section, None, "a profile id must be a slug: lowercase letters, digits, "
@@ -598,8 +607,10 @@ def parse_config(text: str, path: Path) -> Config:
     if default_profile is not None and default_profile not in profiles:
         raise fail("defaults", "default", f"'{default_profile}' is not a profile; valid ids: "
                    f"{', '.join(profiles)}")
+    daemon = _daemon_section(parser, fail, warnings)
     return Config(path=path, instance=instance, profiles=profiles,
-                  default_profile=default_profile, source_text=text, warnings=tuple(warnings))
+                  default_profile=default_profile, source_text=text, warnings=tuple(warnings),
+                  daemon=daemon)
 
 
 def load_config(path: Path) -> Config:
@@ -611,3 +622,43 @@ def load_config(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, None, f"cannot read: {exc}") from None
     return parse_config(text, path.resolve())
+
+
+# ---- [daemon] -------------------------------------------------------------------------
+
+DAEMON_SECTION = "daemon"  # not a profile: settings of the daemon process itself
+DAEMON_KEYS = ("http", "http_allow_remote")
+
+
+def _daemon_section(parser: configparser.ConfigParser, fail: Callable[[str, str | None, str], ConfigError],
+                    warnings: list[str]) -> DaemonSettings:
+    """[daemon] http = HOST:PORT (the HTTP API, served by every daemon), http_allow_remote = bool."""
+    from llm_mcp.binds import is_loopback, parse_bind
+
+    if not parser.has_section(DAEMON_SECTION):
+        return DaemonSettings()
+    own = dict(parser.items(DAEMON_SECTION))
+    for key in own:
+        if key not in DAEMON_KEYS:
+            raise fail(DAEMON_SECTION, key, f"unknown key; {_suggest(key, list(DAEMON_KEYS))}valid keys: "
+                       f"{', '.join(DAEMON_KEYS)}")
+    allow_remote = False
+    if "http_allow_remote" in own:
+        try:
+            allow_remote = _bool(own["http_allow_remote"])
+        except ValueError as exc:
+            raise fail(DAEMON_SECTION, "http_allow_remote", str(exc)) from None
+    http = own.get("http", "").strip()
+    if not http or http.lower() == "off":
+        return DaemonSettings(None, allow_remote)
+    try:
+        host, _ = parse_bind(http, allow_remote=True)
+    except ValueError as exc:
+        raise fail(DAEMON_SECTION, "http", f"{exc} (e.g. 127.0.0.1:8765, or off)") from None
+    if not is_loopback(host):
+        if not allow_remote:
+            raise fail(DAEMON_SECTION, "http", f"{host} is not a loopback address and the HTTP API has no "
+                       "authentication; use 127.0.0.1:PORT, or set http_allow_remote = true to expose it")
+        warnings.append(str(fail(DAEMON_SECTION, "http", f"the HTTP API (no authentication) listens on "
+                                 f"{host}: anyone who reaches it can switch and stop models")))
+    return DaemonSettings(http, allow_remote)

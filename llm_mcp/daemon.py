@@ -1,69 +1,33 @@
-"""The lifecycle daemon: one per socket, shared by every client, outliving all of them."""
+"""The lifecycle daemon: one per socket and one per instance, shared by every client, outliving them all."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from llm_mcp import __version__, protocol
+from llm_mcp import __version__, binds, locks, paths, protocol
 from llm_mcp.config import Config, load_config
-from llm_mcp.events import TOPICS, Subscription
+from llm_mcp.events import Subscription
 from llm_mcp.lifecycle import Core, Job, SwitchError, SwitchRefused
-from llm_mcp.protocol import ProtocolError, param
+from llm_mcp.listeners import serve_forever
+from llm_mcp.protocol import ProtocolError
+from llm_mcp.safe_files import open_private, private_dir, usable_dir
 
 log = logging.getLogger("llm_mcp.daemon")
 
-
-class AlreadyRunning(Exception):
-    pass
-
-
-class DaemonLock:
-    """An flock beside the socket: the one daemon per socket rule."""
-
-    def __init__(self, socket_path: Path) -> None:
-        self.path = socket_path.with_name(socket_path.name + ".lock")
-        self._file: IO[str] | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise AlreadyRunning(f"a daemon already holds {self.path}") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._file = handle
-
-    def holder(self) -> int | None:
-        """The pid written by the daemon holding the lock, if readable."""
-        try:
-            text = self.path.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+MAX_IN_FLIGHT = 256  # requests one connection may have running; past it, its next line waits
 
 
 class Samplers:
@@ -120,18 +84,55 @@ class Samplers:
         return None if raw is None else container_stats_from_docker(raw).to_dict()
 
 
+@dataclass(slots=True)
+class Conn:
+    """One socket connection, as the methods that need it (subscribe) see it."""
+
+    send: Callable[[bytes], Awaitable[None]]
+    tg: anyio.abc.TaskGroup
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+
+Handler = Callable[[Any, Conn | None], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    params: type[protocol.Params]
+    handler: Handler
+
+
 class Daemon:
     def __init__(self, core: Core, socket_path: Path, samplers: Samplers | None = None,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, *, private_socket_dir: bool = False) -> None:
         self.core = core
         self.socket_path = socket_path
         self.samplers = samplers
         self.config_path = config_path
+        self.private_socket_dir = private_socket_dir
         self.started_at = time.time()
         self.clients = 0
+        self.http: str | None = None  # "HOST:PORT" while the HTTP API serves
+        self.methods = self._method_table()
+
+    def _method_table(self) -> dict[str, Method]:
+        handlers: dict[str, Handler] = {
+            "hello": self._hello,
+            "list_models": self._list_models,
+            "status": self._status,
+            "switch": self._switch,
+            "job": self._job,
+            "tail_logs": self._tail_logs,
+            "stop": self._stop,
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "config": self._config,
+        }
+        return {name: Method(protocol.PARAMS[name], handlers[name]) for name in protocol.METHODS}
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The default socket dir is ours alone (0700); a dir the user named (/tmp) is only checked.
+        (private_dir if self.private_socket_dir else usable_dir)(self.socket_path.parent)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # stale: we hold the lock, so nobody else serves it
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
@@ -144,7 +145,7 @@ class Daemon:
             await tg.start(self.core.run)
             if self.samplers is not None:
                 tg.start_soon(self.samplers.run)
-            tg.start_soon(listener.serve, self._connection)
+            tg.start_soon(serve_forever, listener, self._connection)
             log.info("daemon %s listening on %s", os.getpid(), self.socket_path)
             task_status.started()
             try:
@@ -157,10 +158,12 @@ class Daemon:
     # ---- one connection --------------------------------------------------------
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+        """Read request lines until the client hangs up; nothing it sends can end the daemon."""
         self.clients += 1
         reader = BufferedByteReceiveStream(stream)
         write_lock = anyio.Lock()
-        subscription: list[Subscription] = []
+        in_flight = anyio.Semaphore(MAX_IN_FLIGHT)
+        conn: Conn | None = None
 
         async def send(data: bytes) -> None:
             async with write_lock:
@@ -168,6 +171,7 @@ class Daemon:
 
         try:
             async with anyio.create_task_group() as tg:
+                conn = Conn(send, tg)
                 while True:
                     try:
                         line = await reader.receive_until(b"\n", protocol.MAX_LINE_BYTES)
@@ -181,60 +185,145 @@ class Daemon:
                         break
                     if not line.strip():
                         continue
-                    tg.start_soon(self._handle_line, line, send, subscription, tg)
+                    await in_flight.acquire()
+                    tg.start_soon(self._handle_line, line, conn, in_flight)
                 tg.cancel_scope.cancel()
         except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # the client went away (inside the task group these arrive as a group)
         except* Exception:
             log.exception("connection handler failed")  # one client must never take the daemon down
         finally:
-            for sub in subscription:
-                self.core.bus.unsubscribe(sub)
             self.clients -= 1
+            if conn is not None:
+                self._drop_subscriptions(conn)
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    async def _handle_line(self, line: bytes, send: Callable[[bytes], Any],
-                           subscription: list[Subscription], tg: anyio.abc.TaskGroup) -> None:
+    async def _handle_line(self, line: bytes, conn: Conn, in_flight: anyio.Semaphore) -> None:
         req_id: Any = None
+        reply: bytes | None = None
         try:
             req = protocol.parse_request(line)
             req_id = req.id
-            if req.method == "subscribe":
-                value = self._subscribe(req.params, send, subscription, tg)
-            elif req.method == "unsubscribe":
-                for sub in subscription:
-                    self.core.bus.unsubscribe(sub)
-                subscription.clear()
-                value = {"subscribed": []}
-            else:
-                value = await self.dispatch(req.method, req.params)
+            value = await self.dispatch(req.method, req.params, conn)
             if req.id is not None:
-                await send(protocol.result(req.id, value))
+                reply = protocol.result(req.id, value)
         except ProtocolError as err:
-            await _quiet(send(protocol.error(req_id, err)))
+            reply = protocol.error(req_id, err)
         except Exception as exc:  # never let one request take the daemon down
             log.exception("request failed")
-            await _quiet(send(protocol.error(req_id, ProtocolError(
-                protocol.INTERNAL_ERROR, f"internal error: {exc}", {"reason": "internal_error"}))))
+            reply = protocol.error(req_id, ProtocolError(
+                protocol.INTERNAL_ERROR, f"internal error: {exc}", {"reason": "internal_error"}))
+        finally:
+            in_flight.release()
+        if reply is not None:
+            await _quiet(conn.send(reply))  # a client that hung up needs no answer
 
-    def _subscribe(self, params: dict[str, Any], send: Callable[[bytes], Any],
-                   subscription: list[Subscription], tg: anyio.abc.TaskGroup) -> dict[str, Any]:
-        topics = param(params, "topics", list, list(TOPICS))
-        unknown = [t for t in topics if t not in TOPICS]
-        if unknown:
-            raise ProtocolError(protocol.INVALID_PARAMS, f"unknown topics {unknown}; valid: {list(TOPICS)}")
-        for sub in subscription:
-            self.core.bus.unsubscribe(sub)
-        subscription.clear()
-        sub = self.core.bus.subscribe(topics, capacity=param(params, "capacity", int, 2000))
-        subscription.append(sub)
+    async def dispatch(self, method: str, params: dict[str, Any], conn: Conn | None = None) -> Any:
+        """Check `params` against the method's schema, then run its handler (socket and HTTP)."""
+        entry = self.methods.get(method)
+        if entry is None:
+            raise protocol.unknown_method(method)
+        if method == "hello":
+            self._check_protocol(params)  # before the schema: a newer client's fields are no error
+        return await entry.handler(protocol.check_params(entry.params, method, params), conn)
+
+    # ---- methods ---------------------------------------------------------------
+
+    def _check_protocol(self, params: dict[str, Any]) -> None:
+        client_version = params.get("protocol", protocol.PROTOCOL_VERSION)
+        if isinstance(client_version, int) and not isinstance(client_version, bool) and \
+                client_version != protocol.PROTOCOL_VERSION:
+            raise ProtocolError(protocol.PROTOCOL_MISMATCH,
+                                f"protocol {client_version} not supported; daemon speaks "
+                                f"{protocol.PROTOCOL_VERSION}",
+                                {"reason": "protocol_mismatch",
+                                 "hint": "stop the old daemon (`kill $(cat "
+                                          f"{self.socket_path}.lock)`); the next client "
+                                          "starts a new one and it adopts the model"})
+
+    async def _hello(self, p: protocol.HelloParams, conn: Conn | None) -> dict[str, Any]:
+        return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
+                "instance": self.core.instance, "started_at": self.started_at,
+                "config": str(self.config_path) if self.config_path else None,
+                "socket": str(self.socket_path), "http": self.http}
+
+    async def _list_models(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
+        try:
+            return {"models": self.core.list_models()}
+        except Exception as exc:
+            raise _config_error(exc) from None
+
+    async def _status(self, p: protocol.StatusParams, conn: Conn | None) -> dict[str, Any]:
+        status = self.core.status()
+        if self.samplers is not None and p.gpu:
+            status["gpu"] = await self.samplers.gpu_now()
+        return status
+
+    async def _switch(self, p: protocol.SwitchParams, conn: Conn | None) -> dict[str, Any]:
+        try:
+            job = await self.core.switch(p.model, force=p.force, rollback=p.rollback)
+        except SwitchRefused as exc:
+            raise _busy(exc) from None
+        except SwitchError as exc:
+            code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
+            raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
+                                                 "valid": exc.valid}) from None
+        await _wait(job, p.wait, p.timeout)
+        return job.to_dict()
+
+    async def _job(self, p: protocol.JobParams, conn: Conn | None) -> dict[str, Any]:
+        job = self.core.job(p.id)
+        if job is None:
+            raise ProtocolError(protocol.NOT_FOUND, "no such job (jobs are kept for the daemon's "
+                                "lifetime)", {"reason": "unknown_job"})
+        await _wait(job, p.wait, p.timeout)
+        return job.to_dict()
+
+    async def _stop(self, p: protocol.StopParams, conn: Conn | None) -> dict[str, Any]:
+        try:
+            job = await self.core.stop_model(force=p.force)
+        except SwitchRefused as exc:
+            raise _busy(exc) from None
+        await _wait(job, p.wait, p.timeout)
+        return job.to_dict()
+
+    async def _tail_logs(self, p: protocol.TailLogsParams, conn: Conn | None) -> dict[str, Any]:
+        from llm_mcp.log_query import query_logs  # the body is log_query's (bounded filter, off the loop)
+
+        return await query_logs(self.core.logbook, lines=p.lines, filter=p.filter, run=p.run)
+
+    async def _config(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
+        try:
+            config = self.core.config()
+        except Exception as exc:
+            raise _config_error(exc) from None
+        return {"path": str(config.path), "instance": config.instance}
+
+    async def _subscribe(self, p: protocol.SubscribeParams, conn: Conn | None) -> dict[str, Any]:
+        if conn is None:
+            raise ProtocolError(protocol.INVALID_REQUEST, "subscribe needs a socket connection")
+        self._drop_subscriptions(conn)
+        sub = self.core.bus.subscribe(p.topics, capacity=p.capacity)
+        conn.subscriptions.append(sub)
         if self.samplers is not None:
             self.samplers.wake()
-        tg.start_soon(self._pump, sub, send)
+        conn.tg.start_soon(self._pump, sub, conn)
         return {"subscribed": sorted(sub.topics)}
 
-    async def _pump(self, sub: Subscription, send: Callable[[bytes], Any]) -> None:
+    async def _unsubscribe(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
+        if conn is not None:
+            self._drop_subscriptions(conn)
+        return {"subscribed": []}
+
+    def _drop_subscriptions(self, conn: Conn) -> None:
+        for sub in conn.subscriptions:
+            with contextlib.suppress(Exception):
+                self.core.bus.unsubscribe(sub)
+        conn.subscriptions.clear()
+
+    async def _pump(self, sub: Subscription, conn: Conn) -> None:
+        """Send a subscription's events; whatever goes wrong ends this subscription only."""
         try:
             while not sub.closed:
                 batch = await sub.next_batch(limit=1000)
@@ -245,92 +334,15 @@ class Daemon:
                     # send what gathered in one write, or each line costs the client a wake-up.
                     await anyio.sleep(0.02)
                     batch += sub.drain(1000 - len(batch))
-                await send(b"".join(protocol.notification("event", {**event, "dropped": sub.dropped})
-                                    for event in batch))
+                await conn.send(b"".join(protocol.notification("event", {**event, "dropped": sub.dropped})
+                                         for event in batch))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            self.core.bus.unsubscribe(sub)  # the subscriber hung up mid-send
-
-    # ---- methods ---------------------------------------------------------------
-
-    async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
-        core = self.core
-        if method == "hello":
-            client_version = param(params, "protocol", int, protocol.PROTOCOL_VERSION)
-            if client_version != protocol.PROTOCOL_VERSION:
-                raise ProtocolError(protocol.PROTOCOL_MISMATCH,
-                                    f"protocol {client_version} not supported; daemon speaks "
-                                    f"{protocol.PROTOCOL_VERSION}",
-                                    {"reason": "protocol_mismatch",
-                                     "hint": "stop the old daemon (`kill $(cat "
-                                              f"{self.socket_path}.lock)`); the next client "
-                                              "starts a new one and it adopts the model"})
-            return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
-                    "instance": core.instance, "started_at": self.started_at,
-                    "config": str(self.config_path) if self.config_path else None,
-                    "socket": str(self.socket_path)}
-        if method == "list_models":
-            try:
-                return {"models": core.list_models()}
-            except Exception as exc:
-                raise _config_error(exc) from None
-        if method == "status":
-            status = core.status()
-            if self.samplers is not None and param(params, "gpu", bool, True):
-                status["gpu"] = await self.samplers.gpu_now()
-            return status
-        if method == "switch":
-            return await self._switch(params)
-        if method == "job":
-            job = core.job(param(params, "id", str))
-            if job is None:
-                raise ProtocolError(protocol.NOT_FOUND, "no such job (jobs are kept for the daemon's "
-                                    "lifetime)", {"reason": "unknown_job"})
-            await _wait(job, param(params, "wait", bool, False), param(params, "timeout", (int, float), 600))
-            return job.to_dict()
-        if method == "stop":
-            force = param(params, "force", bool, False)
-            wait = param(params, "wait", bool, True)
-            timeout = param(params, "timeout", (int, float), 120)
-            try:
-                job = await core.stop_model(force=force)
-            except SwitchRefused as exc:
-                raise _busy(exc) from None
-            await _wait(job, wait, timeout)
-            return job.to_dict()
-        if method == "tail_logs":
-            lines = param(params, "lines", int, 100)
-            pattern = param(params, "filter", str, "")
-            run = param(params, "run", str, "all")
-            if run not in ("all", "current", "previous"):
-                raise ProtocolError(protocol.INVALID_PARAMS, "run must be all, current or previous")
-            try:
-                regex = re.compile(pattern, re.IGNORECASE) if pattern else None
-            except re.error as exc:
-                raise ProtocolError(protocol.INVALID_PARAMS, f"filter is not a valid regex: {exc}") from None
-            found = core.logbook.tail(max(0, min(lines, 10000)), regex, run)
-            return {"lines": [ln.to_dict() for ln in found], "run": run}
-        if method == "config":
-            config = core.config()
-            return {"path": str(config.path), "instance": config.instance}
-        raise ProtocolError(protocol.METHOD_NOT_FOUND, f"unknown method '{method}'; valid: "
-                            f"{', '.join(protocol.METHODS)}")
-
-    async def _switch(self, params: dict[str, Any]) -> dict[str, Any]:
-        model = param(params, "model", str)
-        force = param(params, "force", bool, False)
-        rollback = param(params, "rollback", bool, True)
-        wait = param(params, "wait", bool, False)  # every parameter checked before anything starts
-        timeout = param(params, "timeout", (int, float), 900)
-        try:
-            job = await self.core.switch(model, force=force, rollback=rollback)
-        except SwitchRefused as exc:
-            raise _busy(exc) from None
-        except SwitchError as exc:
-            code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
-            raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
-                                                 "valid": exc.valid}) from None
-        await _wait(job, wait, timeout)
-        return job.to_dict()
+            pass  # the subscriber hung up mid-send
+        except Exception:
+            log.exception("a subscription failed; it is dropped, the daemon goes on")
+        finally:
+            with contextlib.suppress(Exception):
+                self.core.bus.unsubscribe(sub)
 
 
 async def _wait(job: Job, wait: bool, timeout: float) -> None:
@@ -357,10 +369,16 @@ def _config_error(exc: Exception) -> ProtocolError:
 
 # ---- entry point ---------------------------------------------------------------------
 
+EXIT_OK = 0
+EXIT_USAGE = 2  # a bad setting: models.conf, --http, $LLM_MCP_HTTP, the socket path
+EXIT_UNAVAILABLE = 4  # cannot run here: unusable files, or another daemon drives this instance
+
 
 def _setup_logging(state: Path, foreground: bool) -> None:
-    state.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(state / "daemon.log")]
+    """daemon.log in the state dir: 0600 in a 0700 dir, never written through a symlink."""
+    private_dir(state)
+    stream = open_private(state / "daemon.log", "a")  # logging.FileHandler would follow a symlink
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if foreground:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
@@ -368,65 +386,175 @@ def _setup_logging(state: Path, foreground: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /health poll otherwise
 
 
+def _say(message: str) -> None:
+    print(f"llm-mcp daemon: {message}", file=sys.stderr)
+
+
 def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground: bool = True,
                http: tuple[str, int] | None = None) -> int:
-    """Run until SIGTERM/SIGINT. The model keeps running: the next daemon adopts it."""
-    _setup_logging(state, foreground)
+    """Run until SIGTERM/SIGINT. The model keeps running: the next daemon adopts it.
+
+    `http` is the --http flag; without it the daemon serves what $LLM_MCP_HTTP or
+    models.conf's [daemon] section says.
+    """
     if len(os.fsencode(socket_path)) > 107:
-        print(f"llm-mcp daemon: the socket path {socket_path} is longer than the 107 bytes a Unix "
-              "socket allows; choose a shorter --socket or LLM_MCP_SOCKET", file=sys.stderr)
-        return 2
-    lock = DaemonLock(socket_path)
+        _say(f"the socket path {socket_path} is longer than the 107 bytes a Unix socket allows; "
+             "choose a shorter --socket or LLM_MCP_SOCKET")
+        return EXIT_USAGE
     try:
-        lock.acquire()
+        _setup_logging(state, foreground)
     except OSError as exc:
-        print(f"llm-mcp daemon: cannot create the lock beside the socket {socket_path}: {exc}",
-              file=sys.stderr)
-        return 4
-    except AlreadyRunning:
-        holder = lock.holder()
-        print(f"llm-mcp daemon: already running{f' (pid {holder})' if holder else ''} on {socket_path}; "
-              "nothing to do", file=sys.stderr)
-        return 0
+        _say(f"cannot use the state dir {state} for daemon.log: {exc}")
+        return EXIT_UNAVAILABLE
+    private_socket_dir = socket_path.parent == paths.runtime_dir()
+    socket_lock = locks.socket_lock(socket_path)
     try:
-        initial: Config = load_config(config_path)  # fail early with a located error
+        (private_dir if private_socket_dir else usable_dir)(socket_path.parent)
+        # Wait briefly for a daemon that is shutting down; one that answers is simply running.
+        socket_lock.acquire(str(os.getpid()) + "\n", give_up=lambda: _answers(socket_path))
+    except locks.LockHeld as held:
+        return _already_running(socket_path, held.holder.get("pid"), http)
+    except OSError as exc:
+        _say(f"cannot create the lock beside the socket {socket_path}: {exc}")
+        return EXIT_UNAVAILABLE
+    try:
+        return _run_locked(_Start(config_path, socket_path, state, http, private_socket_dir))
+    finally:
+        socket_lock.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    config_path: Path
+    socket_path: Path
+    state: Path
+    http_flag: tuple[str, int] | None
+    private_socket_dir: bool
+
+
+def _run_locked(start: _Start) -> int:
+    socket_path, state = start.socket_path, start.state
+    try:
+        initial: Config = load_config(start.config_path)  # fail early with a located error
+        http = binds.choose_http(start.http_flag, os.environ.get("LLM_MCP_HTTP"), initial.daemon.http,
+                                 initial.daemon.http_allow_remote)
     except Exception as exc:
         log.error("%s", exc)
-        print(f"llm-mcp daemon: {exc}", file=sys.stderr)
-        lock.release()
-        return 2
+        _say(str(exc))
+        return EXIT_USAGE
+    owner = locks.instance_lock(state, initial.instance)
+    try:
+        owner.acquire(locks.instance_content(socket_path))
+    except locks.LockHeld as held:
+        pid, other = held.holder.get("pid", "?"), held.holder.get("socket", "?")
+        message = (f"instance '{initial.instance}' is already driven by the daemon pid {pid} on the socket "
+                   f"{other}; two daemons must not drive the same containers. Use that socket "
+                   f"(--socket {other} or LLM_MCP_SOCKET), or stop that daemon first (kill {pid})")
+        log.error("%s", message)
+        _say(message)
+        return EXIT_UNAVAILABLE
+    except OSError as exc:
+        _say(f"cannot create the instance lock {owner.path}: {exc}")
+        return EXIT_UNAVAILABLE
+    try:
+        return _serve(start, initial, http)
+    finally:
+        owner.release()
+
+
+def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     from llm_mcp.docker_runtime import DockerRuntime
     from llm_mcp.gpu import GpuSampler
     from llm_mcp.system import SystemSampler
+
+    config_path, socket_path = start.config_path, start.socket_path
+    http_required = start.http_flag is not None
 
     def current_config() -> Config:
         return load_config(config_path)
 
     runtime = DockerRuntime(initial.instance)
-    core = Core(load_config=current_config, runtime=runtime, state_dir=state)
+    core = Core(load_config=current_config, runtime=runtime, state_dir=start.state)
 
     def our_pids() -> set[int]:
         container_id = core.container_id
         return runtime.container_pids(container_id) if container_id else set()
 
     samplers = Samplers(core, GpuSampler(container_pids=our_pids), SystemSampler())
-    daemon = Daemon(core, socket_path, samplers, config_path)
+    daemon = Daemon(core, socket_path, samplers, config_path, private_socket_dir=start.private_socket_dir)
+    failed: list[str] = []
+
+    async def start_http(tg: anyio.abc.TaskGroup, bind: tuple[str, int]) -> None:
+        from llm_mcp.http_api import serve_http
+
+        try:
+            port = await tg.start(serve_http, daemon, bind[0], bind[1])
+        except OSError as exc:
+            message = f"cannot serve the HTTP API on {binds.show(bind)}: {exc}"
+            log.error("%s", message)
+            if http_required:  # asked for on the command line: say so and stop
+                failed.append(message)
+                tg.cancel_scope.cancel()
+            return  # a setting: the socket clients still get their daemon; daemon.log says why
+        daemon.http = binds.show((bind[0], int(port)))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.serve)
             if http is not None:
-                from llm_mcp.http_api import serve_http
-
-                await tg.start(serve_http, daemon, http[0], http[1])
+                await start_http(tg, http)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("signal %s: stopping the daemon (the model keeps running)", signum)
                     tg.cancel_scope.cancel()
                     break
 
+    unusable: list[OSError] = []
     try:
         anyio.run(main)
-    finally:
-        lock.release()
-    return 0
+    except* OSError as group:  # the socket or its directory cannot be used (a symlink, say)
+        unusable.extend(e for e in group.exceptions if isinstance(e, OSError))
+    if unusable:
+        log.error("cannot serve on %s: %s", socket_path, unusable[0])
+        _say(f"cannot serve on {socket_path}: {unusable[0]}")
+        return EXIT_UNAVAILABLE
+    if failed:
+        _say(failed[0])
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _answers(socket_path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
+
+
+def _already_running(socket_path: Path, pid: object, http: tuple[str, int] | None) -> int:
+    """Another daemon serves this socket: fine, unless --http asked for what it does not serve."""
+    who = f" (pid {pid})" if pid else ""
+    if http is None:
+        _say(f"already running{who} on {socket_path}; nothing to do")
+        return EXIT_OK
+    from llm_mcp.client import hello_sync
+
+    wanted = binds.show(http)
+    try:
+        serving = hello_sync(socket_path).get("http")
+    except (OSError, ValueError, ProtocolError):
+        serving = None
+    same_host = serving is not None and serving.rpartition(":")[0] == wanted.rpartition(":")[0]
+    if serving is not None and (serving == wanted or (http[1] == 0 and same_host)):
+        _say(f"already running{who} on {socket_path}, serving the HTTP API on {serving}; nothing to do")
+        return EXIT_OK
+    now = f"serves the HTTP API on {serving}" if serving else "does not serve the HTTP API"
+    _say(f"a daemon is already running{who} on {socket_path} and {now}, not on {wanted}. "
+         f"The HTTP API is a daemon setting: put `http = {wanted}` in the [daemon] section of models.conf "
+         f"(or set LLM_MCP_HTTP={wanted}), then restart the daemon (kill {pid or '$(cat SOCKET.lock)'}; "
+         "the next llm-mcp command starts it again) so every daemon serves it")
+    return EXIT_USAGE

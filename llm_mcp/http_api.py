@@ -4,13 +4,14 @@ A small HTTP/1.1 server (h11 over an anyio TCP listener) in the daemon's own
 event loop; every request becomes a `Daemon.dispatch` call, so HTTP sees exactly
 what socket clients see. No authentication: loopback only unless the user
 explicitly allows otherwise, the Host header must name the loopback host
-(DNS rebinding), and POST bodies must be JSON (no cross-site form posts).
+(DNS rebinding), a request a browser makes for another site (an Origin other
+than this API's, or Sec-Fetch-Site cross-site) is refused for every method,
+GETs included, and POST bodies must be JSON (no cross-site form posts).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import urllib.parse
@@ -23,12 +24,16 @@ import anyio.abc
 import h11
 
 from llm_mcp import __version__, protocol
+from llm_mcp.binds import is_loopback, parse_bind
+from llm_mcp.failure_lines import relevant_first
+from llm_mcp.listeners import serve_forever
 from llm_mcp.protocol import ProtocolError
 
 if TYPE_CHECKING:
     from llm_mcp.daemon import Daemon
 
 log = logging.getLogger("llm_mcp.http")
+__all__ = ["ENDPOINTS", "is_loopback", "parse_bind", "serve_http"]
 
 MAX_BODY_BYTES = 1 << 20
 IDLE_TIMEOUT = 60.0
@@ -53,45 +58,6 @@ _REASON_FOR_STATUS = {400: "bad_request", 404: "not_found", 405: "method_not_all
                       413: "too_large", 415: "unsupported_media_type", 500: "internal_error"}
 
 
-def parse_bind(text: str, allow_remote: bool = False) -> tuple[str, int]:
-    """"HOST:PORT" (or "[v6]:PORT", or just "PORT" for 127.0.0.1) -> (host, port).
-
-    A host that is not loopback is refused unless `allow_remote`: the API has no
-    authentication and switching models is not something a network should do.
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"'{text}' is not HOST:PORT (IPv6 hosts look like [::1]:8765)")
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"'{text}': put an IPv6 host in brackets, e.g. [::1]:8765")
-    else:
-        host, port_text = "127.0.0.1", text
-    host = host or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"'{port_text}' in '{text}' is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range (0-65535)")
-    if not allow_remote and not is_loopback(host):
-        raise ValueError(f"refusing to serve HTTP on {host}: it is not a loopback address and the API "
-                         "has no authentication; use 127.0.0.1, or pass --allow-remote to expose it")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost: can't know without resolving
-
-
 async def serve_http(daemon: Daemon, host: str, port: int, *,
                      task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled; `task_status.started(port)` reports the bound port (for port 0)."""
@@ -102,7 +68,7 @@ async def serve_http(daemon: Daemon, host: str, port: int, *,
     log.info("HTTP API on http://%s:%d", shown, bound)
     task_status.started(bound)
     async with listener:
-        await listener.serve(partial(_connection, daemon, check_host))
+        await serve_forever(listener, partial(_connection, daemon, check_host))
 
 
 # ---- one connection --------------------------------------------------------------
@@ -207,6 +173,9 @@ async def _respond(daemon: Daemon, check_host: bool, request: h11.Request,
         if check_host and not _loopback_host_header(headers.get("host", "")):
             raise _HttpError(403, "forbidden_host", "the Host header must name the loopback address "
                              "this API listens on (DNS rebinding protection)")
+        if foreign := _cross_site(headers):
+            raise _HttpError(403, "forbidden_origin", f"{foreign}: requests from web pages of other "
+                             "sites are refused (scripts and curl send no Origin header)")
         allowed, handler = _route(path)
         if handler is None:
             raise _HttpError(404, "not_found", f"no endpoint {path}; endpoints: {', '.join(ENDPOINTS)}")
@@ -224,6 +193,8 @@ async def _respond(daemon: Daemon, check_host: bool, request: h11.Request,
     except ProtocolError as exc:
         status = _STATUS_FOR_CODE.get(exc.code, 500)
         data = dict(exc.data)
+        if exc.code == protocol.UNKNOWN_MODEL:
+            data["hint"] = "GET /models lists the valid ids"  # the socket's hint names an MCP tool
         reason = str(data.pop("reason", "") or _REASON_FOR_STATUS.get(status, "error"))
         err = _HttpError(status, reason, exc.message, **data)
         return err.status, err.body, []
@@ -231,6 +202,26 @@ async def _respond(daemon: Daemon, check_host: bool, request: h11.Request,
         log.exception("HTTP %s %s failed", method, path)
         err = _HttpError(500, "internal_error", f"internal error: {exc}", hint="see the daemon log")
         return err.status, err.body, []
+
+
+def _cross_site(headers: dict[str, str]) -> str | None:
+    """Why a request comes from another site's page, or None.
+
+    Browsers send Origin with cross-origin fetches and with every POST, and
+    Sec-Fetch-Site with everything (an <img> GET included). Same-origin means
+    the Origin names the host this request is addressed to.
+    """
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    parsed = urllib.parse.urlsplit(origin.strip())
+    if parsed.scheme in ("http", "https") and parsed.netloc and \
+            parsed.netloc.lower() == headers.get("host", "").strip().lower():
+        return None
+    return f"Origin {origin[:200]!r} is not this API"
 
 
 def _loopback_host_header(host: str) -> bool:
@@ -332,5 +323,5 @@ def _job_outcome(job: dict[str, Any], timeout: float) -> tuple[int, Any]:
     reason = str(job.get("reason") or "failed")
     status = 503 if reason == "docker_unavailable" else 422
     raise _HttpError(status, reason, str(job.get("message") or job.get("detail") or "the switch failed"),
-                     hint=job.get("hint"), restored=job.get("restored"), log_lines=job.get("log_lines", []),
-                     job=job)
+                     hint=job.get("hint"), restored=job.get("restored"),
+                     log_lines=relevant_first(job.get("log_lines") or []), job=job)  # why first

@@ -1,19 +1,22 @@
 """The socket protocol shared by the daemon and its clients (docs/protocol.md).
 
-Newline-delimited JSON-RPC 2.0 over a Unix socket. Pure data and codecs, no I/O.
+Newline-delimited JSON-RPC 2.0 over a Unix socket. Pure data, codecs and the
+parameter schema of every method, no I/O.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_mcp.events import TOPICS
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # a request never needs more; longer lines close the connection
-
-METHODS = ("hello", "list_models", "status", "switch", "job", "tail_logs", "stop",
-           "subscribe", "unsubscribe", "config")
 
 # JSON-RPC's own codes
 PARSE_ERROR = -32700
@@ -106,15 +109,142 @@ def parse_request(line: bytes) -> Request:
     return Request(id_, method, params)
 
 
-def param(params: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    """A typed parameter or INVALID_PARAMS naming it."""
-    if name not in params or params[name] is None:
-        if default is ...:
-            raise ProtocolError(INVALID_PARAMS, f"missing parameter '{name}'")
-        return default
-    value = params[name]
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ProtocolError(INVALID_PARAMS, f"parameter '{name}' must be a number")
-    if not isinstance(value, kind):
-        raise ProtocolError(INVALID_PARAMS, f"parameter '{name}' has the wrong type")
-    return value
+# ---- parameters: one strict schema per method, checked before any handler runs --------
+
+MAX_SECONDS = 86400.0  # a wait longer than a day is a mistake, not a plan
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Topic = Literal["state", "job", "log", "gpu", "system"]
+_ALL_TOPICS: tuple[Topic, ...] = ("state", "job", "log", "gpu", "system")
+assert _ALL_TOPICS == TOPICS  # one list of topics: events.TOPICS
+
+
+class Params(BaseModel):
+    # strict: "5" is not 5 and true is not 1; forbid: a misspelt name is an error, not a default
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class HelloParams(Params):
+    protocol: int = PROTOCOL_VERSION  # any number: a mismatch gets its own error, with the fix
+    client: str = Field("client", max_length=200)
+
+
+class StatusParams(Params):
+    gpu: bool = True
+
+
+class SwitchParams(Params):
+    model: str = Field(min_length=1, max_length=200)
+    force: bool = False
+    rollback: bool = True
+    wait: bool = False
+    timeout: Seconds = 900.0
+
+
+class JobParams(Params):
+    id: str = Field(min_length=1, max_length=200)
+    wait: bool = False
+    timeout: Seconds = 600.0
+
+
+class StopParams(Params):
+    force: bool = False
+    wait: bool = True
+    timeout: Seconds = 120.0
+
+
+class TailLogsParams(Params):
+    lines: int = Field(100, ge=0, le=10000)
+    filter: str = Field("", max_length=1000)
+    run: Literal["all", "current", "previous"] = "all"
+
+
+class SubscribeParams(Params):
+    topics: list[Topic] = Field(default_factory=lambda: list(_ALL_TOPICS), max_length=len(TOPICS) * 4)
+    capacity: int = Field(2000, ge=1, le=100_000)  # events queued per subscriber before the oldest drop
+
+
+PARAMS: dict[str, type[Params]] = {
+    "hello": HelloParams,
+    "list_models": NoParams,
+    "status": StatusParams,
+    "switch": SwitchParams,
+    "job": JobParams,
+    "tail_logs": TailLogsParams,
+    "stop": StopParams,
+    "subscribe": SubscribeParams,
+    "unsubscribe": NoParams,
+    "config": NoParams,
+}
+METHODS = tuple(PARAMS)
+
+
+def validate_params(method: str, params: dict[str, Any]) -> Params:
+    """The method's parameters, checked; METHOD_NOT_FOUND or INVALID_PARAMS naming the parameter."""
+    model = PARAMS.get(method)
+    if model is None:
+        raise unknown_method(method)
+    return check_params(model, method, params)
+
+
+def unknown_method(method: str) -> ProtocolError:
+    return ProtocolError(METHOD_NOT_FOUND, f"unknown method '{method}'; valid: {', '.join(METHODS)}")
+
+
+def check_params(model: type[Params], method: str, params: dict[str, Any]) -> Params:
+    """`params` checked against `model`; INVALID_PARAMS naming the parameter and what is valid.
+
+    A null value means "the default", as it always has.
+    """
+    try:
+        return model.model_validate({k: v for k, v in params.items() if v is not None})
+    except pydantic.ValidationError as exc:
+        raise _invalid(method, model, exc) from None
+
+
+def _invalid(method: str, model: type[Params], exc: pydantic.ValidationError) -> ProtocolError:
+    first = exc.errors(include_url=False)[0]
+    loc = first.get("loc") or ("",)
+    name = str(loc[0])
+    fields = model.model_fields
+    if first["type"] == "extra_forbidden":
+        valid = ", ".join(fields) or "none"
+        return ProtocolError(INVALID_PARAMS, f"{method}: unknown parameter '{name}'; valid: {valid}",
+                             {"param": name, "valid": valid})
+    if first["type"] == "missing":
+        valid = describe(model, name)
+        return ProtocolError(INVALID_PARAMS, f"{method}: missing parameter '{name}' ({valid})",
+                             {"param": name, "valid": valid})
+    got = first.get("input")
+    short = isinstance(got, int | float | bool) or (isinstance(got, str) and len(got) <= 40)
+    shown = repr(got) if short else f"a {type(got).__name__}"
+    detail = first["msg"].replace("Input should", "should").replace("String should", "should")
+    if len(loc) > 1:  # an item of a list
+        detail = f"item {loc[1]} {detail}"
+    return ProtocolError(INVALID_PARAMS, f"{method}: parameter '{name}' {detail} (got {shown}); valid: "
+                         f"{describe(model, name)}", {"param": name, "valid": describe(model, name)})
+
+
+def describe(model: type[Params], name: str) -> str:
+    """A parameter's valid values in a few words: "integer 1..100000", "one of all, current"."""
+    schema = model.model_json_schema()["properties"].get(name, {})
+    if "enum" in schema or "const" in schema:
+        return "one of " + ", ".join(str(v) for v in schema.get("enum", [schema.get("const")]))
+    kind = {"integer": "integer", "number": "number", "boolean": "true or false", "string": "string",
+            "array": "list"}.get(str(schema.get("type")), "value")
+    if kind == "list":
+        items = schema.get("items", {})
+        ref = items.get("$ref")
+        choices = items.get("enum") or (model.model_json_schema().get("$defs", {}).get(
+            str(ref).rsplit("/", 1)[-1], {}).get("enum") if ref else None)
+        return "list of " + (", ".join(map(str, choices)) if choices else "values")
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if kind == "string":
+        low, high = schema.get("minLength"), schema.get("maxLength")
+        return f"string of {low or 0}..{high} characters" if high else "string"
+    if low is not None and high is not None:
+        return f"{kind} {low:g}..{high:g}"
+    return kind

@@ -146,7 +146,7 @@ async def test_busy_is_409_with_the_job_and_a_wait_that_runs_out_is_504(
     ("POST", "/switch", {"json": {"model": "fake-a", "force": "yes"}}, 400, "bad_request"),
     ("POST", "/switch", {"data": {"model": "fake-a"}}, 415, "unsupported_media_type"),
     ("GET", "/logs?n=ten", {}, 400, "bad_request"),
-    ("GET", "/logs?filter=(", {}, 400, "bad_request"),
+    ("GET", "/logs?filter=(", {}, 400, "invalid_filter"),
     ("GET", "/jobs/job-0-0", {}, 404, "unknown_job"),
     ("GET", "/nowhere", {}, 404, "not_found"),
     ("GET", "/switch", {}, 405, "method_not_allowed"),
