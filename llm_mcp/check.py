@@ -7,9 +7,11 @@ asks the daemon, without starting one.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,16 @@ def check_config(path: Path) -> tuple[Config | None, Finding]:
         return None, Finding("config", "error", str(exc), fix)
     ids = ", ".join(config.profiles)
     return config, Finding("config", "ok", f"{path}: {len(config.profiles)} profile(s): {ids}")
+
+
+def config_warnings(config: Config) -> list[Finding]:
+    """Valid but risky settings (a host other than loopback), each with where to change it."""
+    out = []
+    for warning in config.warnings:
+        where = warning.split(": ", 1)[0].rpartition(":")[2]  # "file:LINE: [section] key: why"
+        line = int(where) if where.isdigit() else None
+        out.append(Finding("config", "warn", warning, _edit(config.path, line)))
+    return out
 
 
 def _key_line(config: Config, section: str, key: str) -> int | None:
@@ -90,6 +102,13 @@ def _model_file(config: Config, profile: Profile, path: Path) -> Finding:
     if magic != b"GGUF":
         return Finding("model", "error", f"[{profile.id}] {path} is not a GGUF file (it starts with "
                        f"{magic!r}, not b'GGUF')", f"re-download {profile.model} into {profile.models_dir}/")
+    from llm_mcp.gguf_info import GGUFError, read_model_info_cached
+
+    try:  # the whole header, and every tensor inside the file: catches a cut-off download
+        read_model_info_cached(path)
+    except GGUFError as exc:
+        return Finding("model", "error", f"[{profile.id}] {path}: {exc.reason}",
+                       f"re-download {profile.model} into {profile.models_dir}/")
     return Finding("model", "ok", f"[{profile.id}] {path} ({path.stat().st_size / 1e9:.2f} GB)")
 
 
@@ -117,16 +136,14 @@ def check_compose(config: Config) -> tuple[list[Finding], bool]:
 
 
 def check_docker(runtime: Any) -> Finding:
+    from llm_mcp.docker_problem import describe
+
     try:
         runtime.ping()
         version = runtime.client.version().get("Version", "?")
     except Exception as exc:  # DockerUnavailable, or anything else: not usable
-        text = str(exc)
-        if "ermission denied" in text:
-            fix = "sudo usermod -aG docker $USER  # then log out and in again"
-        else:
-            fix = "sudo systemctl start docker  # or start dockerd; `docker info` must answer"
-        return Finding("docker", "error", f"Docker is not reachable: {text}", fix)
+        problem = describe(str(exc), getattr(runtime, "base_url", None))
+        return Finding("docker", "error", problem.sentence, problem.hint)
     return Finding("docker", "ok", f"Docker Engine {version} reachable")
 
 
@@ -262,7 +279,7 @@ def diagnose(config_path: Path, *, runtime_factory: Callable[[str], Any] | None 
 
         gpu_sampler_factory = GpuSampler
     config, found = check_config(config_path)
-    findings = [found]
+    findings = [found, *(config_warnings(config) if config else [])]
     runtime = runtime_factory(config.instance if config else "default")
     docker = check_docker(runtime)
     findings.append(docker)
@@ -278,6 +295,39 @@ def diagnose(config_path: Path, *, runtime_factory: Callable[[str], Any] | None 
     findings += check_gpu(gpu_sampler_factory, wants_gpu, runtime if docker_ok else None)
     findings += check_ports(config, runtime if docker_ok else None)
     return findings
+
+
+def llm_mcp_command(executable: str | None = None) -> list[str]:
+    """This installation's `llm-mcp`, absolute: Claude Code does not see the venv on its PATH."""
+    python = Path(executable or sys.executable)
+    beside = python.parent / "llm-mcp"  # the console script next to the venv's python
+    if beside.is_file():
+        return [str(beside.absolute())]
+    found = shutil.which("llm-mcp")
+    if found:
+        return [str(Path(found).absolute())]
+    return [str(python.absolute()), "-m", "llm_mcp"]
+
+
+def claude_registration(config_path: Path, environ: Mapping[str, str], socket_path: Path | None = None,
+                        executable: str | None = None) -> list[str]:
+    """`claude mcp add` for this setup: absolute paths, the socket and state dir when not default.
+
+    The name comes before `-e`: Claude Code's `-e` takes several values and would swallow it.
+    """
+    env = {}
+    if socket_path is not None or environ.get("LLM_MCP_SOCKET"):
+        env["LLM_MCP_SOCKET"] = str(Path(socket_path or environ["LLM_MCP_SOCKET"]).absolute())
+    if environ.get("LLM_MCP_STATE_DIR"):
+        env["LLM_MCP_STATE_DIR"] = str(Path(environ["LLM_MCP_STATE_DIR"]).absolute())
+    argv = ["claude", "mcp", "add", "--scope", "user", "llm"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    return [*argv, "--", *llm_mcp_command(executable), "--config", str(config_path.absolute()), "serve"]
+
+
+def shell_line(argv: list[str]) -> str:
+    return " ".join(shlex.quote(arg) for arg in argv)
 
 
 def report(findings: list[Finding]) -> str:

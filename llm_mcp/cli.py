@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llm_mcp import __version__, paths
+from llm_mcp.terminal_text import visible, visible_lines
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation ran and failed (switch failed, check found problems)
@@ -42,14 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    daemon = sub.add_parser("daemon", parents=[common], help="run the lifecycle daemon in the foreground")
+    daemon_help = "run the lifecycle daemon in the foreground"
+    daemon = sub.add_parser(
+        "daemon", parents=[common], help=daemon_help, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"{daemon_help}. It owns the llama-server container; every other command (and "
+        "`serve`) is its client and starts it in the background when none runs. Run it by hand to "
+        "watch its log, or to serve the HTTP API.")
     daemon.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API (loopback "
                         "unless a host is given explicitly)")
     daemon.add_argument("--allow-remote", action="store_true",
                         help="allow --http to bind a non-loopback address")
     _add_client_commands(sub, common)
-    serve = sub.add_parser("serve", parents=[common], help="the MCP server (stdio for Claude Code, or "
-                           "streamable HTTP on /mcp)")
+    serve_help = "the MCP server (stdio for Claude Code, or streamable HTTP on /mcp)"
+    serve = sub.add_parser(
+        "serve", parents=[common], help=serve_help, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"{serve_help}. Tools: list_models, status, switch_model, tail_logs; a client of "
+        "the daemon (started when none runs). Register it with Claude Code using the command "
+        "`llm-mcp check` prints.")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (loopback only unless "
                        "--allow-remote)")
@@ -78,7 +90,8 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     add("models", "list the profiles in models.conf (* marks the running one)")
     add("status", "the model's state, health, speed vs expected, GPU offload and last switch")
     switch = add("switch", "switch to a model and wait until it is ready (or failed)")
-    switch.add_argument("model", metavar="ID", help="profile id (see `llm-mcp models`)")
+    switch.add_argument("model", metavar="ID", nargs="?",
+                        help="profile id (see `llm-mcp models`); default: models.conf's `default`")
     switch.add_argument("--no-wait", action="store_true", help="return at once with the job id")
     switch.add_argument("--force", action="store_true",
                         help="replace a switch in flight, and don't wait for generation to finish")
@@ -194,7 +207,7 @@ def _fail(args: argparse.Namespace, code: int, reason: str, message: str, hint: 
     line = f"llm-mcp {args.command}: {message}"
     if hint and hint not in message:
         line += f" (hint: {hint})"
-    print(line, file=sys.stderr)
+    _say(line)
     if getattr(args, "json", False):
         _emit({"error": {"exit_code": code, "reason": reason, "message": message, "hint": hint or None,
                          **extra}})
@@ -244,8 +257,14 @@ def _emit(value: Any, stream: TextIO | None = None) -> None:
 
 
 def _print(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    """Human output: whatever came from a container or the daemon is escaped on the way out."""
+    sys.stdout.write(visible_lines(text) + "\n")
     sys.stdout.flush()
+
+
+def _say(text: str) -> None:
+    """One human line to stderr, escaped like _print."""
+    print(visible(text), file=sys.stderr)
 
 
 # ---- the commands --------------------------------------------------------------------------
@@ -265,12 +284,30 @@ async def cmd_models(client: Any, args: argparse.Namespace) -> int:
 async def cmd_status(client: Any, args: argparse.Namespace) -> int:
     from llm_mcp import render
 
+    from llm_mcp.docker_problem import looks_like_docker_down
+
     result = await client.call("status")
     if args.json:
         _emit(result)
     else:
         _print(render.status_text(result))
-    return EXIT_OK
+    return EXIT_UNAVAILABLE if looks_like_docker_down(result.get("reason")) else EXIT_OK
+
+
+def _default_model(client: Any, args: argparse.Namespace) -> str:
+    """models.conf's `default` (the file the daemon reads), for `switch` without an id."""
+    from llm_mcp.config import ConfigError, load_config
+
+    path = Path(str(client.hello.get("config") or paths.config_path(args.config)))
+    try:
+        default = load_config(path).default_profile
+    except ConfigError as exc:
+        raise UsageError(f"no model id given, and models.conf cannot be read for its default: "
+                         f"{exc}") from None
+    if default is None:
+        raise UsageError(f"no model id given and {path} sets no default; give an id (`llm-mcp models` lists "
+                         "them) or set `default = ID` in its [defaults] section")
+    return default
 
 
 async def cmd_switch(client: Any, args: argparse.Namespace) -> int:
@@ -278,7 +315,8 @@ async def cmd_switch(client: Any, args: argparse.Namespace) -> int:
 
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    job = await client.call("switch", model=args.model, force=args.force, rollback=not args.no_rollback,
+    model = args.model if args.model is not None else _default_model(client, args)
+    job = await client.call("switch", model=model, force=args.force, rollback=not args.no_rollback,
                             wait=False)
     if args.no_wait and not job["done"]:
         if args.json:
@@ -296,8 +334,8 @@ async def cmd_switch(client: Any, args: argparse.Namespace) -> int:
     else:
         _print(render.outcome(job))
     if timed_out:
-        print(f"llm-mcp switch: still {job['phase'].replace('_', ' ')} after {args.timeout:g}s; the switch "
-              f"goes on in the daemon (job {job['id']}; `llm-mcp status` follows it)", file=sys.stderr)
+        _say(f"llm-mcp switch: still {job['phase'].replace('_', ' ')} after {args.timeout:g}s; the switch "
+             f"goes on in the daemon (job {job['id']}; `llm-mcp status` follows it)")
         return EXIT_FAILED
     if job.get("result") == "ready":
         return EXIT_OK
@@ -315,7 +353,7 @@ async def _follow_job(client: Any, job: dict[str, Any],
     try:
         while not job["done"]:
             if live:
-                sys.stdout.write("\r\x1b[2K" + render.progress_line(job))
+                sys.stdout.write("\r\x1b[2K" + visible(render.progress_line(job)))
                 sys.stdout.flush()
             elif not args.json:
                 shown_phases = _print_phases(job, shown_phases)
@@ -406,11 +444,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     findings = check.diagnose(config_path)
     findings.append(anyio.run(check.check_daemon, paths.socket_path(args.socket), config_path))
     errors = sum(f.level == "error" for f in findings)
+    socket_flag = Path(args.socket) if args.socket else None
+    register = check.claude_registration(config_path, os.environ, socket_flag)
     if args.json:
         _emit({"ok": errors == 0, "errors": errors, "warnings": sum(f.level == "warn" for f in findings),
-               "checks": [f.to_dict() for f in findings]})
+               "checks": [f.to_dict() for f in findings],
+               "claude_code": {"argv": register, "command": check.shell_line(register)}})
     else:
         _print(check.report(findings))
+        _print("\nregister the MCP server with Claude Code (absolute paths; paste as is):\n  "
+               + check.shell_line(register))
     return EXIT_FAILED if errors else EXIT_OK
 
 

@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from llm_mcp.compose import ContainerSpec, config_hash, profile_spec, write_env_file
-from llm_mcp.config import Config, Profile, UnknownProfileError
+from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_value
 from llm_mcp.events import EventBus
 from llm_mcp.health import Health, LlamaServerProbe
 from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
@@ -226,7 +226,8 @@ class Core:
                 matches = layers == min(int(expected), total)
             elif expected in ("all",):
                 matches = layers == total
-            offload = {"layers": layers, "total": total, "expected": expected, "matches": matches}
+            offload = {"layers": layers, "total": total, "expected": gpu_layers_value(expected),
+                       "matches": matches}
         speed = None
         if profile is not None:
             ratio = (self.measured_tps / profile.speed
@@ -234,6 +235,10 @@ class Core:
             speed = {"measured_tps": self.measured_tps, "expected_tps": profile.speed,
                      "ratio": None if ratio is None else round(ratio, 3), "source": self.speed_source,
                      "as_expected": None if ratio is None else ratio >= 0.8}
+        try:  # valid but risky settings (a non-loopback host); a broken file is reported elsewhere
+            config_warnings = list(self.config().warnings)
+        except Exception:
+            config_warnings = []
         return {
             "instance": self.instance,
             "state": self.state.value,
@@ -253,6 +258,7 @@ class Core:
             "last_switch": self._last_job.to_dict() if self._last_job else None,
             "speed": speed,
             "offload": offload,
+            "config_warnings": config_warnings,
         }
 
     # ---- state and events ----------------------------------------------------------

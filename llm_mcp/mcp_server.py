@@ -24,12 +24,14 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from llm_mcp import __version__, protocol
 from llm_mcp.client import DaemonClient, DaemonUnavailable
 from llm_mcp.protocol import ProtocolError
+from llm_mcp.render import failure_log
+from llm_mcp.terminal_text import json_text, visible, visible_lines
 
 log = logging.getLogger("llm_mcp.mcp_server")
 
@@ -65,6 +67,9 @@ PHASE_FLOOR: dict[str, float] = {
 
 # ---- output models ------------------------------------------------------------------
 
+GpuLayers = Annotated[int | Literal["all", "auto"] | None, Field(
+    description="the profile's n_gpu_layers: a layer count, \"all\" or \"auto\"; null: the image's default")]
+
 
 class ModelEntry(BaseModel):
     id: str = Field(description="the id switch_model takes")
@@ -74,7 +79,7 @@ class ModelEntry(BaseModel):
     model_present: bool = Field(description="whether the model file exists")
     current: bool = Field(description="whether this is the loaded model")
     ctx_size: int | None = None
-    n_gpu_layers: str | None = None
+    n_gpu_layers: GpuLayers = None
     override_tensor: str | None = Field(None, description="the -ot regex (tensor placement)")
     batch_size: int | None = None
     ubatch_size: int | None = None
@@ -130,7 +135,7 @@ class LoadedModel(BaseModel):
     name: str
     model: str
     ctx_size: int | None = None
-    n_gpu_layers: str | None = None
+    n_gpu_layers: GpuLayers = None
     override_tensor: str | None = None
     speed: float | None = None
 
@@ -153,7 +158,7 @@ class SpeedInfo(BaseModel):
 class OffloadInfo(BaseModel):
     layers: int = Field(description="layers llama-server put on the GPU")
     total: int
-    expected: str | None = Field(None, description="the profile's n_gpu_layers")
+    expected: GpuLayers = None
     matches: bool | None = None
 
 
@@ -198,6 +203,8 @@ class Status(BaseModel):
     offload: OffloadInfo | None = None
     gpu: GpuSummary | None = None
     daemon: DaemonInfo | None = None
+    config_warnings: list[str] = Field(default_factory=list, description="valid but risky models.conf "
+                                       "settings (file:line: [section] key: why)")
 
 
 class LogLine(BaseModel):
@@ -221,10 +228,22 @@ async def _call(client: DaemonClient, method: str, **params: Any) -> Any:
     try:
         return await client.call(method, **params)
     except ProtocolError as exc:
-        raise ToolError(describe_error(exc)) from None
+        raise tool_error(describe_error(exc)) from None
     except (DaemonUnavailable, ConnectionError, OSError) as exc:
-        raise ToolError(f"the llm-mcp daemon is not available: {exc}\nhint: run `llm-mcp check`; the "
-                        "daemon log is under the state dir (daemon.log)") from None
+        raise tool_error(f"the llm-mcp daemon is not available: {exc}\nhint: run `llm-mcp check`; the "
+                         "daemon log is under the state dir (daemon.log)") from None
+
+
+def tool_error(text: str) -> ToolError:
+    """An error an agent reads and a client may print: control characters escaped."""
+    return ToolError(visible_lines(text))
+
+
+def tool_result(value: BaseModel) -> CallToolResult:
+    """Structured content keeps the raw strings; the text copy a client may print holds no
+    control character (and still parses as the same JSON)."""
+    data = value.model_dump(mode="json", by_alias=True)
+    return CallToolResult(content=[TextContent(type="text", text=json_text(data))], structured_content=data)
 
 
 def describe_error(exc: ProtocolError) -> str:
@@ -290,12 +309,8 @@ def failure_text(job: dict[str, Any]) -> str:
         lines.append(f"restoring the previous model '{previous}' failed too: nothing is loaded")
     lines.append(f"job {job.get('id')}, failed after {float(job.get('elapsed') or 0):.1f}s"
                  + (f" in phase {reached[-1]}" if reached else ""))
-    log_lines = list(job.get("log_lines") or [])[-MAX_LOG_LINES_IN_ERROR:]
-    if log_lines:
-        lines.append("last log lines:")
-        lines.extend(f"  {ln}" for ln in log_lines)
-    else:
-        lines.append("tail_logs shows the server log")
+    shown = failure_log([str(ln) for ln in job.get("log_lines") or []], MAX_LOG_LINES_IN_ERROR)
+    lines += shown or ["tail_logs shows the server log"]
     return "\n".join(lines)
 
 
@@ -348,7 +363,8 @@ def status_summary(status: dict[str, Any]) -> str:
         parts.append(f"last switch to {last.get('profile')} failed ({last.get('reason')})")
     if status.get("hint") and state != "ready":
         parts.append(f"hint: {status['hint']}")
-    return "; ".join(parts)
+    parts += [f"warning: {w}" for w in status.get("config_warnings") or []]
+    return visible("; ".join(parts))
 
 
 def _gpu_line(gpu: dict[str, Any]) -> str:
@@ -371,26 +387,26 @@ def make_server(client: DaemonClient) -> MCPServer:
     server: MCPServer = MCPServer("llm-mcp", version=__version__, instructions=INSTRUCTIONS,
                                   log_level="WARNING")
 
-    async def list_models() -> ModelList:
+    async def list_models() -> Annotated[CallToolResult, ModelList]:
         """The model profiles of models.conf: the ids switch_model accepts, which one is loaded,
         each one's context size, GPU layers, expected speed and usual load time."""
         data = await _call(client, "list_models")
         models = [ModelEntry.model_validate(m) for m in data.get("models", [])]
-        return ModelList(models=models, current=next((m.id for m in models if m.current), None))
+        return tool_result(ModelList(models=models, current=next((m.id for m in models if m.current), None)))
 
-    async def status() -> Status:
+    async def status() -> Annotated[CallToolResult, Status]:
         """What is loaded and whether it is ready: state, model, endpoint, the switch in flight
         (job, phase, estimated percentage), how the last switch ended, measured vs expected
         speed, GPU offload vs the profile, and a GPU summary. Call it before switching."""
         data = await _call(client, "status", gpu=True)
         hello = client.hello
-        return Status.model_validate({
+        return tool_result(Status.model_validate({
             **data,
             "summary": status_summary(data),
             "model": data.get("profile"),
             "daemon": {"pid": hello.get("pid"), "version": hello.get("version"),
                        "socket": hello.get("socket"), "config": hello.get("config")},
-        })
+        }))
 
     async def switch_model(
         model: Annotated[str, Field(description="the model id to load (list_models gives the ids)")],
@@ -404,7 +420,7 @@ def make_server(client: DaemonClient) -> MCPServer:
                                      "running generations to finish")] = False,
         rollback: Annotated[bool, Field(description="on failure, restore the model that was "
                                         "loaded before")] = True,
-    ) -> SwitchResult:
+    ) -> Annotated[CallToolResult, SwitchResult]:
         """Load a model, replacing the one running (one model runs at a time, shared by every
         client). Waits until it is ready and reports progress (phase and estimated percentage);
         a no-op when the model is already loaded. A request for the model already loading joins
@@ -419,14 +435,14 @@ def make_server(client: DaemonClient) -> MCPServer:
             await reporter.report(job)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ToolError(
+                raise tool_error(
                     f"{job.get('name') or model} is still in phase {job.get('phase')} after waiting "
                     f"{timeout:g}s [reason: wait_timeout]; the switch goes on in the daemon (job "
                     f"{job.get('id')}).\nhint: call status to follow it, or switch_model with the same "
                     "model to wait again")
             job = await _call(client, "job", id=job["id"], wait=True, timeout=min(POLL_SECONDS, left))
         if job.get("result") != "ready":
-            raise ToolError(failure_text(job))
+            raise tool_error(failure_text(job))
         await reporter.finish(job)
         return _switch_result(job, waited=True)
 
@@ -438,12 +454,12 @@ def make_server(client: DaemonClient) -> MCPServer:
                        Field(description="current: the running container; previous: the one before "
                              "it (after a failed switch); all: every run with switch separators")
                        ] = "current",
-    ) -> Logs:
+    ) -> Annotated[CallToolResult, Logs]:
         """The llama-server log, kept across switches and daemon restarts. Use it after a failed
         switch (run="previous" is the run before the current one) or to see what the server
         is doing."""
         data = await _call(client, "tail_logs", lines=lines, filter=filter or "", run=run)
-        return Logs.model_validate(data)
+        return tool_result(Logs.model_validate(data))
 
     read_only: dict[str, bool] = {"read_only_hint": True, "open_world_hint": False}
     tools: list[tuple[Callable[..., Any], str, dict[str, bool]]] = [
@@ -459,8 +475,9 @@ def make_server(client: DaemonClient) -> MCPServer:
     return server
 
 
-def _switch_result(job: dict[str, Any], *, waited: bool) -> SwitchResult:
-    return SwitchResult.model_validate({**job, "waited": waited, "summary": switch_summary(job, waited)})
+def _switch_result(job: dict[str, Any], *, waited: bool) -> CallToolResult:
+    summary = visible(switch_summary(job, waited))
+    return tool_result(SwitchResult.model_validate({**job, "waited": waited, "summary": summary}))
 
 
 class _ProgressReporter:
@@ -474,12 +491,12 @@ class _ProgressReporter:
     async def report(self, job: dict[str, Any]) -> None:
         self.pct = max(self.pct, percent(job))
         self.value = round(max(self.pct, self.value + 0.001), 3)  # the spec wants it to increase
-        await self.ctx.report_progress(self.value, 100, progress_message(job, self.pct))
+        await self.ctx.report_progress(self.value, 100, visible(progress_message(job, self.pct)))
 
     async def finish(self, job: dict[str, Any]) -> None:
         took = float(job.get("load_seconds") or job.get("elapsed") or 0)
-        await self.ctx.report_progress(100, 100, f"ready · 100% · {took:.1f}s · "
-                                       f"{job.get('name') or job.get('profile')}")
+        await self.ctx.report_progress(100, 100, visible(f"ready · 100% · {took:.1f}s · "
+                                                         f"{job.get('name') or job.get('profile')}"))
 
 
 # ---- entry point --------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Human-readable text for the CLI: the models table, status, switch progress and outcomes.
 
-Pure functions from the daemon's JSON to strings; nothing here does I/O.
+Pure functions from the daemon's JSON to strings; nothing here does I/O. Text that came
+from a container or Docker is escaped here (a log line must stay one line); the CLI escapes
+everything it prints once more on the way out.
 """
 
 from __future__ import annotations
@@ -8,6 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from llm_mcp.docker_problem import describe, looks_like_docker_down
+from llm_mcp.failure_lines import failure_lines
+from llm_mcp.terminal_text import visible
+
+FAILURE_LOG_LINES = 25
 
 
 def duration(seconds: float | None) -> str:
@@ -110,9 +118,14 @@ def _gpu(gpu: Mapping[str, Any] | None) -> list[str]:
 def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
     now = now or time.time()
     profile = s.get("profile") or {}
-    lines = [f"state:      {s.get('state')}" + (f" ({s['reason']})" if s.get("reason") else "")]
-    if s.get("hint"):
-        lines.append(f"hint:       {s['hint']}")
+    reason, hint = s.get("reason"), s.get("hint")
+    if looks_like_docker_down(reason):  # a sentence and its fix, not the Docker SDK's exception text
+        problem = describe(str(s.get("message") or s.get("detail") or reason))
+        reason, hint = problem.sentence, problem.hint
+    lines = [f"state:      {s.get('state')}" + (f" ({reason})" if reason else "")]
+    if hint:
+        lines.append(f"hint:       {hint}")
+    lines += [f"warning:    {w}" for w in s.get("config_warnings") or []]
     if profile:
         lines.append(f"model:      {profile.get('name')} [{profile.get('id')}] {profile.get('model', '')}")
     if s.get("stale_config"):
@@ -138,6 +151,10 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
     last = s.get("last_switch")
     if last:
         lines.append(f"last:       {last_switch(last, now)}")
+    state_dir = s.get("state_dir") or {}
+    if state_dir.get("writable") is False:
+        lines.append(f"state dir:  NOT WRITABLE ({state_dir.get('error')}): logs only in memory, "
+                     f"load times not saved; free space in {state_dir.get('path')}")
     lines += _gpu(s.get("gpu"))
     return "\n".join(lines)
 
@@ -193,18 +210,31 @@ def outcome(job: Mapping[str, Any]) -> str:
         lines.append(f"the previous model ({job.get('previous')}) could NOT be restored; nothing is running")
     elif job.get("rollback") is False and job.get("previous"):
         lines.append("rollback was off: the previous model was not restored")
-    log_lines = job.get("log_lines") or []
-    if log_lines:
-        lines.append("last log lines:")
-        lines += [f"  {ln}" for ln in log_lines]
+    log_lines = [str(ln) for ln in job.get("log_lines") or []]
+    lines += failure_log(log_lines, FAILURE_LOG_LINES)
     if job.get("detail") and job.get("detail") not in log_lines:
-        lines.append(f"detail: {job['detail']}")
+        lines.append(f"detail: {visible(str(job['detail']))}")
     return "\n".join(lines)
+
+
+def failure_log(log_lines: Sequence[str], limit: int, indent: str = "  ") -> list[str]:
+    """A failure's log lines, the ones that say why first (as every front end shows them)."""
+    picked = failure_lines(log_lines, limit)
+    out: list[str] = []
+    if picked.why:
+        out.append("the log lines that say why:")
+        out += [f"{indent}{visible(ln)}" for ln in picked.why]
+        if picked.other:
+            out.append("other recent log lines:")
+    elif picked.other:
+        out.append("last log lines:")
+    out += [f"{indent}{visible(ln)}" for ln in picked.other]
+    return out
 
 
 def log_line(line: Mapping[str, Any]) -> str:
     kind = line.get("kind")
-    text = str(line.get("text", ""))
+    text = visible(str(line.get("text", "")))
     if kind == "note":
         return f"[llm-mcp] {text}"
     return text

@@ -91,7 +91,7 @@ def test_a_failed_switch_is_exit_1_with_reason_hint_rollback_and_log_lines(fakes
     assert "switch to Broken failed:" in out
     assert "hint: " in out
     assert "the previous model (fake-b) was restored" in out
-    assert "last log lines:" in out
+    assert "the log lines that say why:" in out and "GGML_ASSERT" in out
     job = json.loads(_ok(cli(fakes, "switch", "broken", "--json"), 1).stdout)
     assert job["result"] == "failed" and job["reason"] and job["restored"] is True and job["log_lines"]
     no_rollback = _ok(cli(fakes, "switch", "broken", "--no-rollback"), 1).stdout

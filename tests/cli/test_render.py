@@ -25,7 +25,7 @@ def test_a_failure_says_why_what_to_do_whether_restored_and_the_log() -> None:
         "switch to Big failed: the GPU ran out of memory [out_of_memory]",
         "hint: lower n_gpu_layers",
         "the previous model (qwen) was restored",
-        "last log lines:",
+        "the log lines that say why:",
         "  cudaMalloc failed: out of memory",
     ]
     not_restored = render.outcome({**job, "restored": False})

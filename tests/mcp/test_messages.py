@@ -50,9 +50,10 @@ def test_a_failure_names_reason_hint_rollback_phase_and_log_lines() -> None:
         "hint: lower n_gpu_layers",
         "the previous model 'glm' was restored and is ready",
         "job job-1, failed after 8.2s in phase loading_tensors",
-        "last log lines:",
-        "  line one",
+        "the log lines that say why:",
         "  cudaMalloc failed: out of memory",
+        "other recent log lines:",
+        "  line one",
     ]
 
 

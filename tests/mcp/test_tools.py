@@ -168,7 +168,9 @@ async def test_failed_switch_is_a_tool_error_with_reason_hint_logs_and_rollback(
     assert result.is_error
     text = text_of(result)
     assert "switch to Fake Crash failed" in text and "[reason: crashed]" in text
-    assert "hint: " in text and "last log lines:" in text and "GGML_ASSERT" in text
+    assert "hint: " in text and "the log lines that say why:\n  " in text
+    why = text.split("the log lines that say why:\n", 1)[1].splitlines()
+    assert "GGML_ASSERT" in why[0]  # the cause first, before the loading noise
     assert "'fake-a' was restored" in text
     status = await call(mcp, "status")
     assert status["state"] == "ready" and status["model"]["id"] == "fake-a"
