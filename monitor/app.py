@@ -21,11 +21,12 @@ from textual.widgets import Footer, Input
 from llm_mcp.client import DaemonUnavailable
 from llm_mcp.protocol import BUSY, ProtocolError
 from monitor.connection import TOPICS, ClientFactory, MonitorClient
-from monitor.format import duration
+from monitor.format import duration, visible
 from monitor.model import Model
 from monitor.screens import ConfirmScreen, HelpScreen, Pick, PickerScreen
 from monitor.styles import APP_CSS
 from monitor.widgets import GpuPanel, LogView, StatusBar, SwitchPanel, SystemPanel
+from monitor.widgets.switch_panel import phase_label
 
 LOG_FLUSH_S = 0.1  # log lines are written in batches at most this often
 LOG_FLUSH_BUSY_S = 0.25  # ... and less often while lines pour in (nobody reads 1,000 lines a second)
@@ -76,6 +77,7 @@ class MonitorApp(App[None]):
         self._dropped = 0
         self._status_pending = False
         self._catch_up_running = False
+        self._replacing: tuple[ConfirmScreen, str, str] | None = None  # an open "replace?" question
         # The dashboard's widgets, kept by reference: while an overlay is open the
         # app's queries search the overlay, but the dashboard keeps updating.
         self.status_bar = StatusBar(self.model, id="status")
@@ -93,8 +95,8 @@ class MonitorApp(App[None]):
         with Horizontal(id="panels"):
             yield self.gpu_panel
             yield self.system_panel
-        yield self.switch_panel
-        with Vertical(id="log-box"):
+        with Vertical(id="log-box"):  # the switch panel shares the log's room, never all of it
+            yield self.switch_panel
             yield self.log_view
             yield self.filter_box
         yield Footer()
@@ -108,16 +110,29 @@ class MonitorApp(App[None]):
         self._ticker = self.set_interval(1.0, self._tick, pause=True)
         self.run_worker(self._feed(), name="feed", group="feed", exit_on_error=False)
 
+    def on_resize(self) -> None:
+        self.gpu_panel.update_sample()  # a short terminal gets the compact GPU cards
+
     @property
     def catching_up(self) -> bool:
         """True while log lines are held back until the tail after subscribing is merged."""
         return self._catching_up
 
     def _render_all(self) -> None:
-        self.status_bar.refresh(layout=True)
-        self.gpu_panel.refresh(layout=True)
+        self.status_bar.refresh()
+        self._render_gpu()
         self.system_panel.refresh(layout=True)
         self._render_switch()
+
+    def _render_gpu(self) -> None:
+        """Without a GPU the panel shrinks to a line or two and the system panel takes the width."""
+        snapshot = self.model.gpu
+        no_gpu = snapshot is not None and not (snapshot.get("available") and snapshot.get("gpus"))
+        panels = self.query_one("#panels")
+        if panels.has_class("no-gpu") != no_gpu:
+            panels.set_class(no_gpu, "no-gpu")
+            self.system_panel.refresh(layout=True)
+        self.gpu_panel.update_sample()
 
     def _render_switch(self) -> None:
         panel = self.switch_panel
@@ -127,6 +142,7 @@ class MonitorApp(App[None]):
         panel.border_title = "switch failed" if failed else "switch"
         panel.border_subtitle = "x closes" if failed else ""
         panel.refresh(layout=True)
+        self.status_bar.refresh()  # its hint hides while the failure panel shows it
         if self._ticker is not None:
             if self.model.job is not None:
                 self._ticker.resume()
@@ -160,14 +176,14 @@ class MonitorApp(App[None]):
                         self._on_event(event)
                     note = "the daemon closed the connection"
                 except DaemonUnavailable as exc:
-                    note = str(exc).splitlines()[0]
+                    note = (str(exc).splitlines() or [""])[0]
                 except ProtocolError as exc:
                     note = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
                 except (ConnectionError, OSError) as exc:
                     note = str(exc) or type(exc).__name__
                 except Exception as exc:  # the monitor must outlive anything the daemon says
                     note = f"unexpected error: {exc!r}"
-                    self.log_view.note(f"llm-monitor: {note}; reconnecting")
+                    self.log_view.note(f"llm-monitor: {visible(note)}; reconnecting")
                 self._disconnected(note)
                 await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
                 attempt += 1
@@ -178,7 +194,7 @@ class MonitorApp(App[None]):
             models = (await client.call("list_models")).get("models", [])
         except ProtocolError as exc:  # a broken models.conf: show it, keep monitoring
             models = []
-            self.notify(f"{exc.message}", title="models.conf", severity="error", timeout=10)
+            self.notify(visible(exc.message), title="models.conf", severity="error", timeout=10)
         hello = dict(client.hello or {})
         identity = (hello.get("pid"), hello.get("started_at"))
         log = self.log_view
@@ -255,7 +271,7 @@ class MonitorApp(App[None]):
                 self._flush_timer = self.set_timer(self._flush_delay, self.flush_logs)
         elif topic == "gpu":
             self.model.apply_gpu(data)
-            self.gpu_panel.update_sample()
+            self._render_gpu()
         elif topic == "system":
             self.model.apply_system(data)
             self.system_panel.refresh()
@@ -309,15 +325,22 @@ class MonitorApp(App[None]):
         self._render_all()
 
     def _job_finished(self, job: dict[str, Any]) -> None:
-        name = job.get("name") or job.get("profile") or ""
+        name = visible(str(job.get("name") or job.get("profile") or ""))
         result = job.get("result")
+        if self._replacing is not None and self._replacing[1] == job.get("id"):
+            screen, _, target = self._replacing
+            self._replacing = None
+            if screen.is_attached:
+                over = f"The {job.get('kind') or 'switch'} to {name} is over ({visible(str(result))})."
+                screen.reword(f"{over} Switch to {visible(self.model.profile_name(target))} now?", "switch")
         if job.get("kind") == "stop":
             if result == "stopped":
                 self.notify("model stopped", timeout=4)
         elif result == "ready" and job.get("kind") == "switch":
             self.notify(f"{name} is ready ({duration(job.get('elapsed'))})", timeout=4)
         elif result == "failed":
-            self.notify(f"switch to {name} failed: {job.get('reason')}", severity="error", timeout=6)
+            self.notify(f"switch to {name} failed: {visible(str(job.get('reason')))}", severity="error",
+                        timeout=6)
         elif result == "cancelled" and job.get("replaced_by"):
             self.notify(f"switch to {name} was replaced", timeout=4)
 
@@ -325,7 +348,7 @@ class MonitorApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
-            return False  # an overlay is open: its own keys only (q still quits)
+            return False  # an overlay is open: its own keys only (each overlay binds q to quit)
         if action == "stop" and self.readonly:
             return None
         return True
@@ -348,6 +371,12 @@ class MonitorApp(App[None]):
             return
         try:
             self.model.models = list((await self.client.call("list_models")).get("models", []))
+        except ProtocolError as exc:  # models.conf broke since: say so where the user looks
+            for screen in self.screen_stack:
+                if isinstance(screen, PickerScreen):
+                    screen.message = f"models.conf: {visible(exc.message)} (the list shown is older)"
+            self._refresh_picker()
+            return
         except Exception:
             return
         self._refresh_picker()
@@ -364,21 +393,25 @@ class MonitorApp(App[None]):
             job = await client.call("switch", model=pick.profile, force=pick.force, wait=False)
         except ProtocolError as exc:
             if exc.code == BUSY and isinstance(exc.data.get("job"), dict):
-                running = exc.data["job"]
-                question = (f"A switch to {running.get('name') or running.get('profile')} is in flight "
-                            f"({running.get('phase')}). Replace it with "
-                            f"{self.model.profile_name(pick.profile)}?")
-                self.push_screen(ConfirmScreen(question, "r", "replace"),
-                                 lambda yes: self._picked(Pick(pick.profile, True) if yes else None))
+                running = exc.data["job"]  # the daemon's word on what runs, name included
+                question = (f"A {running.get('kind') or 'switch'} to "
+                            f"{visible(str(running.get('name') or running.get('profile')))} is in flight "
+                            f"({visible(phase_label(running.get('phase')))}). Replace it with "
+                            f"{visible(self.model.profile_name(pick.profile))}?")
+                screen = ConfirmScreen(question, "r", "replace")
+                self._replacing = (screen, str(running.get("id")), pick.profile)
+                # Forced only if that job still runs when the user answers (it may end meanwhile).
+                self.push_screen(screen, lambda yes: self._picked(
+                    Pick(pick.profile, str(running.get("id")) not in self.model.finished) if yes else None))
                 return
-            self.notify(exc.message + (f"\nhint: {exc.hint}" if exc.hint else ""), title="switch refused",
-                        severity="error", timeout=8)
+            self.notify(visible(exc.message) + (f"\nhint: {visible(exc.hint)}" if exc.hint else ""),
+                        title="switch refused", severity="error", timeout=8)
             return
         except (DaemonUnavailable, ConnectionError, OSError) as exc:
-            self.notify(str(exc), title="switch", severity="error", timeout=6)
+            self.notify(visible(str(exc)), title="switch", severity="error", timeout=6)
             return
         if job.get("done") and job.get("result") == "ready":
-            self.notify(f"{job.get('name')} is already loaded", timeout=3)
+            self.notify(f"{visible(str(job.get('name')))} is already loaded", timeout=3)
             return
         self.model.apply_job(job)
         self._render_switch()
@@ -394,10 +427,11 @@ class MonitorApp(App[None]):
         if job is None and (self.model.state == "stopped" or profile is None):
             self.notify("nothing is running", timeout=3)
             return
-        name = (profile or {}).get("name") or "the model"
+        name = visible(str((profile or {}).get("name") or "the model"))
         question = f"Stop {name}? Its container is removed and the model leaves memory."
         if job is not None:
-            question += f"\nThe {job.get('kind')} in flight ({job.get('name') or ''}) is cancelled."
+            running = visible(str(job.get("name") or ""))
+            question += f"\nThe {job.get('kind')} in flight ({running}) is cancelled."
         self.push_screen(ConfirmScreen(question, "y", "stop"),
                          lambda yes: self._confirmed_stop(bool(yes), job is not None))
 
@@ -412,10 +446,10 @@ class MonitorApp(App[None]):
         try:
             job = await client.call("stop", force=force, wait=False)
         except ProtocolError as exc:
-            self.notify(exc.message, title="stop refused", severity="error", timeout=8)
+            self.notify(visible(exc.message), title="stop refused", severity="error", timeout=8)
             return
         except (DaemonUnavailable, ConnectionError, OSError) as exc:
-            self.notify(str(exc), title="stop", severity="error", timeout=6)
+            self.notify(visible(str(exc)), title="stop", severity="error", timeout=6)
             return
         self.model.apply_job(job)
         self._render_switch()

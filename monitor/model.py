@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HISTORY_SECONDS = 120  # sparklines cover about two minutes at one sample a second
+FINISHED_REMEMBERED = 64  # ids of finished jobs kept, so a late answer cannot bring one back
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Model:
     job_seen_at: float = 0.0
     last_job: dict[str, Any] | None = None  # the last finished job
     dismissed: str | None = None  # id of a finished job whose panel was closed
+    finished: deque[str] = field(default_factory=lambda: deque(maxlen=FINISHED_REMEMBERED))
     gpu_history: dict[int, GpuHistory] = field(default_factory=dict)
     cpu_history: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
 
@@ -79,6 +81,14 @@ class Model:
     def profiles(self, bench: bool) -> list[dict[str, Any]]:
         return [m for m in self.models if bool(m.get("bench")) == bench]
 
+    @property
+    def default_id(self) -> str | None:
+        """The profile models.conf names as `default`, when list_models says which."""
+        for m in self.models:
+            if m.get("default"):
+                return str(m.get("id"))
+        return None
+
     def profile_name(self, profile_id: str | None) -> str:
         for m in self.models:
             if m.get("id") == profile_id:
@@ -92,7 +102,8 @@ class Model:
         if isinstance(status.get("gpu"), dict):
             self.gpu = status["gpu"]
         job = status.get("job")
-        self.job = job if isinstance(job, dict) else None
+        # An answer that left the daemon before a job's last event can still say "in flight".
+        self.job = job if isinstance(job, dict) and not self._is_finished(job) else None
         self.job_seen_at = self.clock()
         last = status.get("last_switch")
         if isinstance(last, dict):
@@ -110,14 +121,25 @@ class Model:
                 speed["ratio"] = round(float(data["speed"]) / float(expected), 3)
             self.status["speed"] = speed
 
+    def _is_finished(self, job: dict[str, Any]) -> bool:
+        return job.get("id") is not None and job.get("id") in self.finished
+
     def apply_job(self, data: dict[str, Any]) -> bool:
-        """Returns True when the job just finished."""
+        """Returns True when the job just finished.
+
+        Whatever the order the answers and events arrive in (the reply to `switch`
+        can come after the job's own "done" event), a finished job never comes back.
+        """
         if data.get("done"):
+            if data.get("id") is not None and data.get("id") not in self.finished:
+                self.finished.append(str(data["id"]))
             if self.job is None or self.job.get("id") == data.get("id"):
                 self.job = None
             if data.get("kind") != "adopt" or data.get("result") != "cancelled":
                 self.last_job = data
             return True
+        if self._is_finished(data):
+            return False
         self.job = data
         self.job_seen_at = self.clock()
         return False

@@ -21,6 +21,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = [
         Binding("escape,n", "answer(False)", "cancel"),
+        Binding("q", "app.quit", "quit"),  # q quits everywhere (nvitop, btop); only a text field takes it
     ]
 
     def __init__(self, question: str, yes_key: str = "y", yes_label: str = "yes") -> None:
@@ -33,8 +34,17 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, markup=False, id="question")
-            yield Static(f"{self.yes_key}/Enter {self.yes_label}  ·  n/Esc cancel", classes="keys",
-                         markup=False)
+            yield Static(self._keys(), classes="keys", markup=False, id="keys")
+
+    def _keys(self) -> str:
+        return f"{self.yes_key}/Enter {self.yes_label}  ·  n/Esc cancel  ·  q quit"
+
+    def reword(self, question: str, yes_label: str) -> None:
+        """The situation changed while the question was open (the job it was about ended)."""
+        self.question, self.yes_label = question, yes_label
+        if self.is_mounted:
+            self.query_one("#question", Static).update(question)
+            self.query_one("#keys", Static).update(self._keys())
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

@@ -20,7 +20,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("t", "timestamps"),
     ("x", "close the failure panel"),
     ("? / F1", "this help"),
-    ("q / Ctrl+Q", "quit (the model keeps running)"),
+    ("q / Ctrl+Q", "quit, from any screen but the filter field (the model keeps running)"),
 )
 
 
@@ -33,7 +33,10 @@ class HelpScreen(ModalScreen[None]):
     }
     """
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss(None)", "close")]
+    BINDINGS = [
+        Binding("escape,question_mark,f1", "dismiss(None)", "close"),
+        Binding("q", "app.quit", "quit"),  # q quits everywhere, as the footer says
+    ]
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
@@ -44,5 +47,5 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Static("llm-monitor keys", classes="title")
             yield Static(table)
-            yield Static("\nQuitting the monitor never stops the model. --readonly disables m picks and s.",
-                         markup=False)
+            yield Static("\nQuitting the monitor never stops the model. --readonly disables m picks and s."
+                         "\nEsc, ? or F1 closes this help.", markup=False)

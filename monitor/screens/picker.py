@@ -2,6 +2,9 @@
 
 The dashboard keeps updating underneath; the app calls `refresh_view` when the
 daemon's state changes, so the current marker and the in-flight banner stay true.
+Whether a pick has to replace a switch in flight is the daemon's call, not the
+picker's: a pick is always sent as is, and a `busy` answer (with the job that
+really runs) makes the app ask before it repeats the pick with force.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class PickerScreen(ModalScreen[Pick | None]):
         Binding("up,k", "move(-1)", "up", show=False),
         Binding("down,j", "move(1)", "down", show=False),
         Binding("enter", "choose", "pick", show=False),
-        Binding("r", "replace", "replace", show=False),
+        Binding("q", "app.quit", "quit"),
     ]
 
     def __init__(self, model: Model, *, readonly: bool = False) -> None:
@@ -57,7 +60,7 @@ class PickerScreen(ModalScreen[Pick | None]):
         self.readonly = readonly
         self.bench = False
         self.cursor = 0
-        self.pending: dict[str, Any] | None = None  # the profile waiting for "replace?"
+        self._moved = False  # once the user moves the cursor, a refreshed list keeps it where it is
         self.message = ""
         self._digits = ""
         self._digit_timer: Timer | None = None
@@ -70,9 +73,24 @@ class PickerScreen(ModalScreen[Pick | None]):
     def rows(self) -> list[dict[str, Any]]:
         return self.model.profiles(self.bench)
 
+    def on_mount(self) -> None:
+        self.refresh_view()
+
     def refresh_view(self) -> None:
+        if not self._moved:
+            self.cursor = self._preselected()
         if self.is_mounted:
             self.query_one("#picker-body", Static).update(self._body())
+
+    def _preselected(self) -> int:
+        """The running (or loading) model's row; with nothing running, models.conf's `default`."""
+        job = self.model.job
+        loading = job.get("profile") if job and job.get("kind") == "switch" else None
+        wanted = loading or self.model.current_id or (self.model.profile or {}).get("id")
+        if wanted is None and self.model.state in ("stopped", "failed", "unknown"):
+            wanted = self.model.default_id
+        ids = [row.get("id") for row in self.rows]
+        return ids.index(wanted) if wanted in ids else 0
 
     # ---- keys --------------------------------------------------------------------
 
@@ -107,34 +125,23 @@ class PickerScreen(ModalScreen[Pick | None]):
             self._choose(typed - 1)
 
     def action_cancel(self) -> None:
-        if self.pending is not None:
-            self.pending = None
-            self.message = ""
-            self.refresh_view()
-            return
         self.dismiss(None)
 
     def action_toggle_bench(self) -> None:
         self.bench = not self.bench
-        self.cursor = 0
-        self.pending = None
+        self._moved = False
         self.message = ""
         self.refresh_view()
 
     def action_move(self, step: int) -> None:
         if self.rows:
+            self._moved = True
             self.cursor = (self.cursor + step) % len(self.rows)
             self.refresh_view()
 
     def action_choose(self) -> None:
-        if self.pending is not None:
-            self.action_replace()
-        elif self.rows:
+        if self.rows:
             self._choose(self.cursor)
-
-    def action_replace(self) -> None:
-        if self.pending is not None:
-            self.dismiss(Pick(str(self.pending["id"]), force=True))
 
     def _say(self, message: str) -> None:
         self.message = message
@@ -146,18 +153,13 @@ class PickerScreen(ModalScreen[Pick | None]):
         if not 0 <= index < len(rows):
             return
         self.cursor = index
+        self._moved = True
         row = rows[index]
         if self.readonly:
             self._say("read-only monitor: switching is disabled (start llm-monitor without --readonly)")
             return
         if not self.model.connected:
             self._say("not connected to the daemon; try again once it answers")
-            return
-        job = self.model.job
-        if job is not None and not (job.get("kind") == "switch" and job.get("profile") == row.get("id")):
-            self.pending = row
-            self.message = ""
-            self.refresh_view()
             return
         self.dismiss(Pick(str(row["id"])))
 
@@ -179,17 +181,11 @@ class PickerScreen(ModalScreen[Pick | None]):
                               else "no profiles in models.conf yet", "bright_black"))
         else:
             parts.append(self._table(rows))
-        if self.pending is not None:
-            banner = Text()
-            banner.append(f"Replace the switch to {job.get('name') if job else '?'} with ", "bold yellow")
-            banner.append(str(self.pending.get("name") or self.pending.get("id")), "bold")
-            banner.append("?  r replace it (force)  ·  Esc keep it running", "bold yellow")
-            parts.append(banner)
-        elif self.message:
+        if self.message:
             parts.append(Text(self.message, "yellow"))
         count = len(rows)
         keys = Text(f"1-{count} pick" if count > 1 else ("1 pick" if count else ""), "bright_black")
-        keys.append("  ·  ↑↓ Enter  ·  b bench  ·  Esc cancel", "bright_black")
+        keys.append("  ·  ↑↓ Enter  ·  b bench  ·  Esc cancel  ·  q quit", "bright_black")
         parts.append(keys)
         return Group(*parts)
 
@@ -200,7 +196,7 @@ class PickerScreen(ModalScreen[Pick | None]):
         else:
             text.append(f"⟳ a {job.get('kind')} job is in flight", "bold yellow")
         text.append(f" ({phase_label(job.get('phase'))}, {duration(self.model.job_elapsed())});"
-                    " picking another model offers to replace it", "yellow")
+                    " picking another model asks before replacing it", "yellow")
         return text
 
     def _table(self, rows: list[dict[str, Any]]) -> Table:
@@ -212,6 +208,7 @@ class PickerScreen(ModalScreen[Pick | None]):
         table.add_column("context", justify="right")
         table.add_column("model file")
         current = self.model.current_id
+        default = self.model.default_id
         job = self.model.job
         loading = job.get("profile") if job and job.get("kind") == "switch" else None
         for i, row in enumerate(rows):
@@ -228,6 +225,8 @@ class PickerScreen(ModalScreen[Pick | None]):
             name = Text(str(row.get("name") or row.get("id")), "bold" if row.get("id") == current else "")
             if row.get("id") == current:
                 name.append(" (current)", "green")
+            elif row.get("id") == default:
+                name.append(" (default)", "bright_black")
             style = "reverse" if i == self.cursor else ""
             table.add_row(Text(str(i + 1), "bold cyan"), marker, name,
                           "n/a" if speed is None else f"{speed:g} t/s",

@@ -1,4 +1,10 @@
-"""Switch progress (phase, estimated progress, elapsed) and, after a failure, why."""
+"""Switch progress (phase, estimated progress, elapsed) and, after a failure, why.
+
+The failure view is bounded (the app's CSS gives it at most part of the room above
+the log), and its lines are ordered by importance: what failed, whether the previous
+model came back, the message and hint, then the log lines. What does not fit is cut
+from the bottom, and the border that says `x closes` always shows.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,11 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
-from monitor.format import bar, duration
+from monitor.format import bar, clip, duration, visible
 from monitor.model import Model
 
 FAILURE_LOG_LINES = 6
+MAX_SHARE = 0.6  # of the room below the panels; the log keeps the rest (styles.py uses it)
 
 
 def phase_label(phase: str | None) -> str:
@@ -41,7 +48,7 @@ class SwitchPanel(Widget):
     def _progress(self, job: dict[str, Any]) -> Text:
         m = self.model
         kind = job.get("kind")
-        name = job.get("name") or job.get("profile") or ""
+        name = visible(str(job.get("name") or job.get("profile") or ""))
         elapsed = m.job_elapsed()
         estimate = job.get("estimate")
         text = Text()
@@ -79,29 +86,46 @@ class SwitchPanel(Widget):
         m = self.model
         text = Text()
         text.append("✗ switch to ", "bold red")
-        text.append(str(job.get("name") or job.get("profile")), "bold red")
+        text.append(visible(str(job.get("name") or job.get("profile"))), "bold red")
         text.append(f" failed after {duration(job.get('elapsed'))}", "bold red")
-        text.append(f" ({job.get('reason') or 'unknown reason'})", "red")
-        if job.get("message"):
-            text.append(f"\n{job['message']}")
-        if job.get("hint"):
-            text.append(f"\nhint: {job['hint']}", "italic")
+        text.append(f" ({visible(str(job.get('reason') or 'unknown reason'))})", "red")
         previous = job.get("previous")
         restored = job.get("restored")
         text.append("\n")
+        before = visible(m.profile_name(previous))
         if previous is None or previous == job.get("profile"):
             text.append("nothing was running before; nothing to restore", "bright_black")
         elif restored:
-            text.append(f"✓ the previous model, {m.profile_name(previous)}, was restored", "green")
+            text.append(f"✓ the previous model, {before}, was restored", "green")
         elif restored is False:
-            text.append(f"✗ the previous model, {m.profile_name(previous)}, could not be restored",
-                        "bold red")
+            text.append(f"✗ the previous model, {before}, could not be restored", "bold red")
         else:
-            text.append(f"the previous model, {m.profile_name(previous)}, was not restored (rollback off)",
-                        "yellow")
-        lines = [str(line) for line in job.get("log_lines") or []][-FAILURE_LOG_LINES:]
+            text.append(f"the previous model, {before}, was not restored (rollback off)", "yellow")
+        if job.get("message"):
+            text.append(f"\n{visible(str(job['message']))}")
+        if job.get("hint"):
+            text.append(f"\nhint: {visible(str(job['hint']))}", "italic")
+        lines = failure_log_lines([str(line) for line in job.get("log_lines") or []])
+        room = self._room()
+        if room is not None:  # as many log lines as fit; none (and no heading) when none fits
+            used = len(text.wrap(self.app.console, max(1, self.content_size.width)))
+            lines = lines[:max(0, room - used - 1)] if room - used >= 2 else []
         if lines:
+            width = max(20, self.size.width) - 2
             text.append("\nthe log lines that show it:", "bright_black")
-            for line in lines:
-                text.append(f"\n  {line}", "bright_black")
+            for line in lines:  # one row each: the log panel below has them in full
+                text.append(f"\n  {clip(visible(line.expandtabs()), width)}", "bright_black")
         return text
+
+
+    def _room(self) -> int | None:
+        """Rows of content the panel may have (its CSS max-height, less the border)."""
+        parent = self.parent
+        if parent is None or not isinstance(parent, Widget) or not parent.size.height:
+            return None
+        return int(parent.size.height * MAX_SHARE) - 2
+
+
+def failure_log_lines(lines: list[str]) -> list[str]:
+    """The lines of a failed switch's log worth showing in the panel."""
+    return lines[-FAILURE_LOG_LINES:]

@@ -180,6 +180,13 @@ class StandInClient:
         if method == "tail_logs":
             n = int(params.get("lines", 100))
             return {"lines": copy.deepcopy(self.lines[-n:]), "run": "all"}
+        running = self.status.get("job")
+        if method in ("switch", "stop") and running and not running.get("done") and not params.get("force"):
+            joins = method == "switch" and running.get("kind") == "switch" and \
+                running.get("profile") == params.get("model")
+            if joins:  # like the daemon: the same profile joins the switch in flight
+                return copy.deepcopy(running)
+            raise busy_error(running)
         if method in ("switch", "stop"):
             return job(str(params.get("model") or ""), "", phase="queued", elapsed=0.0)
         raise ProtocolError(-32601, f"unknown method {method}")

@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 
 from monitor import make_app
 from monitor.app import MonitorApp
+from monitor.model import Model
 from monitor.screens import ConfirmScreen, HelpScreen, PickerScreen
 from tests.monitor import standin as S
 from tests.monitor.conftest import wait_for
@@ -67,7 +68,8 @@ async def test_readonly_monitor_lists_models_but_neither_switches_nor_stops() ->
         assert calls(client, "switch") == [] and calls(client, "stop") == []
 
 
-async def test_picking_during_a_switch_in_flight_offers_to_replace_it_or_keep_it() -> None:
+async def test_picking_during_a_switch_in_flight_asks_the_daemon_then_offers_to_replace_it_or_keep_it(
+        ) -> None:
     running = S.job("gpt-oss", "gpt-oss 120B", previous="qwen3-coder")
     app, client = make(S.status("loading", S.MODELS[1], job=running))
     async with app.run_test(size=SIZE) as pilot:
@@ -75,15 +77,23 @@ async def test_picking_during_a_switch_in_flight_offers_to_replace_it_or_keep_it
         await pilot.press("m")
         text = S.screen_text(app)
         assert "a switch to gpt-oss 120B is in flight" in text
-        await pilot.press("3")
-        assert "Replace the switch to gpt-oss 120B with Gemma 3 27B?" in S.screen_text(app)
-        await pilot.press("escape")  # keep it: back to the list
-        assert isinstance(app.screen, PickerScreen)
-        assert "Replace the switch" not in S.screen_text(app)
-        await pilot.press("3", "r")
+        await pilot.press("3")  # the pick goes to the daemon as is; its busy answer names the job
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        assert calls(client, "switch") == [{"model": "gemma3", "force": False, "wait": False}]
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.question == ("A switch to gpt-oss 120B is in flight (loading tensors). "
+                                    "Replace it with Gemma 3 27B?")
         await pilot.pause()
-        assert not isinstance(app.screen, PickerScreen)
-        assert calls(client, "switch") == [{"model": "gemma3", "force": True, "wait": False}]
+        assert "A switch to gpt-oss 120B is in flight" in S.screen_text(app)
+        await pilot.press("escape")  # keep it
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and len(calls(client, "switch")) == 1
+        await pilot.press("m", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question again")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(calls(client, "switch")) == 3, 5, "the forced switch")
+        assert calls(client, "switch")[-1] == {"model": "gemma3", "force": True, "wait": False}
 
 
 async def test_picking_the_profile_already_loading_joins_it_without_force() -> None:
@@ -360,3 +370,152 @@ async def test_events_the_daemon_dropped_for_a_slow_monitor_are_fetched_again() 
         await wait_for(pilot, lambda: bool(app.log_view.entries) and app.log_view.entries[-1].seq == 20, 5,
                        "the catch-up")
         assert [e.seq for e in app.log_view.entries] == list(range(1, 21))
+
+
+async def test_a_replace_question_whose_switch_finishes_meanwhile_turns_into_a_plain_switch() -> None:
+    running = S.job("gpt-oss", "gpt-oss 120B", previous="qwen3-coder")
+    app, client = make(S.status("loading", S.MODELS[1], job=running))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        client.status = S.status("ready", S.MODELS[1])
+        done = {**running, "done": True, "result": "ready", "phase": "ready"}
+        await client.live.put(S.envelope(80, "job", done))
+        await wait_for(pilot, lambda: "Replace" not in confirm.question, 5, "the question to follow the job")
+        assert confirm.question == "The switch to gpt-oss 120B is over (ready). Switch to Gemma 3 27B now?"
+        await pilot.pause()
+        assert "is over (ready)" in S.screen_text(app)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(calls(client, "switch")) == 2, 5, "the switch")
+        assert calls(client, "switch")[-1] == {"model": "gemma3", "force": False, "wait": False}
+
+
+def test_a_status_answer_older_than_a_jobs_last_event_does_not_resurrect_it() -> None:
+    model = Model(clock=S.frozen_clock)
+    running = S.job("gemma3", "Gemma 3 27B", id="job-9")
+    model.apply_job(running)
+    model.apply_job({**running, "done": True, "result": "ready", "phase": "ready"})
+    model.apply_status(S.status("loading", S.MODELS[2], job=running))  # sent before the job ended
+    assert model.job is None
+    model.apply_job({**running, "phase": "loading"})  # a late event of the same job
+    assert model.job is None
+
+
+async def test_with_nothing_running_the_picker_preselects_the_models_conf_default() -> None:
+    models = [dict(m) for m in S.MODELS]
+    models[2]["default"] = True
+    app, client = make(S.status("stopped", None), models=models)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        await pilot.pause()
+        assert "Gemma 3 27B (default)" in S.screen_text(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(calls(client, "switch")), 5, "the switch")
+        assert calls(client, "switch") == [{"model": "gemma3", "force": False, "wait": False}]
+
+
+async def test_with_a_model_running_the_picker_preselects_it_not_the_default() -> None:
+    models = [dict(m) for m in S.MODELS]
+    models[2]["default"] = True
+    app, client = make(S.status("ready", S.MODELS[1]), models=models)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        picker = app.screen
+        assert isinstance(picker, PickerScreen)
+        assert picker.rows[picker.cursor]["id"] == "gpt-oss"
+
+
+@pytest.mark.parametrize("keys", [["m"], ["s"], ["question_mark"]], ids=["picker", "confirm", "help"])
+async def test_q_quits_from_every_pop_up_as_it_says(keys: list[str]) -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert len(app.screen_stack) == 2
+        assert "q quit" in S.screen_text(app)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app._exit, "q did not quit"
+        assert calls(client, "stop") == [] and calls(client, "switch") == []
+
+
+async def test_q_in_the_filter_field_is_a_letter_not_quit() -> None:
+    app, client = make(lines=[S.log_line(1, "a quiet line"), S.log_line(2, "another")])
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("slash", "q", "u")
+        assert not app._exit
+        assert app.filter_box.value == "qu" and app.log_view.visible_texts() == ["a quiet line"]
+
+
+async def test_escape_sequences_from_a_container_are_shown_escaped_never_sent_to_the_terminal() -> None:
+    evil = "\x1b]2;PWNED\x07\x1b[2J"
+    failed = S.job("gemma3", f"Gemma {evil}", phase="failed", done=True, result="failed",
+                   previous="qwen3-coder", restored=True, reason="model_corrupt", message=f"bad file {evil}",
+                   hint=f"fix {evil}",
+                   log_lines=[f"0.00.001.000 E {evil} error loading model"])
+    status = S.status("ready", S.MODELS[0], last=failed, reason=f"switch failed {evil}", hint=f"hint {evil}")
+    app, client = make(status, lines=[S.log_line(1, f"log {evil}")])
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        text = S.screen_text(app)
+        assert "\x1b" not in text and "\x07" not in text
+        assert "bad file \\x1b]2;PWNED\\x07\\x1b[2J" in text
+        assert "E \\x1b]2;PWNED\\x07\\x1b[2J error loading model" in text
+        assert "switch failed \\x1b]2;PWNED" in text
+
+
+def _failed_with_long_texts() -> dict[str, Any]:
+    hint = ("lower n_gpu_layers, the context size (ctx_size) or batch sizes, or keep more tensors on the CPU "
+            "with override_tensor; check that no other process holds VRAM")
+    failed = S.job("gemma3", "Gemma 3 27B", phase="failed", elapsed=8.7, done=True, result="failed",
+                   previous="qwen3-coder", restored=True, reason="out_of_memory",
+                   message="the GPU ran out of memory while loading the model", hint=hint,
+                   log_lines=[f"0.01.020.{i:03d} E ggml_backend_cuda_buffer_type_alloc_buffer: "
+                              "allocating 18944.00 MiB on device 0: cudaMalloc failed: out of memory"
+                              for i in range(12)])
+    return S.status("ready", S.MODELS[0], last=failed, measured=149.8,
+                    reason="switch to Gemma 3 27B failed (out_of_memory); Qwen3 Coder 30B restored",
+                    hint=hint)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("gpu", ["two-gpus", "no-gpu"])
+async def test_the_failure_view_fits_the_terminal_with_its_close_hint_and_some_log(
+        size: tuple[int, int], gpu: str) -> None:
+    status = _failed_with_long_texts()
+    sample = S.gpu_snapshot() if gpu == "two-gpus" else S.NO_GPU
+    status["gpu"] = sample
+    lines = [S.log_line(i, f"line {i}") for i in range(1, 60)]
+    app, client = make(status, lines=lines, events=[S.envelope(1, "gpu", sample),
+                                                    S.envelope(2, "system", S.system_sample())])
+    async with app.run_test(size=size) as pilot:
+        await settled(pilot, client)
+        await pilot.pause()
+        rows = S.screen_text(app).splitlines()
+        assert app.status_bar.outer_size.height == 2
+        assert app.switch_panel.display and app.switch_panel.region.bottom <= size[1] - 1
+        assert any("x closes" in row for row in rows), "the close hint is off screen"
+        assert app.log_view.region.bottom <= size[1] - 1 and app.log_view.outer_size.height >= 5
+        assert "line 59" in "\n".join(rows)  # the newest log line is on screen
+        assert "m models" in rows[-1]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_no_gpu_takes_one_or_two_rows(size: tuple[int, int]) -> None:
+    app, client = make(S.status("ready", S.MODELS[0], gpu=S.NO_GPU),
+                       events=[S.envelope(1, "gpu", S.NO_GPU), S.envelope(2, "system", S.system_sample())])
+    async with app.run_test(size=size) as pilot:
+        await settled(pilot, client)
+        await pilot.pause()
+        assert 1 <= app.gpu_panel.outer_size.height <= 2
+        assert app.system_panel.outer_size.height <= 4  # two rows in a box, at full width
+        text = S.screen_text(app)
+        assert "No visible GPUs: NVML library not found" in text and "hint: install the NVIDIA" in text
+        assert "server CPU 98%" in text

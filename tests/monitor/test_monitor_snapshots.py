@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from monitor import make_app
@@ -17,6 +18,7 @@ from monitor.app import MonitorApp
 from tests.monitor import standin as S
 
 SIZE = (120, 36)
+SMALL_AND_LARGE = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 CURRENT = S.MODELS[0]
 
 
@@ -80,24 +82,34 @@ def test_switch_in_progress(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
 
 
-def test_switch_failed_with_previous_restored(snap_compare: Any) -> None:
+@SMALL_AND_LARGE
+def test_switch_failed_with_previous_restored(snap_compare: Any, size: tuple[int, int]) -> None:
+    hint = ("lower n_gpu_layers, the context size (ctx_size) or batch sizes, or keep more tensors on the CPU "
+            "with override_tensor; check that no other process holds VRAM")  # the daemon's own, in full
     failed = S.job("gemma3", "Gemma 3 27B", phase="failed", elapsed=8.7, done=True, result="failed",
                    previous="qwen3-coder", restored=True, reason="out_of_memory",
-                   message="out of GPU memory while loading (cudaMalloc failed)",
-                   hint="lower ctx_size or n_gpu_layers, or offload experts with override_tensor",
-                   log_lines=["0.00.310.901 I load_tensors: offloaded 63/63 layers to GPU",
+                   message="the GPU ran out of memory while loading the model", hint=hint,
+                   log_lines=["0.00.310.877 I load_tensors: offloading 62 repeating layers to GPU",
+                              "0.00.310.901 I load_tensors: offloaded 63/63 layers to GPU",
                               "0.01.020.311 E ggml_backend_cuda_buffer_type_alloc_buffer: allocating "
                               "18944.00 MiB on device 0: cudaMalloc failed: out of memory",
+                              "0.01.020.330 E alloc_tensor_range: failed to allocate CUDA0 buffer of size "
+                              "19864223744",
                               "0.01.020.402 E llama_model_load: error loading model: unable to allocate "
-                              "CUDA0 buffer"])
+                              "CUDA0 buffer",
+                              "0.01.020.410 E llama_model_load_from_file_impl: failed to load model",
+                              "0.01.020.500 E srv    load_model: failed to load model, "
+                              "'/models/gemma-3-27b-it-Q4_K_M.gguf'",
+                              "0.01.020.600 I srv    operator(): operator(): cleaning up before exit..."])
     status = S.status("ready", CURRENT, last=failed, measured=149.8,
                       reason="switch to Gemma 3 27B failed (out_of_memory); Qwen3 Coder 30B restored",
-                      hint="lower ctx_size or n_gpu_layers")
+                      hint=hint)
     app, settle = scenario(status, gpu_history() + system_history())
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
-def test_no_gpu(snap_compare: Any) -> None:
+@SMALL_AND_LARGE
+def test_no_gpu(snap_compare: Any, size: tuple[int, int]) -> None:
     events = [S.envelope(1, "gpu", S.NO_GPU), *system_history(30)]
     app, settle = scenario(S.status("ready", CURRENT, gpu=S.NO_GPU, measured=14.2), events)
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
