@@ -142,6 +142,9 @@ def check_docker(runtime: Any) -> Finding:
         runtime.ping()
         version = runtime.client.version().get("Version", "?")
     except Exception as exc:  # DockerUnavailable, or anything else: not usable
+        hint = getattr(exc, "hint", "")
+        if hint:  # already a sentence and its fix (the runtime translates the engine's errors)
+            return Finding("docker", "error", str(exc), hint)
         problem = describe(str(exc), getattr(runtime, "base_url", None))
         return Finding("docker", "error", problem.sentence, problem.hint)
     return Finding("docker", "ok", f"Docker Engine {version} reachable")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -283,15 +282,14 @@ async def cmd_models(client: Any, args: argparse.Namespace) -> int:
 
 async def cmd_status(client: Any, args: argparse.Namespace) -> int:
     from llm_mcp import render
-
-    from llm_mcp.docker_problem import looks_like_docker_down
+    from llm_mcp.docker_problem import docker_down
 
     result = await client.call("status")
     if args.json:
         _emit(result)
     else:
         _print(render.status_text(result))
-    return EXIT_UNAVAILABLE if looks_like_docker_down(result.get("reason")) else EXIT_OK
+    return EXIT_UNAVAILABLE if docker_down(result) else EXIT_OK
 
 
 def _default_model(client: Any, args: argparse.Namespace) -> str:

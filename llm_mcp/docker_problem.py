@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 START = "start Docker: `sudo systemctl start docker` (or run `dockerd`); `docker info` must answer"
 
@@ -49,6 +51,27 @@ def describe(detail: str, host: str | None = None) -> DockerProblem:
         if pattern.search(detail):
             return DockerProblem(sentence.format(host=where), hint)
     return DockerProblem(f"Docker is not reachable at {where}", START)
+
+
+def docker_down(status: Mapping[str, Any]) -> bool:
+    """Whether a daemon status says the engine is gone (its `docker` block, code or reason)."""
+    docker = status.get("docker")
+    if isinstance(docker, Mapping) and docker.get("available") is False:
+        return True
+    return looks_like_docker_down(status.get("reason_code")) or looks_like_docker_down(status.get("reason"))
+
+
+def status_words(status: Mapping[str, Any]) -> DockerProblem | None:
+    """The sentence and fix to show for a status whose engine is gone; None when it answers."""
+    if not docker_down(status):
+        return None
+    docker = status.get("docker")
+    if isinstance(docker, Mapping) and docker.get("message"):
+        return DockerProblem(str(docker["message"]), str(docker.get("hint") or START))
+    reason = str(status.get("reason") or "")
+    if reason.startswith(("Docker is not reachable", "Docker did not answer")):  # raw exception text
+        return describe(reason)
+    return DockerProblem(reason or "Docker is not reachable", str(status.get("hint") or START))
 
 
 def looks_like_docker_down(reason: str | None) -> bool:

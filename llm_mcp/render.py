@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_mcp.docker_problem import describe, looks_like_docker_down
+from llm_mcp.docker_problem import status_words
 from llm_mcp.failure_lines import failure_lines
 from llm_mcp.terminal_text import visible
 
@@ -119,9 +119,9 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
     now = now or time.time()
     profile = s.get("profile") or {}
     reason, hint = s.get("reason"), s.get("hint")
-    if looks_like_docker_down(reason):  # a sentence and its fix, not the Docker SDK's exception text
-        problem = describe(str(s.get("message") or s.get("detail") or reason))
-        reason, hint = problem.sentence, problem.hint
+    docker = status_words(s)  # a sentence and its fix, not the Docker SDK's exception text
+    if docker is not None:
+        reason, hint = docker.sentence, docker.hint
     lines = [f"state:      {s.get('state')}" + (f" ({reason})" if reason else "")]
     if hint:
         lines.append(f"hint:       {hint}")
