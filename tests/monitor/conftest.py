@@ -34,7 +34,9 @@ def fake_monitor_profiles() -> str:
     return (f"\n[fake-a]\nname = Fake A\nmodel = tiny-a.gguf\nimage = {FAKE_IMAGE}\nspeed = 100\n"
             f"flags = --fake-load-seconds 1\n"
             f"\n[fake-b]\nname = Fake B\nmodel = tiny-b.gguf\nimage = {FAKE_IMAGE}\n"
-            f"flags = --fake-load-seconds 1\n")
+            f"flags = --fake-load-seconds 1\n"
+            f"\n[fake-oom]\nname = Fake OOM\nmodel = tiny-b.gguf\nimage = {FAKE_IMAGE}\n"
+            f"flags = --fake-load-seconds 1 --fake-scenario oom\n")
 
 
 class LiveDaemon:

@@ -41,6 +41,29 @@ def test_tmux_script_presses_m_and_a_digit_and_captures_the_ready_screen(
     assert "m models" in lines[-1] or any("m models" in line for line in lines[-2:])
 
 
+def test_at_80x24_a_failed_switch_keeps_the_header_the_close_hint_the_log_and_the_footer_on_screen(
+        fake_live: LiveDaemon, tmp_path: Path) -> None:
+    assert shutil.which("tmux"), "tmux is needed (scripts/bootstrap.sh installs it)"
+    out = tmp_path / "pane.txt"
+    env = {**os.environ, "LLM_MONITOR": monitor_command(), "TMUX_CHECK_TIMEOUT": "60",
+           "TMUX_CHECK_SIZE": "80x24"}
+    done = subprocess.run(["bash", str(SCRIPT), str(out), "1", "Fake A", "3", "x closes"], env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    pane = out.read_text(encoding="utf-8") if out.exists() else ""
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{pane}"
+    lines = pane.splitlines()
+    assert len(lines) == 24
+    assert lines[0].startswith(" llm-mcp ● ready  Fake A")
+    assert "Fake OOM failed" in lines[1]  # the header's second row: the reason, cut to fit
+    assert not lines[2].startswith(" ") or "No visible GPUs" in lines[2]  # the panels right below
+    assert "m models" in lines[-1]
+    failed = next(i for i, line in enumerate(lines) if "switch failed" in line)
+    assert "out_of_memory" in lines[failed + 1]
+    top = next(i for i, line in enumerate(lines) if line.startswith("╭─ log"))
+    bottom = next(i for i, line in enumerate(lines) if i > top and line.startswith("╰"))
+    assert bottom - top - 1 >= 3, pane  # three rows of log at least
+
+
 @pytest.mark.anyio
 async def test_the_monitor_starts_the_daemon_says_reconnecting_when_it_dies_and_recovers(
         fake_live: LiveDaemon) -> None:
