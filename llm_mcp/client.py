@@ -157,7 +157,7 @@ class DaemonClient:
                 raise DaemonUnavailable(f"no daemon answers on {self.socket_path}; start one with "
                                         "`llm-mcp daemon`") from None
         deadline = time.monotonic() + self.start_timeout
-        child, log_path = spawn_daemon(self.socket_path, self.config_path)
+        child, log_path = self._spawn()
         spawned = 1
         waiting_for: object = None
         delay = 0.02
@@ -177,7 +177,7 @@ class DaemonClient:
                 holder = read_holder(_lock_path(self.socket_path)).get("pid")
                 waiting_for = holder or waiting_for
                 if not alive(holder) and spawned < MAX_SPAWNS:
-                    child, log_path = spawn_daemon(self.socket_path, self.config_path)
+                    child, log_path = self._spawn()
                     spawned += 1
                     delay = 0.02
                     continue
@@ -188,6 +188,12 @@ class DaemonClient:
             if waiting_for else ""
         raise DaemonUnavailable(f"started a daemon but it did not answer on {self.socket_path} within "
                                 f"{self.start_timeout:g}s{who}" + (f":\n{detail}" if detail else ""))
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Path]:
+        try:
+            return spawn_daemon(self.socket_path, self.config_path)
+        except OSError as exc:  # the state dir or daemon-start.log is unusable (a symlink, say)
+            raise DaemonUnavailable(f"cannot start the daemon: {exc}") from None
 
     async def _connect(self) -> anyio.abc.SocketStream:
         """Connect, but only to a socket of our own user (raises UnsafeSocket otherwise)."""

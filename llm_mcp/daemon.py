@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,9 @@ class Samplers:
         from llm_mcp.system import container_stats_from_docker
 
         container_id = self.core.container_id
-        stats_fn = getattr(self.core.runtime, "stats", None)
-        if container_id is None or stats_fn is None:
+        if container_id is None:
             return None
-        raw = await anyio.to_thread.run_sync(stats_fn, container_id, limiter=self._threads)
+        raw = await anyio.to_thread.run_sync(self.core.runtime.stats, container_id, limiter=self._threads)
         return None if raw is None else container_stats_from_docker(raw).to_dict()
 
 
@@ -411,7 +411,8 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
     try:
         (private_dir if private_socket_dir else usable_dir)(socket_path.parent)
         # Wait briefly for a daemon that is shutting down; one that answers is simply running.
-        socket_lock.acquire(str(os.getpid()) + "\n", give_up=lambda: _answers(socket_path))
+        socket_lock.acquire(str(os.getpid()) + "\n", give_up=lambda: _answers(socket_path),
+                            on_wait=partial(_waiting, socket_lock.path))
     except locks.LockHeld as held:
         return _already_running(socket_path, held.holder.get("pid"), http)
     except OSError as exc:
@@ -443,8 +444,14 @@ def _run_locked(start: _Start) -> int:
         _say(str(exc))
         return EXIT_USAGE
     owner = locks.instance_lock(state, initial.instance)
+
+    def owner_serving() -> bool:  # the owner answers on its socket: alive and well, not dying
+        other = owner.holder().get("socket")
+        return isinstance(other, str) and _answers(Path(other))
+
     try:
-        owner.acquire(locks.instance_content(socket_path))
+        owner.acquire(locks.instance_content(socket_path), give_up=owner_serving,
+                      on_wait=partial(_waiting, owner.path))
     except locks.LockHeld as held:
         pid, other = held.holder.get("pid", "?"), held.holder.get("socket", "?")
         message = (f"instance '{initial.instance}' is already driven by the daemon pid {pid} on the socket "
@@ -522,6 +529,11 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
         _say(failed[0])
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _waiting(lock: Path, holder: dict[str, Any]) -> None:
+    _say(f"the daemon pid {holder.get('pid', '?')} still holds {lock} and does not answer: waiting up to "
+         f"{locks.DYING_WAIT:g} s for it to finish shutting down")
 
 
 def _answers(socket_path: Path) -> bool:

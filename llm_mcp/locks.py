@@ -56,17 +56,23 @@ class LockFile:
         return True
 
     def acquire(self, content: str, *, wait: float = DYING_WAIT,
-                give_up: Callable[[], bool] = lambda: False) -> None:
+                give_up: Callable[[], bool] = lambda: False,
+                on_wait: Callable[[dict[str, Any]], None] = lambda holder: None) -> None:
         """Take the lock, waiting up to `wait` seconds for a holder that is going away.
 
         `give_up()` is asked while waiting: true means the holder is alive and well
-        (its socket answers), so waiting longer is pointless. Raises LockHeld.
+        (its socket answers), so waiting longer is pointless. `on_wait(holder)` is
+        called once, when the waiting starts. Raises LockHeld.
         """
         deadline = time.monotonic() + wait
         delay = 0.01
+        waiting = False
         while not self.try_acquire(content):
             if give_up() or time.monotonic() >= deadline:
                 raise LockHeld(self.path, self.holder())
+            if not waiting:
+                waiting = True
+                on_wait(self.holder())
             time.sleep(delay)
             delay = min(0.05, delay * 1.5)
 

@@ -66,10 +66,11 @@ class Daemons:
         self.socket = socket_of(s)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
         with (self.setup.root / f"daemon-{len(self.procs)}.err").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "llm_mcp", "daemon", "--socket", str(self.socket),
-                                     *args], env=self.setup.env(), stdout=subprocess.DEVNULL, stderr=log)
+            argv = [sys.executable, "-m", "llm_mcp", "daemon", "--socket", str(self.socket), *args]
+            proc = subprocess.Popen(argv, env=env or self.setup.env(), stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(proc)
         if wait:
             deadline = time.monotonic() + 30

@@ -217,3 +217,203 @@ async def test_the_daemon_serves_http_when_asked(setup: Setup, daemons: Daemons)
         assert response.status_code == 200 and response.json()["state"] == "stopped"
         models = (await client.get("/models")).json()["models"]
     assert {m["id"] for m in models} == {"fake-a", "fake-b"}
+
+
+# ---- the HTTP API is a daemon setting (models.conf [daemon], $LLM_MCP_HTTP) -------------------
+
+
+def _daemon_section(port: int) -> str:
+    return f"\n[daemon]\nhttp = 127.0.0.1:{port}\n"
+
+
+async def _http_status(port: int, timeout: float = 20) -> int:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    return (await client.get("/status")).status_code
+                except httpx.ConnectError:
+                    await anyio.sleep(0.05)
+
+
+def _refused(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _stop_daemon(d: Daemons) -> None:
+    import os
+    import signal
+    import time
+
+    for pid in d.pids():
+        os.kill(pid, signal.SIGTERM)
+    until = time.monotonic() + 20
+    while d.pids():
+        assert time.monotonic() < until, d.pids()
+        time.sleep(0.05)
+
+
+@pytest.mark.docker
+async def test_models_conf_http_is_served_by_every_daemon_a_client_starts(
+        setup: Setup, daemons: Daemons) -> None:
+    port = free_port()
+    setup.write(FAKE_PROFILES + _daemon_section(port))
+    assert cli(setup, "status").returncode == 0  # a client starts the daemon: it serves HTTP too
+    assert await _http_status(port) == 200
+    hello = (await _hello(daemons))
+    assert hello["http"] == f"127.0.0.1:{port}"
+    _stop_daemon(daemons)
+    assert _refused(port)
+    assert cli(setup, "models").returncode == 0  # another client restarts it: HTTP comes back
+    assert await _http_status(port) == 200
+
+
+async def _hello(d: Daemons) -> dict[str, Any]:
+    from llm_mcp.client import DaemonClient
+
+    async with DaemonClient(d.socket, autostart=False) as client:
+        await client.call("status", gpu=False)
+        return dict(client.hello)
+
+
+@pytest.mark.docker
+async def test_the_environment_overrides_models_conf_and_can_turn_it_off(
+        setup: Setup, daemons: Daemons) -> None:
+    conf_port, env_port = free_port(), free_port()
+    setup.write(FAKE_PROFILES + _daemon_section(conf_port))
+    daemons.start(env={**setup.env(), "LLM_MCP_HTTP": f"127.0.0.1:{env_port}"})
+    assert await _http_status(env_port) == 200
+    assert _refused(conf_port)
+    _stop_daemon(daemons)
+    daemons.start(env={**setup.env(), "LLM_MCP_HTTP": "off"})
+    assert (await _hello(daemons))["http"] is None
+    assert _refused(conf_port)
+
+
+@pytest.mark.docker
+async def test_daemon_http_against_a_running_daemon_without_it_exits_non_zero_with_the_fix(
+        setup: Setup, daemons: Daemons) -> None:
+    first = daemons.start()
+    port = free_port()
+    done = cli(setup, "daemon", "--http", f"127.0.0.1:{port}", timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert f"pid {first.pid}" in done.stderr and "does not serve the HTTP API" in done.stderr
+    assert "[daemon]" in done.stderr and f"LLM_MCP_HTTP=127.0.0.1:{port}" in done.stderr
+    assert "restart the daemon" in done.stderr and "Traceback" not in done.stderr
+    assert daemons.pids() == [first.pid]
+    _stop_daemon(daemons)
+
+    served = daemons.start("--http", f"127.0.0.1:{port}")
+    assert await _http_status(port) == 200
+    again = cli(setup, "daemon", "--http", f"127.0.0.1:{port}", timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert f"serving the HTTP API on 127.0.0.1:{port}" in again.stderr
+    other = cli(setup, "daemon", "--http", f"127.0.0.1:{free_port()}", timeout=30)
+    assert other.returncode == 2 and f"serves the HTTP API on 127.0.0.1:{port}" in other.stderr
+    assert daemons.pids() == [served.pid]
+
+
+@pytest.mark.docker
+async def test_an_http_port_in_use_leaves_the_socket_daemon_serving_and_says_why(
+        setup: Setup, daemons: Daemons) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        setup.write(FAKE_PROFILES + _daemon_section(port))
+        done = cli(setup, "status")
+        assert done.returncode == 0, done.stderr
+        assert (await _hello(daemons))["http"] is None
+        log = (setup.state_dir / "daemon.log").read_text()
+        assert f"cannot serve the HTTP API on 127.0.0.1:{port}" in log
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("method", "path", "headers"), [
+    ("GET", "/status", {"origin": "http://evil.example"}),
+    ("GET", "/logs?n=5", {"origin": "https://evil.example"}),
+    ("GET", "/models", {"origin": "null"}),
+    ("GET", "/logs?filter=x", {"sec-fetch-site": "cross-site"}),
+    ("GET", "/status", {"sec-fetch-site": "same-site"}),
+    ("POST", "/stop", {"origin": "http://evil.example", "content-type": "application/json"}),
+])
+async def test_a_request_from_another_sites_page_is_refused_for_gets_too(
+        api: tuple[Daemon, httpx.AsyncClient], method: str, path: str, headers: dict[str, str]) -> None:
+    daemon, client = api
+    content = b"{}" if method == "POST" else None
+    body = _error(await client.request(method, path, headers=headers, content=content), 403)
+    assert body["error"]["reason"] == "forbidden_origin"
+    assert daemon.core.current_job is None
+
+
+@pytest.mark.docker
+async def test_same_origin_requests_and_scripts_without_origin_are_served(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    own = f"http://127.0.0.1:{client.base_url.port}"
+    assert (await client.get("/status", headers={"origin": own})).status_code == 200
+    assert (await client.get("/status", headers={"sec-fetch-site": "same-origin"})).status_code == 200
+    assert (await client.get("/status", headers={"sec-fetch-site": "none"})).status_code == 200
+    assert (await client.get("/status")).status_code == 200
+
+
+@pytest.mark.docker
+async def test_the_unknown_model_hint_names_the_http_endpoint(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    body = _error(await client.post("/switch", json={"model": "nope"}), 404)
+    assert "GET /models" in body["error"]["hint"] and "list_models" not in body["error"]["hint"]
+
+
+# ---- the [daemon] section and the choice between flag, environment and file ---------------------
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("[daemon]\nhtp = 127.0.0.1:8765\n", ":10: [daemon] htp: unknown key; did you mean 'http'?"),
+    ("[daemon]\nhttp = 0.0.0.0:8765\n", ":10: [daemon] http: 0.0.0.0 is not a loopback address"),
+    ("[daemon]\nhttp = 127.0.0.1:http\n", ":10: [daemon] http: 'http' in '127.0.0.1:http' is not a port"),
+    ("[daemon]\nhttp = 127.0.0.1:70000\n", ":10: [daemon] http: port 70000 is out of range"),
+    ("[daemon]\nhttp_allow_remote = maybe\n", ":10: [daemon] http_allow_remote: 'maybe' is not a boolean"),
+])
+def test_a_bad_daemon_section_is_located_by_file_line_and_key(section: str, message: str) -> None:
+    from pathlib import Path
+
+    from llm_mcp.config import ConfigError, parse_config
+
+    text = "[defaults]\nmodels_dir = /tmp\n\n[a]\nmodel = a.gguf\n\n# the daemon\n\n" + section
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, Path("/etc/models.conf"))
+    assert f"/etc/models.conf{message}" in str(raised.value)
+
+
+def test_the_daemon_section_is_read_and_a_remote_bind_is_a_warning_when_allowed() -> None:
+    from pathlib import Path
+
+    from llm_mcp.config import DaemonSettings, parse_config
+
+    base = "[defaults]\nmodels_dir = /tmp\n[a]\nmodel = a.gguf\n"
+    assert parse_config(base, Path("/m.conf")).daemon == DaemonSettings(None, False)
+    local = parse_config(base + "[daemon]\nhttp = 127.0.0.1:8765\n", Path("/m.conf"))
+    assert local.daemon == DaemonSettings("127.0.0.1:8765", False) and not local.warnings
+    remote = parse_config(base + "[daemon]\nhttp = 0.0.0.0:8765\nhttp_allow_remote = true\n",
+                          Path("/m.conf"))
+    assert remote.daemon.http == "0.0.0.0:8765"
+    assert any("[daemon] http" in w and "no authentication" in w for w in remote.warnings)
+    assert parse_config(base + "[daemon]\nhttp = off\n", Path("/m.conf")).daemon.http is None
+
+
+def test_the_flag_wins_then_the_environment_then_models_conf() -> None:
+    from llm_mcp.binds import choose_http
+
+    assert choose_http(("127.0.0.1", 1), "127.0.0.1:2", "127.0.0.1:3", False) == ("127.0.0.1", 1)
+    assert choose_http(None, "127.0.0.1:2", "127.0.0.1:3", False) == ("127.0.0.1", 2)
+    assert choose_http(None, "off", "127.0.0.1:3", False) is None
+    assert choose_http(None, None, "127.0.0.1:3", False) == ("127.0.0.1", 3)
+    assert choose_http(None, None, None, False) is None
+    with pytest.raises(ValueError, match=r"LLM_MCP_HTTP='0.0.0.0:2'.*http_allow_remote"):
+        choose_http(None, "0.0.0.0:2", None, False)
+    assert choose_http(None, "0.0.0.0:2", None, True) == ("0.0.0.0", 2)
