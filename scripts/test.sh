@@ -9,6 +9,9 @@ bash scripts/bootstrap.sh --extras test
 if [[ -x tests/mcp/install_inspector.sh ]] || [[ -f tests/mcp/install_inspector.sh ]]; then
   bash tests/mcp/install_inspector.sh
 fi
+if [[ -f tests/mcp/install_claude_code.sh ]]; then
+  bash tests/mcp/install_claude_code.sh
+fi
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
