@@ -42,15 +42,20 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { tail -20 /tmp/llm-mcp-dockerd.log >&2; say "dockerd did not start"; exit 1; }
 fi
 
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-$extras"
+# One stamp per extra installed for this pyproject.toml: the test extra includes the demo
+# extra (pyproject: test = ["llm-mcp[demo]", ...]), so `test` stamps both and a demo run after
+# a test run installs nothing; a changed pyproject.toml invalidates every stamp.
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$hash-$extras"
 if [[ ! -f "$stamp" ]]; then
   say "creating .venv (extras: $extras)"
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
   .venv/bin/python -c "import llm_mcp, monitor" || { say "pip install failed"; exit 1; }
-  rm -f .venv/.installed-*
+  find .venv -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
   touch "$stamp"
+  [[ $extras == test ]] && touch ".venv/.installed-$hash-demo"
 fi
 
 if ((images)); then
