@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
+# Textual passes ESC through to the terminal: text from the daemon or a container is
+# drawn through the project's one escaping function (control characters shown as \x1b).
+from llm_mcp.terminal_text import visible
+
+__all__ = ["bar", "clip", "duration", "gib", "pct", "ratio_pct", "sparkline", "visible"]
+
 SPARK = " ▁▂▃▄▅▆▇█"
-# C0 but tab, DEL, C1 (U+009B is a one-character CSI) and the bidi controls. Textual passes ESC
-# through to the terminal, so text from the daemon or a container is escaped before it is drawn.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """Untrusted text (a log line, a daemon message) with every control character shown escaped."""
-    return _CONTROL.sub(_escaped, text)
-
-
 def clip(text: str, width: int) -> str:
     """`text` cut to `width` cells, with an ellipsis when something was cut."""
     if width <= 0:

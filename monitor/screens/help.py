@@ -28,7 +28,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical {
-        width: 96; max-width: 95%; height: auto; padding: 1 2;
+        width: 96; max-width: 95%; height: auto; max-height: 100%; padding: 0 2;
         border: thick $primary; background: $surface;
     }
     """

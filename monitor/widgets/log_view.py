@@ -25,7 +25,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+from monitor.format import visible
+
 _LEVEL = re.compile(r"^\d+\.\d{2}\.\d{3}\.\d{3} ([EW]) ")
 _LEVEL_STYLE = {"E": Style(color="red"), "W": Style(color="yellow")}
 _KIND_STYLE = {"separator": Style(color="cyan", bold=True), "note": Style(color="magenta", italic=True)}
@@ -106,7 +107,7 @@ class LogView(ScrollView, can_focus=True):
         matched = added = 0
         for seq, when, kind, text in lines:
             self._counter += 1
-            entry = LogEntry(self._counter, seq, when, kind, _CONTROL.sub("?", text.expandtabs()))
+            entry = LogEntry(self._counter, seq, when, kind, visible(text.expandtabs()))
             self._entries.append(entry)
             added += 1
             rows = self._layout_entry(entry)

@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+from llm_mcp.failure_lines import failure_lines
 from monitor.format import bar, clip, duration, visible
 from monitor.model import Model
 
@@ -127,5 +128,5 @@ class SwitchPanel(Widget):
 
 
 def failure_log_lines(lines: list[str]) -> list[str]:
-    """The lines of a failed switch's log worth showing in the panel."""
-    return lines[-FAILURE_LOG_LINES:]
+    """The lines of a failed switch's log that say why first (as every front end shows them)."""
+    return failure_lines(lines, FAILURE_LOG_LINES).ordered()
