@@ -94,3 +94,10 @@ def test_other_hosts_need_allow_remote(host: str) -> None:
     with pytest.raises(ValueError, match="--allow-remote"):
         check_bind(host, allow_remote=False)
     check_bind(host, allow_remote=True)
+
+
+def test_status_summary_ends_with_the_config_warnings() -> None:
+    summary = status_summary({"state": "stopped", "config_warnings": [
+        "/m.conf:2: [defaults] host: 0.0.0.0 is not a loopback address: ..."]})
+    assert summary == ("stopped: no model loaded; warning: /m.conf:2: [defaults] host: 0.0.0.0 is not a "
+                       "loopback address: ...")

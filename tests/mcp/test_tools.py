@@ -22,7 +22,8 @@ from mcp.types import CallToolResult, TextContent
 
 from llm_mcp.client import DaemonClient
 from llm_mcp.mcp_server import make_server
-from tests.mcp.conftest import SLOW_SECONDS
+from tests.conftest import FAKE_IMAGE, Setup
+from tests.mcp.conftest import MCP_PROFILES, SLOW_SECONDS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
@@ -222,3 +223,18 @@ async def test_a_cancelled_call_detaches_and_the_switch_goes_on(mcp: Client) -> 
             await anyio.sleep(0.2)
             status = await call(mcp, "status")
     assert status["model"]["id"] == "fake-slow" and status["last_switch"]["result"] == "ready"
+
+
+async def test_text_from_the_container_is_raw_in_structured_content_and_escaped_in_text(
+        mcp: Client, mcp_setup: Setup) -> None:
+    # the daemon reads models.conf on every call: a profile whose server prints a bidi override
+    mcp_setup.write(MCP_PROFILES + f"\n[liar]\nname = Liar\nmodel = tiny-a.gguf\nimage = {FAKE_IMAGE}\n"
+                    "flags = --fake-say 'file gnp.\u202eexe'\n")
+    with anyio.fail_after(30):
+        await call(mcp, "switch_model", {"model": "liar"})
+        result = await mcp.call_tool("tail_logs", {"lines": 200, "filter": "gnp"})
+    assert not result.is_error and result.structured_content is not None
+    assert any("file gnp.\u202eexe" in line["text"] for line in result.structured_content["lines"])
+    text = text_of(result)
+    assert "\u202e" not in text and "\\u202e" in text
+    assert json.loads(text) == result.structured_content  # the same JSON, nothing a terminal acts on
