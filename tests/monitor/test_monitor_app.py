@@ -519,3 +519,17 @@ async def test_no_gpu_takes_one_or_two_rows(size: tuple[int, int]) -> None:
         text = S.screen_text(app)
         assert "No visible GPUs: NVML library not found" in text and "hint: install the NVIDIA" in text
         assert "server CPU 98%" in text
+
+
+async def test_the_failure_panel_shows_the_lines_that_say_why_before_the_noise_around_them() -> None:
+    noise = [f"0.00.000.{i:03d} W ggml_cuda_init: warning {i}" for i in range(10)]
+    cause = "0.00.010.000 E llama_model_load: error loading model: tensor 'blk.0' data is not within the file"
+    cleanup = [f"0.00.020.{i:03d} I cleanup {i}" for i in range(8)]
+    failed = S.job("gemma3", "Gemma 3 27B", phase="failed", done=True, result="failed",
+                   previous="qwen3-coder", restored=True, reason="model_corrupt",
+                   message="the model file is corrupt", log_lines=[*noise[:5], cause, *noise[5:], *cleanup])
+    app, client = make(S.status("ready", S.MODELS[0], last=failed), lines=[])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        rows = [row for row in S.screen_text(app).splitlines() if row.startswith("│   0.")]
+        assert rows and "error loading model" in rows[0]

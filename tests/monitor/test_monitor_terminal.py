@@ -1,4 +1,4 @@
-"""The monitor in real terminals: tmux with the console script, and a daemon that goes away."""
+"""The monitor in real terminals (tmux with the console script) and against a real daemon's answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from monitor import make_app
-from tests.monitor.conftest import LiveDaemon, wait_for
+from monitor.screens import PickerScreen
+from tests.monitor.conftest import LiveDaemon, fake_monitor_profiles, wait_for
 from tests.monitor.standin import screen_text
 
 pytestmark = [pytest.mark.docker]
@@ -84,3 +85,20 @@ async def test_the_monitor_starts_the_daemon_says_reconnecting_when_it_dies_and_
         header = screen_text(app).splitlines()[0]
         assert "● ready  Fake A" in header
         assert any("daemon restarted" in t for t in app.log_view.visible_texts())
+
+
+@pytest.mark.anyio
+async def test_with_nothing_running_the_picker_starts_on_the_default_the_daemon_reports(
+        fake_live: LiveDaemon) -> None:
+    fake_live.setup.write(fake_monitor_profiles(), defaults="default = fake-b")
+    app = make_app(fake_live.client)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.model.connected, 30, "autostart and connect")
+        assert app.model.state == "stopped"
+        await pilot.press("m")
+        await wait_for(pilot, lambda: app.model.default_id == "fake-b", 10, "list_models to name the default")
+        picker = app.screen
+        assert isinstance(picker, PickerScreen)
+        await pilot.pause()
+        assert picker.rows[picker.cursor]["id"] == "fake-b"
+        assert "Fake B (default)" in screen_text(app)
