@@ -6,10 +6,10 @@ worker threads. Every operation is restricted to containers carrying our labels.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -26,42 +26,46 @@ from llm_mcp.compose import (
     MANAGED_BY,
     ContainerSpec,
 )
+from llm_mcp.docker_problem import describe, docker_host
+from llm_mcp.log_lines import LineAssembler
 from llm_mcp.log_signals import Failure
+from llm_mcp.runtime import ContainerGone, ContainerInfo, DockerUnavailable, RuntimeFailure, StartError
 
 log = logging.getLogger("llm_mcp.docker")
 
-
-class DockerUnavailable(Exception):
-    """The Docker Engine does not answer."""
-
-
-class StartError(Exception):
-    def __init__(self, failure: Failure, detail: str) -> None:
-        self.failure = failure
-        self.detail = detail
-        super().__init__(f"{failure.message}: {detail}")
+__all__ = ["ContainerGone", "ContainerInfo", "DockerRuntime", "DockerUnavailable", "RuntimeFailure",
+           "StartError"]
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerInfo:
-    id: str
-    name: str
-    status: str  # created | running | exited | dead | removing | paused | restarting
-    profile: str
-    config_hash: str
-    image: str
-    started_at: float | None
-    exit_code: int | None
-    oom_killed: bool
-    pid: int | None
+@contextlib.contextmanager
+def _translated(what: str, host: str | None) -> Iterator[None]:
+    """The one place where the Docker SDK's and its HTTP stack's errors become ours."""
+    try:
+        yield
+    except RuntimeFailure:
+        raise
+    except docker.errors.NotFound as exc:
+        raise ContainerGone(f"{what}: {exc.explanation or exc}") from None
+    except (requests.ConnectionError, requests.Timeout, ConnectionError, FileNotFoundError) as exc:
+        raise _unavailable(exc, host) from None
+    except docker.errors.APIError as exc:
+        raise RuntimeFailure(f"{what}: Docker answered {exc.status_code}: {exc.explanation or exc}") from None
+    except docker.errors.DockerException as exc:
+        # Raised before any request, e.g. the client could not read the engine's API version.
+        raise _unavailable(exc, host) from None
+    except requests.RequestException as exc:
+        raise RuntimeFailure(f"{what}: {exc}") from None
 
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
 
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
+def _unavailable(exc: BaseException, host: str | None) -> DockerUnavailable:
+    problem = describe(str(exc), host)
+    return DockerUnavailable(problem.sentence, hint=problem.hint, detail=str(exc))
+
+
+def _is_slice_timeout(exc: BaseException) -> bool:
+    """A read timeout we asked for (waits run in 1 s slices), not an engine that went away."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or (
+        isinstance(exc, requests.ConnectionError) and "read timed out" in str(exc).lower())
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -106,47 +110,60 @@ def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
 
 
 class DockerRuntime:
-    def __init__(self, instance: str, client: docker.DockerClient | None = None) -> None:
+    """The Runtime (llm_mcp.runtime) on a Docker Engine: DOCKER_HOST, or `base_url` when given."""
+
+    def __init__(self, instance: str, client: docker.DockerClient | None = None,
+                 base_url: str | None = None) -> None:
         self.instance = instance
+        self.base_url = base_url
         self._client = client
+        self._ping_api: docker.APIClient | None = None
         self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return self.base_url or docker_host()
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(what, self.host)
 
     @property
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                try:
-                    self._client = docker.from_env(timeout=30)
-                except docker.errors.DockerException as exc:
-                    raise DockerUnavailable(str(exc)) from None
+                with self._errors("connect"):  # the SDK asks the engine its API version here
+                    self._client = (docker.DockerClient(base_url=self.base_url, timeout=30)
+                                    if self.base_url else docker.from_env(timeout=30))
             return self._client
 
     def ping(self) -> None:
-        try:
-            self.client.ping()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise DockerUnavailable(str(exc)) from None
+        """Quick: its own connection with a 3 s timeout, so a hung engine is noticed too."""
+        with self._errors("ping"):
+            if self._ping_api is None:
+                self._ping_api = (docker.APIClient(base_url=self.base_url, timeout=3) if self.base_url
+                                  else docker.from_env(timeout=3).api)
+            self._ping_api.ping()
+
+    def close(self) -> None:
+        for api in (self._client.api if self._client else None, self._ping_api):
+            if api is not None:
+                api.close()
 
     def _filters(self) -> dict[str, Any]:
         return {"label": [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]}
 
     def managed(self) -> list[ContainerInfo]:
         """Our containers (any state), newest first."""
-        try:
+        with self._errors("list containers"):
             found = self.client.api.containers(all=True, filters=self._filters())
-            infos = []
-            for item in found:
-                info = self.inspect(item["Id"])
-                if info is not None:
-                    infos.append(info)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise DockerUnavailable(str(exc)) from None
+        infos = [info for item in found if (info := self.inspect(item["Id"])) is not None]
         return sorted(infos, key=lambda i: i.started_at or 0.0, reverse=True)
 
     def inspect(self, container_id: str) -> ContainerInfo | None:
         try:
-            attrs = self.client.api.inspect_container(container_id)
-        except docker.errors.NotFound:
+            with self._errors("inspect"):
+                attrs = self.client.api.inspect_container(container_id)
+        except ContainerGone:
             return None
         labels = attrs.get("Config", {}).get("Labels") or {}
         if labels.get(LABEL_MANAGED) != MANAGED_BY or labels.get(LABEL_INSTANCE) != self.instance:
@@ -155,17 +172,22 @@ class DockerRuntime:
 
     def image_present(self, image: str) -> bool:
         try:
-            self.client.api.inspect_image(image)  # type: ignore[no-untyped-call]
-        except docker.errors.ImageNotFound:
+            with self._errors("inspect image"):
+                self.client.api.inspect_image(image)  # type: ignore[no-untyped-call]
+        except ContainerGone:  # NotFound (ImageNotFound is one)
             return False
         return True
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        api = self.client.api
         if not self.image_present(spec.image):
             raise StartError(Failure("image_missing", f"the image '{spec.image}' is not on this "
                                      "machine", f"docker pull {spec.image} (or build it)"), spec.image)
         self._remove_stale_by_name(spec.name)
+        with self._errors("create"):
+            return self._create_and_start(spec)
+
+    def _create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        api = self.client.api
         host_config = api.create_host_config(
             port_bindings={k: v for k, v in spec.ports.items()},
             mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
@@ -219,8 +241,9 @@ class DockerRuntime:
     def _remove_stale_by_name(self, name: str) -> None:
         """A leftover container of ours with the same name would block create: remove it."""
         try:
-            attrs = self.client.api.inspect_container(name)
-        except docker.errors.NotFound:
+            with self._errors("inspect"):
+                attrs = self.client.api.inspect_container(name)
+        except ContainerGone:
             return
         labels = attrs.get("Config", {}).get("Labels") or {}
         if labels.get(LABEL_MANAGED) != MANAGED_BY:
@@ -232,23 +255,27 @@ class DockerRuntime:
 
     def _force_remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
-        except docker.errors.NotFound:
+            with self._errors("remove"):
+                self.client.api.remove_container(container_id, force=True)
+        except ContainerGone:
             pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):
+        except RuntimeFailure as exc:
+            if isinstance(exc, DockerUnavailable) or "already in progress" not in str(exc):
                 raise
 
     def stop_and_remove(self, container_id: str, grace: float) -> int | None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL; remove. Returns the exit code."""
         if self.inspect(container_id) is None:
             return None
-        api = self.client.api
         try:
-            api.stop(container_id, timeout=max(0, round(grace)))
-        except docker.errors.NotFound:
+            with self._errors("stop"):
+                # A paused container cannot receive SIGTERM: Docker kills it at once (fine).
+                self.client.api.stop(container_id, timeout=max(0, round(grace)))
+        except ContainerGone:
             return None
-        except docker.errors.APIError as exc:
+        except DockerUnavailable:
+            raise
+        except RuntimeFailure as exc:
             log.warning("stop %s: %s", container_id[:12], exc)
         info = self.inspect(container_id)
         self._force_remove(container_id)
@@ -257,25 +284,33 @@ class DockerRuntime:
     def wait(self, container_id: str, cancel: threading.Event | None = None) -> ContainerInfo | None:
         """Block until the container stops (or `cancel` is set); its final state.
 
-        Returns None when it was removed. Waits in 1 s slices so that a daemon shutting
-        down is never held by this thread.
+        Returns None when it was removed (or on cancel). Waits in 1 s slices so that a
+        daemon shutting down is never held by this thread. An engine going away raises
+        DockerUnavailable: the container may well still run (--live-restore).
         """
         while cancel is None or not cancel.is_set():
             try:
-                self.client.api.wait(container_id, timeout=1 if cancel is not None else None)
-                break
-            except docker.errors.NotFound:
+                with self._errors("wait"):
+                    try:
+                        self.client.api.wait(container_id, timeout=1 if cancel is not None else None)
+                    except (requests.Timeout, requests.ConnectionError) as exc:
+                        if _is_slice_timeout(exc):
+                            continue
+                        raise
+            except ContainerGone:
                 return None
-            except requests.exceptions.Timeout:
-                continue
-            except requests.exceptions.ConnectionError as exc:
-                if "timed out" not in str(exc).lower():
-                    log.debug("wait %s: %s", container_id[:12], exc)
-                    break
-            except (docker.errors.APIError, requests.RequestException) as exc:
+            except DockerUnavailable:
+                raise
+            except RuntimeFailure as exc:
                 log.debug("wait %s: %s", container_id[:12], exc)
+            info = self.inspect(container_id)
+            if info is None or not info.running:
+                return info
+            # Still running: the engine let go of the wait without an exit (it is shutting
+            # down, or it answered an error). Wait again; an engine that is gone raises above.
+            if cancel is not None and cancel.wait(0.2):
                 break
-        return self.inspect(container_id)
+        return None
 
     def follow_logs(
         self,
@@ -284,21 +319,26 @@ class DockerRuntime:
         stop: threading.Event,
         since: float | None = None,
     ) -> None:
-        """Call on_line(docker_timestamp, text) per line until the container stops or `stop`."""
+        """Call on_line(docker_timestamp, text) per line until the container stops or `stop`.
+
+        Never raises: a stream that cannot start or breaks just ends (the exit waiter and
+        the events watcher are the ones that report a gone container or engine).
+        """
         try:
-            stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
-                                          since=since if since and since > 0 else None)
-        except docker.errors.NotFound:
+            with self._errors("logs"):
+                stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
+                                              since=since if since and since > 0 else None)
+        except RuntimeFailure as exc:
+            log.debug("logs %s: %s", container_id[:12], exc)
+            stop.set()
             return
         closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
         closer.start()
-        pending = b""
+        # One chunk is one log entry; a long line comes as several (see log_lines).
+        lines = LineAssembler()
         try:
             for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    ts, _, text = raw.decode("utf-8", "replace").rstrip("\r").partition(" ")
+                for ts, text in lines.feed(chunk):
                     on_line(normalize_timestamp(ts), text)
                 if stop.is_set():
                     break
@@ -308,13 +348,16 @@ class DockerRuntime:
         finally:
             stop.set()
             _close_stream(stream)
-            if pending:
-                ts, _, text = pending.decode("utf-8", "replace").partition(" ")
+            for ts, text in lines.flush():
                 on_line(normalize_timestamp(ts), text)
 
     def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
-        """Call on_event(action, container_id) for our containers until `stop`."""
-        stream = self.client.api.events(decode=True, filters={**self._filters(), "type": "container"})
+        """Call on_event(action, container_id) for our containers until `stop` or the stream ends.
+
+        Raises DockerUnavailable when the stream cannot start; a stream that breaks just ends.
+        """
+        with self._errors("events"):
+            stream = self.client.api.events(decode=True, filters={**self._filters(), "type": "container"})
         closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
         closer.start()
         try:
@@ -332,10 +375,11 @@ class DockerRuntime:
             _close_stream(stream)
 
     def container_pids(self, container_id: str) -> set[int]:
-        """Host PIDs of the container's processes, to mark its GPU memory as ours."""
+        """Host PIDs of the container's processes, to mark its GPU memory as ours; never raises."""
         try:
-            top = self.client.api.top(container_id, ps_args="-eo pid")
-        except (docker.errors.DockerException, requests.RequestException):
+            with self._errors("top"):
+                top = self.client.api.top(container_id, ps_args="-eo pid")
+        except RuntimeFailure:
             return set()
         pids = set()
         for row in top.get("Processes") or []:
@@ -346,9 +390,11 @@ class DockerRuntime:
         return pids
 
     def stats(self, container_id: str) -> dict[str, Any] | None:
+        """One `docker stats` sample; None when there is none (never raises: it feeds a sampler)."""
         try:
-            result: dict[str, Any] = self.client.api.stats(container_id, stream=False)
-        except (docker.errors.DockerException, requests.RequestException):
+            with self._errors("stats"):
+                result: dict[str, Any] = self.client.api.stats(container_id, stream=False)
+        except RuntimeFailure:
             return None
         return result
 

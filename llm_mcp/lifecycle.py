@@ -8,23 +8,28 @@ replaces it), and a caller that goes away leaves the job running.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
 
-from llm_mcp.compose import ContainerSpec, config_hash, profile_spec, write_env_file
+from llm_mcp import ready_health
+from llm_mcp.compose import config_hash, profile_spec, write_env_file
 from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_value
+from llm_mcp.engine_link import EngineLink
 from llm_mcp.events import EventBus
 from llm_mcp.health import Health, LlamaServerProbe
 from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
+from llm_mcp.line_feed import LineFeed
 from llm_mcp.load_history import LoadHistory
 from llm_mcp.log_signals import (
     STALLED,
@@ -37,6 +42,8 @@ from llm_mcp.log_signals import (
     match_phase,
 )
 from llm_mcp.logbook import Logbook
+from llm_mcp.runtime import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure, StartError
+from llm_mcp.switch_intent import IntentFile, SwitchIntent
 
 __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
 
@@ -45,24 +52,16 @@ log = logging.getLogger("llm_mcp.lifecycle")
 REPLAY_MARGIN_S = 5.0
 
 
-class Runtime(Protocol):
-    """What the core needs from Docker (docker_runtime.DockerRuntime provides it)."""
-
-    def managed(self) -> list[Any]: ...
-    def inspect(self, container_id: str) -> Any: ...
-    def create_and_start(self, spec: ContainerSpec) -> Any: ...
-    def stop_and_remove(self, container_id: str, grace: float) -> int | None: ...
-    def wait(self, container_id: str, cancel: threading.Event | None = None) -> Any: ...
-    def follow_logs(self, container_id: str, on_line: Callable[[str, str], None],
-                    stop: threading.Event, since: float | None = None) -> None: ...
-    def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None: ...
+DOCKER_UNAVAILABLE = "docker_unavailable"
+REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
+                  "something ran `docker rm` on it; switch to the model again to start it")
 
 
 @dataclass(eq=False)
 class _Watch:
     """Everything observed about one running container."""
 
-    container: Any
+    container: ContainerInfo
     profile: Profile | None
     stop: threading.Event = field(default_factory=threading.Event)
     progress_at: float = field(default_factory=time.monotonic)
@@ -76,6 +75,8 @@ class _Watch:
     failure_ignored: bool = False  # a failure-looking line that did not end the server
     offload: tuple[int, int] | None = None
     replayed: set[tuple[str, str]] = field(default_factory=set)  # lines restored from its run file
+    detached: bool = False  # the engine went away: its threads ended; re-attached when it answers
+    feed: LineFeed = field(default_factory=LineFeed)  # its log lines, follower thread -> loop
 
 
 class Core:
@@ -88,6 +89,7 @@ class Core:
         bus: EventBus | None = None,
         probe_factory: Callable[[str], LlamaServerProbe] = LlamaServerProbe,
         health_interval: float = 0.1,
+        ready_health_interval: float = 3.0,
         log_capacity: int = 5000,
     ) -> None:
         self._load_config = load_config
@@ -96,16 +98,22 @@ class Core:
         self.bus = bus or EventBus()
         self.probe_factory = probe_factory
         self.health_interval = health_interval
+        self.ready_health_interval = ready_health_interval
         config = load_config()
         self.instance = config.instance
         self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
                                on_line=lambda ln: self.bus.publish("log", ln.to_dict()))
+        self.logbook.restore_history()  # `logs` across daemon restarts: earlier runs first
+        self._history_error: str | None = None  # the load history could not be saved
         self.history = LoadHistory(state_dir / f"load-history-{self.instance}.json")
         self.state = State.STOPPED
         self.state_reason: str | None = None
         self.state_hint: str | None = None
+        self.state_code: str | None = None  # a stable code for the reason, when there is one
         self.state_since = time.time()
         self.health: Health | None = None
+        self._ready_health: ready_health.HealthTracker | None = None
+        self._container_status: str | None = None  # Docker's word for it while unresponsive
         self.stale_config = False
         self.measured_tps: float | None = None
         self.speed_source: str | None = None
@@ -116,6 +124,8 @@ class Core:
         self._tg: anyio.abc.TaskGroup | None = None
         self._threads = anyio.CapacityLimiter(64)
         self._lock = anyio.Lock()  # serialises container changes
+        self.engine = EngineLink(runtime.ping, limiter=self._threads)
+        self.intent = IntentFile(state_dir / f"switch-intent-{self.instance}.json")
         self.started = anyio.Event()
         self._events_stop = threading.Event()
         self._shutdown = threading.Event()  # set when the core stops: ends its Docker waits
@@ -129,6 +139,7 @@ class Core:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._watch_docker_events)
+            tg.start_soon(self.engine.run, self._engine_back)
             await self._reconcile()
             self.started.set()
             task_status.started()
@@ -153,6 +164,7 @@ class Core:
         for profile in config.profiles.values():
             entry = profile.to_dict()
             entry["current"] = profile.id == current
+            entry["default"] = profile.id == config.default_profile
             entry["estimated_load_seconds"] = self.history.estimate(profile.id)
             entry["model_present"] = profile.model_path().is_file()
             out.append(entry)
@@ -244,7 +256,9 @@ class Core:
             "state": self.state.value,
             "since": self.state_since,
             "reason": self.state_reason,
+            "reason_code": self.state_code,
             "hint": self.state_hint,
+            "docker": self.engine.to_dict(),
             "profile": profile.to_dict() if profile else None,
             "endpoint": f"http://{_client_host(profile.host)}:{profile.port}" if profile else None,
             "container": None if container is None else {
@@ -252,23 +266,47 @@ class Core:
                 "image": container.image, "started_at": container.started_at,
                 "uptime": None if container.started_at is None else round(now - container.started_at, 1),
             },
-            "health": None if self.health is None else self.health.status,
+            "health": self._health_status(),
+            "health_detail": self._health_detail(),
             "stale_config": self.stale_config,
             "job": self._job.to_dict() if self._job and not self._job.done.is_set() else None,
             "last_switch": self._last_job.to_dict() if self._last_job else None,
             "speed": speed,
             "offload": offload,
+            "state_dir": self._state_dir_status(),
             "config_warnings": config_warnings,
         }
 
+    def _state_dir_status(self) -> dict[str, Any]:
+        """Can the daemon write its files (run logs, load history)? A full disk is a state."""
+        error = self.logbook.write_error or self._history_error
+        return {"path": str(self.state_dir), "writable": error is None, "error": error}
+
     # ---- state and events ----------------------------------------------------------
 
-    def _set_state(self, state: State, reason: str | None = None, hint: str | None = None) -> None:
-        if state == self.state and reason == self.state_reason:
+    def _health_status(self) -> str | None:
+        if self._ready_health is not None and self.state == State.READY:
+            return self._ready_health.status
+        return None if self.health is None else self.health.status
+
+    def _health_detail(self) -> dict[str, Any] | None:
+        tracker = self._ready_health
+        if tracker is None or self.state != State.READY or self._watch is None:
+            return None
+        return ready_health.describe(tracker, self._container_status, self._watch.container.short_id)
+
+    def _set_state(self, state: State, reason: str | None = None, hint: str | None = None,
+                   *, code: str | None = None) -> None:
+        if not self.engine.available and self.engine.problem is not None:
+            # While the engine is away that is the news, whatever else happened.
+            problem = self.engine.problem
+            reason, hint, code = problem.message, _reconnect_hint(problem), DOCKER_UNAVAILABLE
+        if state == self.state and reason == self.state_reason and code == self.state_code:
             return
-        self.state, self.state_reason, self.state_hint = state, reason, hint
+        self.state, self.state_reason, self.state_hint, self.state_code = state, reason, hint, code
         self.state_since = time.time()
         self.bus.publish("state", {"state": state.value, "reason": reason, "hint": hint,
+                                   "reason_code": code, "health": self._health_status(),
                                    "profile": self._watch.profile.id
                                    if self._watch and self._watch.profile else None})
 
@@ -323,19 +361,24 @@ class Core:
             if job.scope.cancelled_caught and job.result is None:
                 job.result = "cancelled"
                 job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
+        except EngineUnavailable as exc:
+            self._engine_lost(exc)
+            job.result, job.failure = "failed", _outage_failure(exc)
+            self._set_state(State.FAILED, job.failure.message, job.failure.hint, code=DOCKER_UNAVAILABLE)
+        except RuntimeFailure as exc:  # the engine refused something: its words, not a crash
+            log.warning("job %s: %s", job.id, exc)
+            job.result = "failed"
+            job.failure = Failure("docker_error", f"Docker failed: {exc}",
+                                  "`docker info` shows whether the engine is healthy; switch again")
+            self._set_state(State.FAILED, job.failure.message, job.failure.hint, code="docker_error")
         except Exception as exc:  # a bug must never leave a stuck state
             job.result = "failed"
-            if _is_docker_outage(exc):
-                log.warning("job %s: Docker unavailable: %s", job.id, exc)
-                job.failure = Failure("docker_unavailable", f"Docker did not answer: {exc}",
-                                      "start Docker (`sudo systemctl start docker`, or `dockerd`) "
-                                      "and switch again")
-            else:
-                log.exception("job %s crashed", job.id)
-                job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
-                                      "see the daemon log; the state was reset")
-            self._set_state(State.FAILED, job.failure.message, job.failure.hint)
+            log.exception("job %s crashed", job.id)
+            job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
+                                  "see the daemon log; the state was reset")
+            self._set_state(State.FAILED, job.failure.message, job.failure.hint, code="internal_error")
         finally:
+            self.intent.clear()
             job.duration = time.monotonic() - job.started
             self._phase(job, job.result or "done")
             job.done.set()
@@ -348,7 +391,9 @@ class Core:
     # ---- the switch itself ---------------------------------------------------------
 
     async def _do_switch(self, job: Job, config: Config, profile: Profile) -> None:
+        self._need_engine()
         await self._drain(job, profile)
+        self._write_env_file(profile, config.instance)  # before anything stops; never fatal
         await self._remove_current(job)
         self.logbook.separator(f"switching to {profile.name}")
         failure = await self._start_and_load(job, config, profile)
@@ -358,6 +403,10 @@ class Core:
         job.result = "failed"
         job.failure = failure
         self.logbook.note(f"switch to {profile.name} failed: {failure.message}")
+        if failure.reason == DOCKER_UNAVAILABLE:
+            # Nothing can be removed or restored now; the container is adopted when Docker is back.
+            self._set_state(State.FAILED, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
+            return
         await self._remove_current(job, quick=True)
         previous = job.previous
         if job.rollback and previous and previous != profile.id and previous in config.profiles:
@@ -378,9 +427,38 @@ class Core:
             self._set_state(State.FAILED, failure.message, failure.hint)
 
     async def _do_stop(self, job: Job) -> None:
+        self._need_engine()
         await self._remove_current(job)
         job.result = "stopped"
         self._set_state(State.STOPPED, "stopped on request")
+
+    def _write_env_file(self, profile: Profile, instance: str) -> None:
+        """The compose .env that starts the same container by hand (`docker compose up`).
+
+        Only for hand use (the core creates containers through the SDK): a failure to
+        write it is a warning in the log, never a reason to fail or half-do a switch.
+        """
+        try:
+            _, env = profile_spec(profile, instance)
+        except Exception:
+            return  # a broken compose.yaml: the start itself reports it, with the file and line
+        try:
+            write_env_file(profile.compose_file.parent, env, profile.id)
+        except OSError as exc:
+            self.logbook.note(f"warning: cannot write {profile.compose_file.parent / '.env'} "
+                              f"({exc.strerror or exc}); the switch goes on without it")
+
+    def _record_load(self, profile_id: str, seconds: float) -> None:
+        """Remember the load time for estimates; a full or read-only state dir only costs that."""
+        try:
+            self.history.record(profile_id, seconds)
+        except OSError as exc:
+            first = self._history_error is None
+            self._history_error = f"{exc.strerror or exc}: {exc.filename or self.history.path}"
+            if first:
+                self.logbook.note(f"cannot save load times in {self.history.path} ({exc.strerror or exc})")
+            return
+        self._history_error = None
 
     async def _drain(self, job: Job, profile: Profile) -> None:
         if job.force or self.state != State.READY or self._watch is None or self._watch.profile is None:
@@ -408,13 +486,16 @@ class Core:
             self._set_state(State.STOPPING, f"stopping {watch.profile.name if watch.profile else '?'}")
         watch.expected_exit = True
         grace = 0.0 if quick else (watch.profile.stop_grace if watch.profile else 10.0)
+        if not quick:  # if we die during the stop, the next daemon can say so
+            self.intent.write(SwitchIntent(
+                container=watch.container.id, from_profile=watch.profile.id if watch.profile else None,
+                from_name=watch.profile.name if watch.profile else watch.container.profile,
+                to_profile=job.profile if job.kind == "switch" else None, to_name=job.profile_name,
+                pid=os.getpid(), time=time.time()))
         with anyio.CancelScope(shield=True):  # a half-removed container is the one stuck state
             await anyio.to_thread.run_sync(self.runtime.stop_and_remove, watch.container.id, grace,
                                            limiter=self._threads)
-        watch.stop.set()
-        self.logbook.end_run()
-        self._watch = None
-        self.health = None
+        self._forget(watch)
         self.measured_tps = None
         self.speed_source = None
         self.stale_config = False
@@ -425,12 +506,9 @@ class Core:
         if not restoring:
             self._phase(job, "starting")
         self._set_state(State.STARTING, f"starting {profile.name}")
-        from llm_mcp.docker_runtime import StartError
-
         try:
-            spec, env = profile_spec(profile, config.instance)
-            write_env_file(profile.compose_file.parent, env, profile.id)
-        except Exception as exc:  # ComposeError, OSError: say which file and why
+            spec, _ = profile_spec(profile, config.instance)
+        except Exception as exc:  # ComposeError: say which file and why
             job.detail = str(exc)
             return Failure("compose_error", f"cannot build the container: {exc}",
                            "fix compose.yaml or models.conf; `llm-mcp check` validates both")
@@ -441,6 +519,7 @@ class Core:
             job.detail = exc.detail
             job.log_lines = [exc.detail]
             return exc.failure
+        self.intent.clear()  # the new container exists: a next daemon adopts it
         watch = self._attach(info, profile)
         self.stale_config = False
         self._set_state(State.LOADING, f"loading {profile.name}")
@@ -453,7 +532,9 @@ class Core:
         load = time.monotonic() - job.started
         if not restoring:
             job.load_seconds = round(load, 3)
-            self.history.record(profile.id, load)
+            self._record_load(profile.id, load)
+        else:
+            self._write_env_file(profile, config.instance)
         self._set_state(State.READY, None)
         self._after_ready(watch, profile)
         return None
@@ -467,6 +548,10 @@ class Core:
         try:
             while True:
                 now = time.monotonic()
+                if watch.detached or not self.engine.available:
+                    return _outage_failure(self.engine.problem)
+                if watch.removed:
+                    return REMOVED
                 if watch.failure is not None or watch.exited.is_set():
                     await self._settle(watch)
                     if watch.failure is not None and not watch.exited.is_set():
@@ -480,6 +565,8 @@ class Core:
                     if watch.failure is not None:
                         return watch.failure
                     final = watch.final
+                    if watch.removed or final is None or final.status == "removing":
+                        return REMOVED  # `docker rm -f` kills it: not a crash (signal 9)
                     tail = "\n".join(ln.text for ln in self.logbook.tail(30, run="current"))
                     return match_failure(tail) or exit_failure(
                         getattr(final, "exit_code", None), bool(getattr(final, "oom_killed", False)))
@@ -489,6 +576,7 @@ class Core:
                     last_code = health.code
                     watch.progress_at = time.monotonic()
                 if health.status == "ok":
+                    await self._logs_caught_up(watch)
                     return None
                 if track_phases and watch.phase:
                     self._phase(job, watch.phase)
@@ -517,8 +605,35 @@ class Core:
                 await watch.logs_done.wait()
 
     def _after_ready(self, watch: _Watch, profile: Profile) -> None:
-        if profile.verify and self._tg is not None:
+        assert self._tg is not None
+        tracker = self._ready_health = ready_health.HealthTracker()
+        self._container_status = None
+        probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
+        self._tg.start_soon(functools.partial(
+            ready_health.watch, probe, tracker, interval=self.ready_health_interval,
+            alive=lambda: self._watch is watch and not watch.exited.is_set(),  # also while detached
+            on_change=functools.partial(self._ready_health_changed, watch, tracker)))
+        if profile.verify:
             self._tg.start_soon(self._verify_speed, watch, profile)
+
+    async def _ready_health_changed(self, watch: _Watch, tracker: ready_health.HealthTracker) -> None:
+        status = None
+        if tracker.status != ready_health.OK:  # paused or hung? Docker knows "paused"
+            try:
+                info = await anyio.to_thread.run_sync(self.runtime.inspect, watch.container.id,
+                                                      limiter=self._threads)
+                status = info.status if info else None
+            except RuntimeFailure:
+                pass
+        self._container_status = status
+        detail = self._health_detail()
+        if detail is not None:
+            self.logbook.note(f"health: {detail['status']}"
+                              + (f" ({detail['message']})" if detail["message"] else ""))
+        self.bus.publish("state", {"state": self.state.value, "reason": self.state_reason,
+                                   "hint": self.state_hint, "reason_code": self.state_code,
+                                   "health": self._health_status(), "health_detail": detail,
+                                   "profile": watch.profile.id if watch.profile else None})
 
     async def _verify_speed(self, watch: _Watch, profile: Profile) -> None:
         probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
@@ -545,25 +660,49 @@ class Core:
         return watch
 
     async def _follow_logs(self, watch: _Watch, since: float | None) -> None:
+        feed = watch.feed
+
         def on_line(ts: str, text: str) -> None:
-            try:
-                anyio.from_thread.run_sync(self._on_log_line, watch, ts, text)
-            except RuntimeError:
+            if not feed.put(ts, text):
                 watch.stop.set()  # the event loop is gone
 
         try:
-            await anyio.to_thread.run_sync(self.runtime.follow_logs, watch.container.id, on_line,
-                                           watch.stop, since, limiter=self._threads,
-                                           abandon_on_cancel=True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._consume_log_lines, watch)
+                try:
+                    await anyio.to_thread.run_sync(self.runtime.follow_logs, watch.container.id,
+                                                   on_line, watch.stop, since, limiter=self._threads,
+                                                   abandon_on_cancel=True)
+                finally:
+                    feed.finish()  # the consumer hands over what is left, then ends
         finally:
             watch.logs_done.set()
+
+    async def _consume_log_lines(self, watch: _Watch) -> None:
+        while (batch := await watch.feed.next_batch()) is not None:
+            for ts, text in batch:
+                self._on_log_line(watch, ts, text)
+            self.logbook.flush()
+            watch.feed.handled()
+
+    async def _logs_caught_up(self, watch: _Watch, timeout: float = 1.0) -> None:
+        """Before reporting ready: let the lines already printed reach the log.
+
+        /health can answer 200 before the follower delivered the last load lines, and a
+        tail_logs right after the switch would miss them. Done when the server said it
+        is loaded (or the stream went quiet) and the follower handed over all it had.
+        """
+        with anyio.move_on_after(timeout):
+            while not (watch.feed.empty() and (watch.phase in ("model_loaded", "listening")
+                                               or watch.feed.quiet_for() >= 0.1)):
+                await anyio.sleep(0.01)
 
     def _on_log_line(self, watch: _Watch, ts: str, text: str) -> None:
         if watch.replayed and (ts, text) in watch.replayed:
             watch.replayed.discard((ts, text))
             return  # already restored from the run file after a daemon restart
         if self._watch is watch:
-            self.logbook.append(text, ts or None)
+            self.logbook.append(text, ts or None, flush=False)  # the batch flushes the file
         watch.progress_at = time.monotonic()
         phase = match_phase(text)
         if phase:
@@ -578,14 +717,26 @@ class Core:
             self.measured_tps, self.speed_source = tps, "log"
 
     async def _wait_exit(self, watch: _Watch) -> None:
-        final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id, self._shutdown,
-                                               limiter=self._threads, abandon_on_cancel=True)
-        if self._shutdown.is_set():
-            return  # the core is going away, the container stays
+        while True:
+            try:
+                final = await anyio.to_thread.run_sync(self.runtime.wait, watch.container.id,
+                                                       self._shutdown, limiter=self._threads,
+                                                       abandon_on_cancel=True)
+            except EngineUnavailable as exc:
+                if not self._shutdown.is_set():
+                    self._engine_lost(exc)
+                return
+            except RuntimeFailure as exc:  # the engine answered an error: ask again
+                log.warning("waiting for %s: %s", watch.container.short_id, exc)
+                await anyio.sleep(1)
+                continue
+            break
+        if self._shutdown.is_set() or watch.detached:
+            return  # the core is going away (the container stays), or the engine did
         # `docker rm -f` marks the container "removing" before it kills it: a removal, not a crash.
         await self._container_gone(watch, final, final is None or final.status == "removing")
 
-    async def _container_gone(self, watch: _Watch, final: Any, removed: bool) -> None:
+    async def _container_gone(self, watch: _Watch, final: ContainerInfo | None, removed: bool) -> None:
         if watch.exited.is_set():
             return
         watch.final = final
@@ -598,19 +749,17 @@ class Core:
         await self._settle(watch)
         removed = removed or watch.removed
         lines = [ln.text for ln in self.logbook.tail(15, run="current")]
-        watch.stop.set()
-        self.logbook.end_run()
-        self._watch = None
-        self.health = None
+        self._forget(watch)
         if removed:
             self.logbook.note("the container was removed outside llm-mcp")
             self._set_state(State.STOPPED, "the container was removed outside llm-mcp",
-                            "switch to a model to start one again")
+                            "switch to a model to start one again", code="container_removed")
             return
         code = getattr(final, "exit_code", None)
         if code == 0:
             self.logbook.note("the container stopped outside llm-mcp")
-            self._set_state(State.STOPPED, "the container was stopped outside llm-mcp (exit 0)")
+            self._set_state(State.STOPPED, "the container was stopped outside llm-mcp (exit 0)",
+                            code="container_stopped")
             return
         failure = match_failure("\n".join(lines)) or exit_failure(
             code, bool(getattr(final, "oom_killed", False)))
@@ -621,12 +770,19 @@ class Core:
         self._last_job.result, self._last_job.failure = "failed", failure
         self._last_job.log_lines, self._last_job.duration = lines, 0.0
         self._last_job.done.set()
-        self._set_state(State.FAILED, failure.message, failure.hint)
+        self._set_state(State.FAILED, failure.message, failure.hint, code=failure.reason)
+
+    def _forget(self, watch: _Watch) -> None:
+        watch.stop.set()
+        if self._watch is watch:
+            self.logbook.end_run()
+            self._watch = None
+            self.health = None
+            self._ready_health = None
 
     async def _watch_docker_events(self) -> None:
-        """Notice containers that die or vanish behind our back, within a second."""
-        self._events_stop = threading.Event()
-
+        """Notice containers that die or vanish behind our back within a second, and an engine
+        that goes away: its event stream is the first to end."""
         def on_event(action: str, container_id: str) -> None:
             if action in ("die", "destroy", "kill", "stop"):
                 try:
@@ -634,15 +790,22 @@ class Core:
                 except RuntimeError:
                     self._events_stop.set()
 
-        while not self._events_stop.is_set():
+        while not self._shutdown.is_set():
+            await self.engine.wait_back()
+            self._events_stop = threading.Event()
             try:
                 await anyio.to_thread.run_sync(self.runtime.events, on_event, self._events_stop,
                                                limiter=self._threads, abandon_on_cancel=True)
-            except Exception:  # Docker restarting: retry, never crash the core
-                log.warning("docker events stream failed; retrying", exc_info=True)
-            if not self._events_stop.is_set():
-                self._events_stop = threading.Event()
-                await anyio.sleep(1)
+                if self._shutdown.is_set():
+                    return
+                # The stream ended by itself: ask whether the engine is still there.
+                await anyio.to_thread.run_sync(self.runtime.ping, limiter=self._threads)
+            except EngineUnavailable as exc:
+                self._engine_lost(exc)
+                continue
+            except RuntimeFailure as exc:
+                log.warning("docker events: %s; retrying", exc)
+            await anyio.sleep(1)
 
     def _on_docker_event(self, action: str, container_id: str) -> None:
         watch = self._watch
@@ -652,76 +815,155 @@ class Core:
         assert self._tg is not None
         self._tg.start_soon(self._container_gone, watch, None, True)
 
+    # ---- the engine going away and coming back ------------------------------------------
+
+    def _engine_lost(self, problem: EngineUnavailable) -> None:
+        """Say so, and let go of the container: its threads end; it is adopted again later."""
+        if not self.engine.lost(problem):
+            return
+        self.logbook.note(f"Docker stopped answering ({problem.message}); reconnecting by itself")
+        watch = self._watch
+        if watch is not None:
+            watch.detached = True
+            watch.stop.set()
+        self._set_state(self.state)  # the reason becomes the outage (see _set_state)
+
+    def _need_engine(self) -> None:
+        problem = self.engine.problem
+        if not self.engine.available and problem is not None:
+            self.engine.poke()  # someone wants it: try now rather than after the pause
+            raise EngineUnavailable(problem.message, hint=problem.hint, detail=problem.detail)
+
+    async def _engine_back(self) -> None:
+        self.logbook.note("Docker answers again")
+        async with self._lock:  # never beside a job's container changes
+            await self._reconcile(after_outage=True)
+
     # ---- adoption --------------------------------------------------------------
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, *, after_outage: bool = False) -> None:
         """Adopt our running container (no reload), clear leftovers, or start stopped."""
+        known = self._watch
         try:
             containers = await anyio.to_thread.run_sync(self.runtime.managed, limiter=self._threads)
-        except Exception as exc:
-            self._set_state(State.STOPPED, f"Docker is not reachable: {exc}",
-                            "start Docker (`sudo systemctl start docker`) and retry")
+            intent = None if after_outage else self.intent.read()
+            dying = intent.container if intent else None  # the one a dead daemon was stopping
+            running = [c for c in containers if c.running and c.id != dying]
+            keep = running[0] if running else None
+            for other in containers:
+                if other is not keep:
+                    await anyio.to_thread.run_sync(self.runtime.stop_and_remove, other.id, 0.0,
+                                                   limiter=self._threads)
+        except EngineUnavailable as exc:
+            self._engine_lost(exc)
+            self._set_state(self.state if known else State.STOPPED)
             return
-        running = [c for c in containers if c.running]
-        keep = running[0] if running else None
-        for other in containers:
-            if other is not keep:
-                await anyio.to_thread.run_sync(self.runtime.stop_and_remove, other.id, 0.0,
-                                               limiter=self._threads)
+        if known is not None and (keep is None or keep.id != known.container.id):
+            self._forget(known)
+            self.logbook.note(f"container {known.container.short_id} ended while Docker was away")
+        self.intent.clear()
         if keep is None:
-            self._set_state(State.STOPPED, None)
+            if intent is not None:
+                self.logbook.note(f"{intent.sentence()}; nothing is running")
+                self._set_state(State.STOPPED, f"{intent.sentence()}; nothing is running",
+                                "switch to a model to start one", code="switch_interrupted")
+            elif known is not None:
+                self._set_state(State.STOPPED, "the container ended while Docker was not answering",
+                                "switch to a model to start one", code="container_gone")
+            else:
+                self._set_state(State.STOPPED, None)
             return
+        await self._adopt(keep, same_run=known is not None)
+
+    async def _adopt(self, keep: ContainerInfo, *, same_run: bool) -> None:
         config = self.config()
         profile = config.profiles.get(keep.profile)
-        restored = self.logbook.restore_run(keep.id)
-        latest = _docker_ts_seconds(restored.latest) if restored.latest else None
-        # Re-read a margin before the newest saved line: stdout and stderr lines are not
-        # saved in timestamp order. The replayed set drops what is already there.
-        since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
+        if same_run:  # this core saw its lines already: only re-read the ones it may have missed
+            since, replayed = _recent_records(self.logbook.run_file(keep.id))
+        else:
+            restored = self.logbook.restore_run(keep.id)
+            latest = _docker_ts_seconds(restored.latest) if restored.latest else None
+            # Re-read a margin before the newest saved line: stdout and stderr lines are not
+            # saved in timestamp order. The replayed set drops what is already there.
+            since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
+            replayed = restored.records
         watch = self._attach(keep, profile, since=since, resume=True)
-        watch.replayed = restored.records
+        watch.replayed = replayed
         self.logbook.note(f"adopted running container {keep.short_id} ({keep.profile})")
         if profile is None:
             self.stale_config = True
             self._set_state(State.READY, f"running '{keep.profile}', which is no longer in "
-                            "models.conf", "switch to a current profile")
-        else:
-            self.stale_config = config_hash(profile, config.instance) != keep.config_hash
-        job = Job(kind="adopt", profile=keep.profile, profile_name=profile.name if profile else "",
+                            "models.conf", "switch to a current profile", code="unknown_profile")
+            return
+        self.stale_config = config_hash(profile, config.instance) != keep.config_hash
+        probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
+        try:
+            self.health = await probe.health()
+        finally:
+            await probe.aclose()
+        if self.health.status == "ok" or keep.status == "paused":
+            # Loaded already: adopted at once, no job that would make a switch wait or be refused.
+            self._adopted_ready(watch, profile)
+            return
+        job = Job(kind="adopt", profile=keep.profile, profile_name=profile.name,
                   force=False, rollback=False, previous=None,
                   estimate=self.history.estimate(keep.profile))
         self._begin(job, None)
         assert self._tg is not None
         self._tg.start_soon(self._run_job, job, None, self._do_adopt, watch, profile)
 
-    async def _do_adopt(self, job: Job, watch: _Watch, profile: Profile | None) -> None:
-        if profile is None:
-            job.result = "ready"
-            return
+    def _adopted_ready(self, watch: _Watch, profile: Profile) -> None:
+        stale = "running with a stale config: models.conf changed since it started"
+        self._set_state(State.READY, stale if self.stale_config else None,
+                        "switch to the profile again to apply the new config" if self.stale_config
+                        else None, code="stale_config" if self.stale_config else None)
+        self._after_ready(watch, profile)
+
+    async def _do_adopt(self, job: Job, watch: _Watch, profile: Profile) -> None:
         self._phase(job, "loading")
         self._set_state(State.LOADING, f"loading {profile.name} (adopted)")
         failure = await self._await_ready(job, watch, profile)
         if failure is None:
             job.result = "ready"
-            stale = "running with a stale config: models.conf changed since it started"
-            self._set_state(State.READY, stale if self.stale_config else None,
-                            "switch to the profile again to apply the new config"
-                            if self.stale_config else None)
-            self._after_ready(watch, profile)
+            self._adopted_ready(watch, profile)
             return
         job.result, job.failure = "failed", failure
         job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current")]
+        if failure.reason == DOCKER_UNAVAILABLE:
+            self._set_state(State.FAILED, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
+            return
         await self._remove_current(job, quick=True)
-        self._set_state(State.FAILED, failure.message, failure.hint)
+        self._set_state(State.FAILED, failure.message, failure.hint, code=failure.reason)
 
 
-def _is_docker_outage(exc: BaseException) -> bool:
-    """The Docker SDK and its HTTP stack raise their own types; none of them is our bug."""
-    from llm_mcp.docker_runtime import DockerUnavailable
+def _outage_failure(problem: EngineUnavailable | None) -> Failure:
+    message = problem.message if problem is not None else "Docker stopped answering"
+    return Failure(DOCKER_UNAVAILABLE, message, _reconnect_hint(problem))
 
-    if isinstance(exc, DockerUnavailable | ConnectionError):
-        return True
-    return type(exc).__module__.split(".")[0] in ("requests", "urllib3")
+
+def _reconnect_hint(problem: EngineUnavailable | None) -> str:
+    first = problem.hint if problem is not None and problem.hint else (
+        "start Docker (`sudo systemctl start docker`, or `dockerd`)")
+    return f"{first}; llm-mcp reconnects by itself and adopts the container if it still runs"
+
+
+def _recent_records(path: Path | None) -> tuple[float | None, set[tuple[str, str]]]:
+    """Where to resume a log stream from its run file: (since, the lines already there)."""
+    if path is None:
+        return None, set()
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - (1 << 20)))
+            records = handle.read().decode("utf-8", "replace").splitlines()[1:]
+    except OSError:
+        return None, set()
+    pairs = [(ts, text) for ts, _, text in (r.partition(" ") for r in records)
+             if not text.startswith(("[llm-mcp] ", "--- "))]
+    stamps = [s for ts, _ in pairs if (s := _docker_ts_seconds(ts)) is not None]
+    if not stamps:
+        return None, set()
+    since = max(0.0, max(stamps) - REPLAY_MARGIN_S)
+    return since, {(ts, text) for ts, text in pairs if (_docker_ts_seconds(ts) or 0.0) >= since}
 
 
 def _client_host(host: str) -> str:

@@ -164,3 +164,67 @@ async def test_stopping_the_container_by_hand_turns_ready_into_stopped(setup: Se
     status = core.status()
     assert status["state"] == "stopped", status
     assert "stopped outside llm-mcp" in status["reason"]
+
+
+async def test_a_new_core_adopts_a_ready_container_at_once_and_the_first_switch_is_not_refused(
+    setup: Setup, counter: ContainerCounter
+) -> None:
+    async with running(setup) as first:
+        with anyio.fail_after(20):
+            await (await first.switch("fake-a")).done.wait()
+    async with running(setup) as second:
+        status = second.status()
+        assert status["state"] == "ready", status
+        assert status["job"] is None  # no adoption job for a server that answers /health 200
+        with anyio.fail_after(20):
+            job = await second.switch("fake-b")  # not "busy: adopt in progress"
+            await job.done.wait()
+        assert job.result == "ready"
+    assert counter.max_alive == 1
+
+
+STUBBORN = f"""
+[stubborn]
+name = Stubborn
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+stop_grace = 15
+flags = --fake-ignore-sigterm
+"""
+
+
+async def test_a_daemon_killed_while_stopping_the_previous_model_leaves_a_status_that_says_so(
+    setup: Setup,
+) -> None:
+    import os
+    import signal
+
+    from tests.daemons import Daemons, Raw, socket_of
+
+    setup.write(FAKE_PROFILES + STUBBORN)
+    daemons = Daemons(setup)
+    try:
+        proc = daemons.start()
+        raw = await Raw.open(socket_of(setup))
+        reply = await raw.call("switch", {"model": "stubborn", "wait": True, "timeout": 30})
+        assert reply["result"]["result"] == "ready", reply
+        await raw.call("switch", {"model": "fake-a"})
+        with anyio.fail_after(10):
+            while (await raw.call("status", {"gpu": False}))["result"]["state"] != "stopping":
+                await anyio.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # while Docker waits out the 15 s grace
+        proc.wait(10)
+        await raw.aclose()
+        daemons.start()
+        raw = await Raw.open(socket_of(setup))
+        status = (await raw.call("status", {"gpu": False}))["result"]
+        await raw.aclose()
+        assert status["state"] == "stopped", status
+        assert status["reason_code"] == "switch_interrupted"
+        assert f"pid {proc.pid}" in status["reason"]
+        assert "switching from Stubborn to Fake A" in status["reason"]
+        assert "nothing is running" in status["reason"]
+        assert status["container"] is None
+        assert setup.containers() == []  # the one it was stopping is gone, none half-started
+    finally:
+        daemons.cleanup()
