@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--allow-remote", action="store_true",
                         help="allow --http to bind a non-loopback address")
     _add_client_commands(sub, common)
+    add_fit_command(sub, common)
     serve_help = "the MCP server (stdio for Claude Code, or streamable HTTP on /mcp)"
     serve = sub.add_parser(
         "serve", parents=[common], help=serve_help, epilog=EPILOG,
@@ -134,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          paths.config_path(args.config), allow_remote=args.allow_remote)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "fit":
+        return cmd_fit(args)
     command = CLIENT_COMMANDS.get(args.command)
     if command is not None:
         return run_client_command(args, command)
@@ -462,3 +465,59 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "logs": cmd_logs,
     "stop": cmd_stop,
 }
+
+
+# ---- llm-mcp fit (memory estimate; no daemon needed) --------------------------------------
+
+
+def add_fit_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    text = "estimate a profile's memory per device from its GGUF and flags, and what fits"
+    fit = sub.add_parser("fit", parents=[common], help=text, description=text + " (docs/fit.md)",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("model", metavar="ID", help="profile id (see `llm-mcp models`)")
+    fit.add_argument("--free-gpu", metavar="SIZE[,SIZE...]",
+                     help="free memory per GPU, e.g. 24GiB or 20GiB,20GiB (default: NVML now)")
+    fit.add_argument("--free-host", metavar="SIZE", help="free host RAM (default: available RAM now)")
+    fit.add_argument("--suggest", action="store_true", help="print the settings that fit even when it fits")
+
+
+def _nvml_free() -> dict[str, int]:
+    from llm_mcp.fit import free_from_gpu_samples
+    from llm_mcp.gpu import GpuSampler
+
+    with GpuSampler() as sampler:
+        snap = sampler.sample()
+    return free_from_gpu_samples([g.to_dict() for g in snap.gpus]) if snap.available else {}
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import psutil
+
+    from llm_mcp import fit
+    from llm_mcp.config import ConfigError, UnknownProfileError, load_config
+
+    try:
+        profile = load_config(paths.config_path(args.config)).profile(args.model)
+    except ConfigError as exc:
+        return _fail(args, EXIT_USAGE, "config_error", str(exc))
+    except UnknownProfileError as exc:
+        return _fail(args, EXIT_USAGE, "unknown_model", exc.message)
+    try:
+        host = fit.parse_bytes(args.free_host) if args.free_host else psutil.virtual_memory().available
+        free = {"host": host}
+        if args.free_gpu:
+            free.update({f"gpu{i}": fit.parse_bytes(s) for i, s in enumerate(args.free_gpu.split(","))})
+        else:
+            free.update(_nvml_free())
+    except ValueError as exc:
+        return _fail(args, EXIT_USAGE, "bad_argument", str(exc))
+    try:
+        report = fit.fit_profile(profile, free, suggestions="always" if args.suggest else "auto")
+    except fit.FitError as exc:
+        return _fail(args, EXIT_FAILED, "model_unreadable", str(exc),
+                     "`llm-mcp check` checks every model file")
+    if args.json:
+        _emit(report.to_dict())
+    else:
+        _print(fit.render(report))
+    return EXIT_FAILED if report.verdict.fit == "wont_fit" else EXIT_OK

@@ -472,6 +472,7 @@ def make_server(client: DaemonClient) -> MCPServer:
     for fn, title, hints in tools:
         server.add_tool(fn, title=title, description=" ".join((fn.__doc__ or "").split()),
                         annotations=ToolAnnotations(title=title, **hints))
+    add_fit_tool(server, client)
     return server
 
 
@@ -540,3 +541,90 @@ def run_serve(transport: Literal["stdio", "http"], host: str, port: int, socket_
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(main)
     return 0
+
+
+# ---- fit_model: memory estimate for a profile (docs/fit.md) ----------------------------
+
+
+class FitDevice(BaseModel):
+    device: str = Field(description='"host" or "gpuN"')
+    weights: int = Field(description="bytes of model weights on this device")
+    kv: int = Field(description="bytes of KV cache")
+    compute: int = Field(description="bytes of compute buffer")
+    overhead: int = Field(description="bytes of runtime overhead (a stated constant)")
+    total: int
+    band: int = Field(description="the estimate's own error, in bytes, either way")
+    free: int | None = Field(default=None, description="free bytes on this device, when known")
+    verdict: Literal["fits", "tight", "wont_fit"] | None = None
+
+
+class FitSuggestion(BaseModel):
+    n_gpu_layers: int | None = Field(default=None, description="largest n_gpu_layers that fits")
+    n_cpu_moe: int | None = Field(default=None, description="smallest --n-cpu-moe that fits (MoE)")
+    expert_cutoff: int | None = Field(default=None, description="largest block cutoff for experts on CPU")
+    expert_cutoff_override: str | None = Field(default=None, description="the override_tensor value for it")
+    ctx_size: int | None = Field(default=None, description="largest ctx_size that fits as configured")
+
+
+class FitResult(BaseModel):
+    profile: str
+    fit: Literal["fits", "tight", "wont_fit"] = Field(description="the worst device's verdict")
+    devices: list[FitDevice]
+    suggestions: FitSuggestion | None = Field(default=None, description="present when it does not fit "
+                                              "or leaves much of the GPU unused")
+    notes: list[str] = []
+    summary: str
+
+
+def add_fit_tool(server: MCPServer, client: DaemonClient) -> None:
+    """Register fit_model. It reads the model's GGUF header here; GPU figures come from the daemon."""
+
+    async def fit_model(
+        model: Annotated[str, Field(description="the model id (list_models gives the ids)")],
+        free_gpu_bytes: Annotated[int | None, Field(description="free GPU memory to assume, in bytes; "
+                                                    "default: the daemon's GPU sample, counting the "
+                                                    "running model's memory as free", ge=0)] = None,
+    ) -> FitResult:
+        """Whether a model fits in memory before loading it: weights, KV cache, compute buffer and
+        overhead per GPU and for the host, estimated from the GGUF header and the profile's flags
+        (n_gpu_layers, override_tensor, --n-cpu-moe, ctx_size, cache types), a verdict (fits, tight,
+        wont_fit) and, when it does not fit, the largest n_gpu_layers, smallest --n-cpu-moe and
+        largest ctx_size that would."""
+        import psutil
+
+        from llm_mcp import fit
+        from llm_mcp.config import ConfigError, UnknownProfileError, load_config
+
+        config = client.hello.get("config") or (str(client.config_path) if client.config_path else None)
+        if not config:
+            raise tool_error("the daemon did not say which models.conf it uses\nhint: run `llm-mcp check`")
+        try:
+            profile = load_config(Path(config)).profile(model)
+        except UnknownProfileError as exc:
+            raise tool_error(exc.message) from None
+        except ConfigError as exc:
+            raise tool_error(f"models.conf: {exc}") from None
+        free: dict[str, int] = {"host": psutil.virtual_memory().available}
+        n_gpus = 0
+        if free_gpu_bytes is not None:
+            free["gpu0"] = free_gpu_bytes
+            n_gpus = 1
+        else:
+            gpu = (await _call(client, "status", gpu=True)).get("gpu") or {}
+            if gpu.get("available"):
+                free.update(fit.free_from_gpu_samples(gpu.get("gpus") or []))
+                n_gpus = len(gpu.get("gpus") or [])
+        try:
+            report = await anyio.to_thread.run_sync(lambda: fit.fit_profile(profile, free, n_gpus=n_gpus))
+        except fit.FitError as exc:
+            raise tool_error(f"{exc}\nhint: run `llm-mcp check`") from None
+        devices = [FitDevice.model_validate({**d.to_dict(), "free": free.get(d.device),
+                                             "verdict": report.verdict.per_device.get(d.device)})
+                   for d in report.estimate.devices]
+        hints = FitSuggestion.model_validate(report.suggestions.to_dict()) if report.suggestions else None
+        return FitResult(profile=profile.id, fit=report.verdict.fit, devices=devices, suggestions=hints,
+                         notes=list(report.estimate.notes), summary=fit.render(report))
+
+    title = "Fit model"
+    server.add_tool(fit_model, title=title, description=" ".join((fit_model.__doc__ or "").split()),
+                    annotations=ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False))
