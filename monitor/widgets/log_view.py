@@ -26,6 +26,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from monitor.format import visible
+from monitor.log_filter import LogFilter, compile_filter
 
 _LEVEL = re.compile(r"^\d+\.\d{2}\.\d{3}\.\d{3} ([EW]) ")
 _LEVEL_STYLE = {"E": Style(color="red"), "W": Style(color="yellow")}
@@ -41,16 +42,6 @@ class LogEntry:
     time: float
     kind: str  # "log" | "separator" | "note"
     text: str
-
-
-def compile_filter(text: str) -> re.Pattern[str] | None:
-    """A case-insensitive regex; text that is not a valid regex is matched literally."""
-    if not text:
-        return None
-    try:
-        return re.compile(text, re.IGNORECASE)
-    except re.error:
-        return re.compile(re.escape(text), re.IGNORECASE)
 
 
 class LogView(ScrollView, can_focus=True):
@@ -74,7 +65,7 @@ class LogView(ScrollView, can_focus=True):
         self.unseen = 0
         self.wrap = False
         self.timestamps = False
-        self.pattern: re.Pattern[str] | None = None
+        self.pattern: LogFilter | None = None
         self.filter_text = ""
         self.placeholder = "no log lines yet · m picks a model to start"
         self._entries: list[LogEntry] = []
@@ -224,6 +215,8 @@ class LogView(ScrollView, can_focus=True):
         self.pattern = compile_filter(text)
         self._current = None
         self._relayout()
+        if self.pattern is not None and self.pattern.too_slow:
+            self._relayout()  # the lines before it gave up were matched as a regex: all as text now
 
     def toggle_wrap(self) -> None:
         self.wrap = not self.wrap
@@ -329,7 +322,8 @@ class LogView(ScrollView, can_focus=True):
         parts = []
         if self.pattern is not None:
             shown = sum(1 for e, s in self._rows if s == 0 and e.kind != "separator")
-            parts.append(f"filter /{_escape(self.filter_text)}/ {shown} lines · n/N jump")
+            how = " (too slow as a regex: plain text)" if self.pattern.too_slow else ""
+            parts.append(f"filter /{_escape(self.filter_text)}/{how} {shown} lines · n/N jump")
         if self.wrap:
             parts.append("wrap")
         if self.follow:
@@ -374,9 +368,8 @@ class LogView(ScrollView, can_focus=True):
         if current:
             text.stylize(_CURRENT_STYLE)
         if self.pattern is not None and entry.kind != "separator":
-            for match in self.pattern.finditer(chunk):
-                if match.end() > match.start():
-                    text.stylize(_MATCH_STYLE, match.start(), match.end())
+            for begin, end in self.pattern.spans(chunk):
+                text.stylize(_MATCH_STYLE, begin, end)
         return Strip(list(text.render(self.app.console)), text.cell_len)
 
 

@@ -533,3 +533,19 @@ async def test_the_failure_panel_shows_the_lines_that_say_why_before_the_noise_a
         await settled(pilot, client)
         rows = [row for row in S.screen_text(app).splitlines() if row.startswith("│   0.")]
         assert rows and "error loading model" in rows[0]
+
+
+async def test_a_catastrophic_filter_regex_does_not_freeze_the_monitor_it_falls_back_to_plain_text() -> None:
+    pattern = "(.*){1,100}[bc]"
+    lines = [S.log_line(i, "a" * 60 + f" line {i}") for i in range(1, 2001)] + [S.log_line(2001, pattern)]
+    app, client = make(lines=lines)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        started = time.monotonic()
+        app.log_view.set_filter(pattern)  # backtracks for minutes per line
+        assert time.monotonic() - started < 2
+        assert app.log_view.visible_texts() == [pattern]  # matched as the text it is
+        assert "too slow as a regex" in str(app.log_view.border_subtitle)
+        await pilot.press("escape")
+        app.log_view.set_filter("line 199[0-9]$")  # a sane regex still works as a regex
+        assert len(app.log_view.visible_texts()) == 10
