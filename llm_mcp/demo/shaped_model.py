@@ -30,6 +30,8 @@ class Shape:
     weight_type: str = "F32"  # F32, F16 or Q8_0
     tied_output: bool = False
     n_ctx_train: int = 4096
+    arch: str = "llama"  # or "gemma3": sliding-window attention on 5 of every 6 layers
+    sliding_window: int = 0  # gemma3 only
 
 
 def _add_hparams(writer: object, shape: Shape, n_vocab: int) -> None:
@@ -51,6 +53,8 @@ def _add_hparams(writer: object, shape: Shape, n_vocab: int) -> None:
     if shape.n_expert:
         w.add_expert_count(shape.n_expert)
         w.add_expert_used_count(shape.n_expert_used)
+    if shape.sliding_window:
+        w.add_sliding_window(shape.sliding_window)
 
 
 def _tensor_shapes(shape: Shape, n_vocab: int) -> list[tuple[str, tuple[int, ...], bool]]:
@@ -68,6 +72,13 @@ def _tensor_shapes(shape: Shape, n_vocab: int) -> list[tuple[str, tuple[int, ...
             (f"{b}.attn_output.weight", (e, e), True),
             (f"{b}.ffn_norm.weight", (e,), False),
         ]
+        if shape.arch == "gemma3":
+            out += [
+                (f"{b}.post_attention_norm.weight", (e,), False),
+                (f"{b}.attn_k_norm.weight", (hd,), False),
+                (f"{b}.attn_q_norm.weight", (hd,), False),
+                (f"{b}.post_ffw_norm.weight", (e,), False),
+            ]
         if shape.n_expert:
             x = shape.n_expert
             out += [
@@ -99,7 +110,7 @@ def write_shaped_model(path: Path, shape: Shape, *, seed: int = 0, name: str = "
     rng = np.random.default_rng(seed)
     qtype = gguf.GGMLQuantizationType[shape.weight_type]
 
-    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer = gguf.GGUFWriter(str(path), shape.arch)
     writer.add_name(name)
     _add_hparams(writer, shape, len(tokens))
     writer.add_tokenizer_model("llama")
@@ -144,7 +155,7 @@ def write_header_only_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     qtype = gguf.GGMLQuantizationType[weight_type]
     block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer = gguf.GGUFWriter(str(path), shape.arch)
     writer.add_name(name)
     _add_hparams(writer, shape, n_vocab)
     writer.add_tokenizer_model("gpt2")

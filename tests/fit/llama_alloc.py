@@ -28,6 +28,7 @@ MiB = 1 << 20
 
 _BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
 _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
+_PROJECTED = re.compile(r"projected to use (\d+) MiB of host memory")
 _DONE = ("model loaded", "server is listening", "exiting due to")
 
 
@@ -40,6 +41,7 @@ class Allocation:
     compute: dict[str, int] = field(default_factory=dict)
     output: dict[str, int] = field(default_factory=dict)
     overridden: dict[str, str] = field(default_factory=dict)
+    projected_host: int | None = None  # llama.cpp's own fit projection (whole MiB)
     loaded: bool = False
     log: list[str] = field(default_factory=list)
 
@@ -68,6 +70,8 @@ def parse_allocation(lines: list[str]) -> Allocation:
             target[m.group(1)] = target.get(m.group(1), 0) + round(float(m.group(3)) * MiB)
         elif m := _OVERRIDDEN.search(line):
             alloc.overridden[m.group(1)] = m.group(2)
+        elif m := _PROJECTED.search(line):
+            alloc.projected_host = int(m.group(1)) * MiB
         if "model loaded" in line:
             alloc.loaded = True
     return alloc
@@ -114,7 +118,7 @@ class Case:
         return f"{self.model} {' '.join(self.args)}".strip()
 
 
-# Six shapes: dense, GQA, MQA with tied output, two MoE, wide quantised. Head sizes >= 32
+# Seven shapes: dense, GQA, MQA with tied output, two MoE, wide quantised, sliding window. Head sizes >= 32
 # wherever a q8_0 cache is used.
 MODELS: dict[str, Shape] = {
     "dense-f32": Shape(n_layer=4, n_embd=256, n_head=8, n_head_kv=8, n_ff=512),
@@ -124,6 +128,9 @@ MODELS: dict[str, Shape] = {
     "moe-q8": Shape(n_layer=6, n_embd=256, n_head=4, n_head_kv=4, n_ff=256, n_expert=4, n_expert_used=2,
                     weight_type="Q8_0"),
     "wide-q8": Shape(n_layer=3, n_embd=512, n_head=16, n_head_kv=4, n_ff=1024, weight_type="Q8_0"),
+    # Sliding-window attention (gemma3: 5 of every 6 layers see the last 128 tokens).
+    "swa-gemma3": Shape(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=2, n_ff=512,
+                        sliding_window=128, tied_output=True),
 }  # fmt: skip
 
 CASES: list[Case] = [
@@ -142,6 +149,8 @@ CASES: list[Case] = [
     Case("wide-q8", ("--parallel", "3", "--kv-unified", "--ctx-size", "3000", "-ub", "1024")),
     Case("moe-q8", ("--flash-attn", "off", "--ctx-size", "4096", "-ub", "64")),
     Case("mqa-tied", ("--ctx-size", "16384", "-ctk", "q8_0", "-ctv", "q8_0")),
+    Case("swa-gemma3", ("--ctx-size", "4096")),
+    Case("swa-gemma3", ("--ctx-size", "8192", "--parallel", "2", "-ub", "256")),
 ]  # fmt: skip
 
 
@@ -171,8 +180,8 @@ def table(out_dir: Path) -> str:
     paths = write_models(out_dir)
     rows = [
         "| model, flags | weights est / real (MiB) | KV est / real | compute+output est / real "
-        "| total est / real | -ot tensors matched |",
-        "|---|---|---|---|---|---|",
+        "| total est / real | llama.cpp's projection | -ot tensors matched |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in CASES:
         real = load_and_read(paths[case.model], list(case.args))
@@ -190,7 +199,8 @@ def table(out_dir: Path) -> str:
             f"| `{case.label}` | {h.weights / MiB:.2f} / {r_model / MiB:.2f} ({_pct(h.weights, r_model)}) "
             f"| {h.kv / MiB:.2f} / {r_kv / MiB:.2f} ({_pct(h.kv, r_kv)}) "
             f"| {h.compute / MiB:.2f} / {r_comp / MiB:.2f} ({_pct(h.compute, r_comp)}) "
-            f"| {total / MiB:.2f} / {real.total / MiB:.2f} ({_pct(total, real.total)}) | {ot} |"
+            f"| {total / MiB:.2f} / {real.total / MiB:.2f} ({_pct(total, real.total)}) "
+            f"| {(real.projected_host or 0) / MiB:.0f} | {ot} |"
         )
     return "\n".join(rows)
 

@@ -1,10 +1,10 @@
-"""The estimate against what the real llama-server says it allocated (`-lv 4`), on the CPU.
+"""The estimate against what the real llama-server says it allocated (`-lv 5`), on the CPU.
 
-Six generated models of different shapes, eight command lines (five with -ot,
---n-cpu-moe or --cpu-moe): weights and KV within 2 %, the total within 10 %, and the
-tensors an override moves are exactly the ones llama-server moves. Each load takes
-about a second (one container, removed at once). The table in docs/fit.md comes from
-the same cases (python -m tests.fit.llama_alloc).
+Seven generated models of different shapes (one with sliding-window attention), fifteen
+command lines (five with -ot, --n-cpu-moe or --cpu-moe): weights and KV within 2 %, the
+total within 10 %, and the tensors an override moves are exactly the ones llama-server
+moves. Each load takes about a second (one container, removed at once). The table in
+docs/fit.md comes from the same cases (python -m tests.fit.llama_alloc).
 """
 
 from __future__ import annotations

@@ -113,3 +113,16 @@ def test_a_pathological_override_pattern_fails_clearly_within_its_time_budget(mo
     with pytest.raises(SettingsError, match="simplify it"):
         estimate(info, s, n_gpus=1)
     assert time.monotonic() - start < 3
+
+
+def test_sliding_window_layers_hold_the_window_per_slot_plus_one_ubatch(tmp_path: Path) -> None:
+    from llm_mcp.demo.shaped_model import Shape, write_shaped_model
+
+    shape = Shape(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=2, n_ff=512, sliding_window=128)
+    info = read_model_info(write_shaped_model(tmp_path / "g3.gguf", shape))
+    assert info.swa_layers == (True, True, True, True, True, False)  # llama.cpp's period 6 for gemma3
+    cell = 2 * 2 * 64 * 2  # K and V, 2 KV heads x 64, f16
+    # Unified (the server's default 4 slots): pad256(128 x 4 + 512) = 1024 cells on 5 layers.
+    assert estimate(info, settings_from_args(["-c", "4096"])).host.kv == (4096 + 5 * 1024) * cell
+    # --swa-full: every layer holds the whole context.
+    assert estimate(info, settings_from_args(["-c", "4096", "--swa-full"])).host.kv == 6 * 4096 * cell
