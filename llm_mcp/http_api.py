@@ -260,14 +260,17 @@ def _json_object(body: bytes, valid: tuple[str, ...]) -> dict[str, Any]:
     return value
 
 
-def _query_int(params: dict[str, list[str]], name: str, default: int) -> int:
+def _query_int(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
     values = params.get(name)
     if not values:
         return default
     try:
-        return int(values[-1])
+        value = int(values[-1])
     except ValueError:
         raise _HttpError(400, "bad_request", f"query parameter {name} must be a whole number") from None
+    if not low <= value <= high:
+        raise _HttpError(400, "bad_request", f"query parameter {name} must be {low}..{high}")
+    return value
 
 
 async def _get_models(daemon: Daemon, params: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
@@ -279,7 +282,7 @@ async def _get_status(daemon: Daemon, params: dict[str, list[str]], body: bytes)
 
 
 async def _get_logs(daemon: Daemon, params: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
-    call: dict[str, Any] = {"lines": _query_int(params, "n", 100)}
+    call: dict[str, Any] = {"lines": _query_int(params, "n", 100, 0, 10000)}
     for name in ("filter", "run"):
         if params.get(name):
             call[name] = params[name][-1]
@@ -295,8 +298,10 @@ async def _post_switch(daemon: Daemon, params: dict[str, list[str]], body: bytes
     if not isinstance(request.get("model"), str):
         raise _HttpError(400, "bad_request", 'the body needs "model": a profile id (GET /models lists them)')
     timeout = request.pop("timeout", DEFAULT_SWITCH_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise _HttpError(400, "bad_request", '"timeout" must be a positive number of seconds')
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or \
+            not 0 < timeout <= protocol.MAX_SECONDS:
+        raise _HttpError(400, "bad_request", '"timeout" must be a number of seconds, more than 0 and at '
+                         f"most {protocol.MAX_SECONDS:g}")
     job = await daemon.dispatch("switch", {**request, "wait": False})
     if not job["done"]:
         job = await daemon.dispatch("job", {"id": job["id"], "wait": True, "timeout": timeout})
