@@ -9,15 +9,19 @@ went away: an engine outage is a state, shown in `status` as `docker`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
 
-from llm_mcp.runtime import EngineUnavailable
+from llm_mcp.log_signals import Failure
+from llm_mcp.runtime import EngineUnavailable, Runtime, RuntimeFailure
 
 log = logging.getLogger("llm_mcp.engine")
+
+DOCKER_UNAVAILABLE = "docker_unavailable"
 
 
 def backoff(first: float = 0.5, cap: float = 5.0) -> Iterator[float]:
@@ -89,3 +93,40 @@ class EngineLink:
         return {"available": self.available, "since": self.since,
                 "message": problem.message if problem else None,
                 "hint": problem.hint if problem else None}
+
+
+def outage_failure(problem: EngineUnavailable | None) -> Failure:
+    """What a job that the outage ended says."""
+    message = problem.message if problem is not None else "Docker stopped answering"
+    return Failure(DOCKER_UNAVAILABLE, message, reconnect_hint(problem))
+
+
+def reconnect_hint(problem: EngineUnavailable | None) -> str:
+    first = problem.hint if problem is not None and problem.hint else (
+        "start Docker (`sudo systemctl start docker`, or `dockerd`)")
+    return f"{first}; llm-mcp reconnects by itself and adopts the container if it still runs"
+
+
+async def follow_events(runtime: Runtime, link: EngineLink, on_event: Callable[[str, str], None],
+                        new_stop: Callable[[], threading.Event], shutdown: threading.Event, *,
+                        lost: Callable[[EngineUnavailable], None],
+                        limiter: anyio.CapacityLimiter | None = None) -> None:
+    """Follow the engine's container events for as long as it answers, again when it is back.
+
+    The event stream is the first thing to end when an engine goes away: then a ping
+    tells an engine that went from a stream that merely closed.
+    """
+    while not shutdown.is_set():
+        await link.wait_back()
+        try:
+            await anyio.to_thread.run_sync(runtime.events, on_event, new_stop(), limiter=limiter,
+                                           abandon_on_cancel=True)
+            if shutdown.is_set():
+                return
+            await anyio.to_thread.run_sync(runtime.ping, limiter=limiter)
+        except EngineUnavailable as exc:
+            lost(exc)
+            continue
+        except RuntimeFailure as exc:
+            log.warning("docker events: %s; retrying", exc)
+        await anyio.sleep(1)

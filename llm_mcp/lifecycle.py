@@ -8,10 +8,8 @@ replaces it), and a caller that goes away leaves the job running.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -22,15 +20,15 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from llm_mcp import ready_health
 from llm_mcp.compose import config_hash, profile_spec, write_env_file
 from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_value
-from llm_mcp.engine_link import EngineLink
+from llm_mcp.engine_link import DOCKER_UNAVAILABLE, EngineLink, follow_events, outage_failure, reconnect_hint
 from llm_mcp.events import EventBus
 from llm_mcp.health import Health, LlamaServerProbe
 from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
 from llm_mcp.line_feed import LineFeed
 from llm_mcp.load_history import LoadHistory
+from llm_mcp.log_replay import REPLAY_MARGIN_S, docker_ts_seconds, recent_records
 from llm_mcp.log_signals import (
     STALLED,
     TIMED_OUT,
@@ -42,6 +40,7 @@ from llm_mcp.log_signals import (
     match_phase,
 )
 from llm_mcp.logbook import Logbook
+from llm_mcp.ready_health import ReadyHealth
 from llm_mcp.runtime import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure, StartError
 from llm_mcp.switch_intent import IntentFile, SwitchIntent
 
@@ -49,10 +48,8 @@ __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
 
 log = logging.getLogger("llm_mcp.lifecycle")
 
-REPLAY_MARGIN_S = 5.0
 
 
-DOCKER_UNAVAILABLE = "docker_unavailable"
 REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
                   "something ran `docker rm` on it; switch to the model again to start it")
 
@@ -98,7 +95,6 @@ class Core:
         self.bus = bus or EventBus()
         self.probe_factory = probe_factory
         self.health_interval = health_interval
-        self.ready_health_interval = ready_health_interval
         config = load_config()
         self.instance = config.instance
         self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
@@ -112,8 +108,6 @@ class Core:
         self.state_code: str | None = None  # a stable code for the reason, when there is one
         self.state_since = time.time()
         self.health: Health | None = None
-        self._ready_health: ready_health.HealthTracker | None = None
-        self._container_status: str | None = None  # Docker's word for it while unresponsive
         self.stale_config = False
         self.measured_tps: float | None = None
         self.speed_source: str | None = None
@@ -125,6 +119,7 @@ class Core:
         self._threads = anyio.CapacityLimiter(64)
         self._lock = anyio.Lock()  # serialises container changes
         self.engine = EngineLink(runtime.ping, limiter=self._threads)
+        self.ready_health = ReadyHealth(ready_health_interval, runtime.inspect, self._threads)
         self.intent = IntentFile(state_dir / f"switch-intent-{self.instance}.json")
         self.started = anyio.Event()
         self._events_stop = threading.Event()
@@ -267,7 +262,7 @@ class Core:
                 "uptime": None if container.started_at is None else round(now - container.started_at, 1),
             },
             "health": self._health_status(),
-            "health_detail": self._health_detail(),
+            "health_detail": self.ready_health.detail() if self.state == State.READY else None,
             "stale_config": self.stale_config,
             "job": self._job.to_dict() if self._job and not self._job.done.is_set() else None,
             "last_switch": self._last_job.to_dict() if self._last_job else None,
@@ -285,22 +280,16 @@ class Core:
     # ---- state and events ----------------------------------------------------------
 
     def _health_status(self) -> str | None:
-        if self._ready_health is not None and self.state == State.READY:
-            return self._ready_health.status
+        if self.state == State.READY and self.ready_health.status is not None:
+            return self.ready_health.status
         return None if self.health is None else self.health.status
-
-    def _health_detail(self) -> dict[str, Any] | None:
-        tracker = self._ready_health
-        if tracker is None or self.state != State.READY or self._watch is None:
-            return None
-        return ready_health.describe(tracker, self._container_status, self._watch.container.short_id)
 
     def _set_state(self, state: State, reason: str | None = None, hint: str | None = None,
                    *, code: str | None = None) -> None:
         if not self.engine.available and self.engine.problem is not None:
             # While the engine is away that is the news, whatever else happened.
             problem = self.engine.problem
-            reason, hint, code = problem.message, _reconnect_hint(problem), DOCKER_UNAVAILABLE
+            reason, hint, code = problem.message, reconnect_hint(problem), DOCKER_UNAVAILABLE
         if state == self.state and reason == self.state_reason and code == self.state_code:
             return
         self.state, self.state_reason, self.state_hint, self.state_code = state, reason, hint, code
@@ -363,8 +352,9 @@ class Core:
                 job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
         except EngineUnavailable as exc:
             self._engine_lost(exc)
-            job.result, job.failure = "failed", _outage_failure(exc)
-            self._set_state(State.FAILED, job.failure.message, job.failure.hint, code=DOCKER_UNAVAILABLE)
+            job.result, job.failure = "failed", outage_failure(exc)
+            if job.phase != "queued":  # refused before touching anything: the state stands
+                self._set_state(State.FAILED, job.failure.message, job.failure.hint, code=DOCKER_UNAVAILABLE)
         except RuntimeFailure as exc:  # the engine refused something: its words, not a crash
             log.warning("job %s: %s", job.id, exc)
             job.result = "failed"
@@ -549,7 +539,7 @@ class Core:
             while True:
                 now = time.monotonic()
                 if watch.detached or not self.engine.available:
-                    return _outage_failure(self.engine.problem)
+                    return outage_failure(self.engine.problem)
                 if watch.removed:
                     return REMOVED
                 if watch.failure is not None or watch.exited.is_set():
@@ -606,34 +596,22 @@ class Core:
 
     def _after_ready(self, watch: _Watch, profile: Profile) -> None:
         assert self._tg is not None
-        tracker = self._ready_health = ready_health.HealthTracker()
-        self._container_status = None
         probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
-        self._tg.start_soon(functools.partial(
-            ready_health.watch, probe, tracker, interval=self.ready_health_interval,
-            alive=lambda: self._watch is watch and not watch.exited.is_set(),  # also while detached
-            on_change=functools.partial(self._ready_health_changed, watch, tracker)))
+        self.ready_health.start(self._tg, probe, watch.container, on_change=self._health_changed,
+                                alive=lambda: self._watch is watch and not watch.exited.is_set())
         if profile.verify:
             self._tg.start_soon(self._verify_speed, watch, profile)
 
-    async def _ready_health_changed(self, watch: _Watch, tracker: ready_health.HealthTracker) -> None:
-        status = None
-        if tracker.status != ready_health.OK:  # paused or hung? Docker knows "paused"
-            try:
-                info = await anyio.to_thread.run_sync(self.runtime.inspect, watch.container.id,
-                                                      limiter=self._threads)
-                status = info.status if info else None
-            except RuntimeFailure:
-                pass
-        self._container_status = status
-        detail = self._health_detail()
+    def _health_changed(self) -> None:
+        detail = self.ready_health.detail()
         if detail is not None:
             self.logbook.note(f"health: {detail['status']}"
                               + (f" ({detail['message']})" if detail["message"] else ""))
         self.bus.publish("state", {"state": self.state.value, "reason": self.state_reason,
                                    "hint": self.state_hint, "reason_code": self.state_code,
                                    "health": self._health_status(), "health_detail": detail,
-                                   "profile": watch.profile.id if watch.profile else None})
+                                   "profile": self._watch.profile.id
+                                   if self._watch and self._watch.profile else None})
 
     async def _verify_speed(self, watch: _Watch, profile: Profile) -> None:
         probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
@@ -778,34 +756,23 @@ class Core:
             self.logbook.end_run()
             self._watch = None
             self.health = None
-            self._ready_health = None
+            self.ready_health.stop()
 
     async def _watch_docker_events(self) -> None:
-        """Notice containers that die or vanish behind our back within a second, and an engine
-        that goes away: its event stream is the first to end."""
+        """Notice containers that die or vanish behind our back within a second."""
         def on_event(action: str, container_id: str) -> None:
             if action in ("die", "destroy", "kill", "stop"):
                 try:
                     anyio.from_thread.run_sync(self._on_docker_event, action, container_id)
                 except RuntimeError:
-                    self._events_stop.set()
+                    self._events_stop.set()  # the event loop is gone
 
-        while not self._shutdown.is_set():
-            await self.engine.wait_back()
+        def stopper() -> threading.Event:
             self._events_stop = threading.Event()
-            try:
-                await anyio.to_thread.run_sync(self.runtime.events, on_event, self._events_stop,
-                                               limiter=self._threads, abandon_on_cancel=True)
-                if self._shutdown.is_set():
-                    return
-                # The stream ended by itself: ask whether the engine is still there.
-                await anyio.to_thread.run_sync(self.runtime.ping, limiter=self._threads)
-            except EngineUnavailable as exc:
-                self._engine_lost(exc)
-                continue
-            except RuntimeFailure as exc:
-                log.warning("docker events: %s; retrying", exc)
-            await anyio.sleep(1)
+            return self._events_stop
+
+        await follow_events(self.runtime, self.engine, on_event, stopper, self._shutdown,
+                            lost=self._engine_lost, limiter=self._threads)
 
     def _on_docker_event(self, action: str, container_id: str) -> None:
         watch = self._watch
@@ -837,7 +804,16 @@ class Core:
     async def _engine_back(self) -> None:
         self.logbook.note("Docker answers again")
         async with self._lock:  # never beside a job's container changes
-            await self._reconcile(after_outage=True)
+            known = self._watch
+            if known is not None and not known.detached:
+                return  # a job attached what runs while we waited for the lock
+            try:
+                await self._reconcile(after_outage=True)
+            except Exception as exc:  # e.g. models.conf broken meanwhile: report, never crash
+                log.exception("adopting after the outage failed")
+                self._set_state(State.FAILED, f"llm-mcp could not adopt the container: {exc}",
+                                "fix the cause (see the daemon log); switch to a model to go on",
+                                code="internal_error")
 
     # ---- adoption --------------------------------------------------------------
 
@@ -873,16 +849,16 @@ class Core:
             else:
                 self._set_state(State.STOPPED, None)
             return
-        await self._adopt(keep, same_run=known is not None)
+        await self._adopt(keep, same_run=known is not None and keep.id == known.container.id)
 
     async def _adopt(self, keep: ContainerInfo, *, same_run: bool) -> None:
         config = self.config()
         profile = config.profiles.get(keep.profile)
         if same_run:  # this core saw its lines already: only re-read the ones it may have missed
-            since, replayed = _recent_records(self.logbook.run_file(keep.id))
+            since, replayed = recent_records(self.logbook.run_file(keep.id))
         else:
             restored = self.logbook.restore_run(keep.id)
-            latest = _docker_ts_seconds(restored.latest) if restored.latest else None
+            latest = docker_ts_seconds(restored.latest) if restored.latest else None
             # Re-read a margin before the newest saved line: stdout and stderr lines are not
             # saved in timestamp order. The replayed set drops what is already there.
             since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
@@ -936,48 +912,5 @@ class Core:
         self._set_state(State.FAILED, failure.message, failure.hint, code=failure.reason)
 
 
-def _outage_failure(problem: EngineUnavailable | None) -> Failure:
-    message = problem.message if problem is not None else "Docker stopped answering"
-    return Failure(DOCKER_UNAVAILABLE, message, _reconnect_hint(problem))
-
-
-def _reconnect_hint(problem: EngineUnavailable | None) -> str:
-    first = problem.hint if problem is not None and problem.hint else (
-        "start Docker (`sudo systemctl start docker`, or `dockerd`)")
-    return f"{first}; llm-mcp reconnects by itself and adopts the container if it still runs"
-
-
-def _recent_records(path: Path | None) -> tuple[float | None, set[tuple[str, str]]]:
-    """Where to resume a log stream from its run file: (since, the lines already there)."""
-    if path is None:
-        return None, set()
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - (1 << 20)))
-            records = handle.read().decode("utf-8", "replace").splitlines()[1:]
-    except OSError:
-        return None, set()
-    pairs = [(ts, text) for ts, _, text in (r.partition(" ") for r in records)
-             if not text.startswith(("[llm-mcp] ", "--- "))]
-    stamps = [s for ts, _ in pairs if (s := _docker_ts_seconds(ts)) is not None]
-    if not stamps:
-        return None, set()
-    since = max(0.0, max(stamps) - REPLAY_MARGIN_S)
-    return since, {(ts, text) for ts, text in pairs if (_docker_ts_seconds(ts) or 0.0) >= since}
-
-
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-
-
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
-
-
-def _docker_ts_seconds(ts: str) -> float | None:
-    match = _TS.match(ts)
-    if not match:
-        return None
-    from datetime import UTC, datetime
-
-    base = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp()
-    return base + float("0." + (match.group(2) or "0"))

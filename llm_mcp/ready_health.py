@@ -14,13 +14,15 @@ goes back to `ok` when the server answers again.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from llm_mcp.health import Health, LlamaServerProbe
+from llm_mcp.runtime import ContainerInfo, RuntimeFailure
 
 OK = "ok"
 UNRESPONSIVE = "unresponsive"
@@ -62,21 +64,63 @@ def describe(tracker: HealthTracker, container_status: str | None, container: st
         out["message"] = "the container is paused: llama-server cannot answer /health"
         out["hint"] = f"`docker unpause {container}` to resume it, or switch to a model to replace it"
     else:
-        out["message"] = f"llama-server does not answer /health ({seen}) although its container runs"
+        runs = " although its container runs" if container_status == "running" else ""
+        out["message"] = f"llama-server does not answer /health ({seen}){runs}"
         out["hint"] = ("it may be hung or stopped (SIGSTOP) or overloaded; it is left running: wait, "
                        "or switch to the model again to restart it")
     return out
 
 
-async def watch(probe: LlamaServerProbe, tracker: HealthTracker, *, interval: float,
-                alive: Callable[[], bool], on_change: Callable[[], Awaitable[None]]) -> None:
-    """Poll until `alive()` is false; call on_change() whenever the reported health changes."""
-    try:
-        while alive():
-            await anyio.sleep(interval)
-            if not alive():
-                return
-            if tracker.observe(await probe.health()):
-                await on_change()
-    finally:
-        await probe.aclose()
+class ReadyHealth:
+    """The health watch of the core's one ready container (none while not ready)."""
+
+    def __init__(self, interval: float, inspect: Callable[[str], ContainerInfo | None],
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
+        self.interval = interval
+        self._inspect = inspect
+        self._limiter = limiter
+        self.tracker: HealthTracker | None = None
+        self._container = ""
+        self._container_status: str | None = None  # Docker's word for it while unresponsive
+
+    def start(self, tg: anyio.abc.TaskGroup, probe: LlamaServerProbe, container: ContainerInfo, *,
+              alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
+        self.tracker = tracker = HealthTracker()
+        self._container, self._container_status = container.short_id, None
+        tg.start_soon(self._run, probe, tracker, container.id, alive, on_change)
+
+    def stop(self) -> None:
+        self.tracker = None
+
+    @property
+    def status(self) -> str | None:
+        return None if self.tracker is None else self.tracker.status
+
+    def detail(self) -> dict[str, Any] | None:
+        if self.tracker is None:
+            return None
+        return describe(self.tracker, self._container_status, self._container)
+
+    async def _run(self, probe: LlamaServerProbe, tracker: HealthTracker, container_id: str,
+                   alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
+        def watching() -> bool:
+            return self.tracker is tracker and alive()
+
+        try:
+            while watching():
+                await anyio.sleep(self.interval)
+                if not watching() or not tracker.observe(await probe.health()):
+                    continue
+                status = None
+                if tracker.status != OK:  # paused or hung? Docker knows "paused"
+                    try:
+                        info = await anyio.to_thread.run_sync(self._inspect, container_id,
+                                                              limiter=self._limiter)
+                        status = info.status if info else None
+                    except RuntimeFailure:
+                        pass
+                if watching():
+                    self._container_status = status
+                    on_change()
+        finally:
+            await probe.aclose()
