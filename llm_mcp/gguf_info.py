@@ -220,17 +220,45 @@ def _open_map(path: Path) -> tuple[mmap.mmap, int]:
         os.close(fd)
 
 
+_SPLIT_NAME = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+
+
 def read_model_info(path: Path | str) -> ModelInfo:
-    """Parse ``path``'s GGUF header; raise :class:`GGUFError` with the reason if it is not a usable model."""
+    """Parse ``path``'s GGUF header; raise :class:`GGUFError` with the reason if it is not a usable model.
+
+    A split model (``name-00001-of-00003.gguf``, as llama.cpp's gguf-split writes it) is read
+    from its first file, and the tensors of every other split are added from their headers.
+    """
     path = Path(path)
+    version, meta, tensors, size = _read_one(path)
+    count = meta.get("split.count", 0)
+    if isinstance(count, int) and count > 1:
+        m = _SPLIT_NAME.match(path.name)
+        if not m or int(m.group(2)) != 1:
+            raise GGUFError(
+                path,
+                f"part of a {count}-file split model: point the profile at the first file (…-00001-of-…gguf)",
+            )
+        for i in range(2, count + 1):
+            part = path.with_name(f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf")
+            if not part.exists():
+                raise GGUFError(path, f"split {i} of {count} is missing: {part.name}")
+            _, _, more, more_size = _read_one(part)
+            tensors += more
+            size += more_size
+    return _model_info(path, size, version, meta, tuple(tensors))
+
+
+def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int]:
     buf, size = _open_map(path)
     try:
-        return _parse(_Header(buf, path), size)
+        version, meta, tensors = _parse(_Header(buf, path), size)
     finally:
         buf.close()
+    return version, meta, tensors, size
 
 
-def _parse(h: _Header, size: int) -> ModelInfo:
+def _parse(h: _Header, size: int) -> tuple[int, dict[str, Any], list[TensorInfo]]:
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     path = h.path
@@ -299,7 +327,7 @@ def _parse(h: _Header, size: int) -> ModelInfo:
                 block=int(m.group(1)) if m else None, is_expert=bool(_EXPERT.search(name)),
             )
         )  # fmt: skip
-    return _model_info(path, size, version, meta, tuple(tensors))
+    return version, meta, tensors
 
 
 def _model_info(

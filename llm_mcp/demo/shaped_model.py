@@ -96,8 +96,14 @@ def _tensor_shapes(shape: Shape, n_vocab: int) -> list[tuple[str, tuple[int, ...
     return out
 
 
-def write_shaped_model(path: Path, shape: Shape, *, seed: int = 0, name: str = "shaped") -> Path:
-    """Write a loadable model of ``shape`` to ``path``; same arguments, same bytes."""
+def write_shaped_model(
+    path: Path, shape: Shape, *, seed: int = 0, name: str = "shaped", split_max_tensors: int = 0
+) -> Path:
+    """Write a loadable model of ``shape`` to ``path``; same arguments, same bytes.
+
+    With ``split_max_tensors`` the model is split as llama.cpp's gguf-split does
+    (``STEM-00001-of-0000N.gguf`` beside ``path``); the first file is returned.
+    """
     import gguf
     import numpy as np
     from gguf.quants import quantize
@@ -110,7 +116,7 @@ def write_shaped_model(path: Path, shape: Shape, *, seed: int = 0, name: str = "
     rng = np.random.default_rng(seed)
     qtype = gguf.GGMLQuantizationType[shape.weight_type]
 
-    writer = gguf.GGUFWriter(str(path), shape.arch)
+    writer = gguf.GGUFWriter(str(path), shape.arch, split_max_tensors=split_max_tensors)
     writer.add_name(name)
     _add_hparams(writer, shape, len(tokens))
     writer.add_tokenizer_model("llama")
@@ -136,6 +142,8 @@ def write_shaped_model(path: Path, shape: Shape, *, seed: int = 0, name: str = "
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if split_max_tensors and len(writer.tensors) > 1:
+        return path.with_name(f"{path.stem}-00001-of-{len(writer.tensors):05d}.gguf")
     return path
 
 

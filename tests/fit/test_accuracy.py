@@ -64,3 +64,11 @@ def test_suggested_n_cpu_moe_moves_exactly_the_tensors_llama_server_moves(
     # And the whole load on the CPU agrees with the estimate for the CPU.
     host = estimate(info, settings_from_args(flags)).host
     assert abs(host.weights - sum(real.model.values())) <= 0.02 * sum(real.model.values())
+
+
+def test_a_split_model_is_estimated_whole_as_llama_server_loads_it(tmp_path: Path, real_image: str) -> None:
+    first = write_shaped_model(tmp_path / "m.gguf", MOE, split_max_tensors=20)
+    real = load_and_read(first, ["--ctx-size", "1024"], image=real_image)
+    assert real.loaded, "\n".join(real.log[-20:])
+    host = estimate(read_model_info(first), settings_from_args(["--ctx-size", "1024"])).host
+    assert abs(host.weights - sum(real.model.values())) <= 0.02 * sum(real.model.values())

@@ -99,3 +99,17 @@ def test_a_header_cut_inside_the_metadata_is_reported_as_truncated(tmp_path: Pat
     cut.write_bytes(whole[:2000])  # inside the vocabulary
     with pytest.raises(GGUFError, match="truncated: the file ends inside the header"):
         read_model_info(cut)
+
+
+def test_a_split_model_is_read_whole_from_its_first_file(tmp_path: Path) -> None:
+    whole = read_model_info(write_shaped_model(tmp_path / "whole.gguf", Shape()))
+    first = write_shaped_model(tmp_path / "split" / "m.gguf", Shape(), split_max_tensors=15)
+    assert first.name == "m-00001-of-00003.gguf"
+    info = read_model_info(first)
+    assert [t.name for t in info.tensors] == [t.name for t in whole.tensors]
+    assert info.weight_bytes == whole.weight_bytes and info.n_layer == whole.n_layer
+    with pytest.raises(GGUFError, match="point the profile at the first file"):
+        read_model_info(first.with_name("m-00002-of-00003.gguf"))
+    first.with_name("m-00003-of-00003.gguf").unlink()
+    with pytest.raises(GGUFError, match=r"split 3 of 3 is missing: m-00003-of-00003\.gguf"):
+        read_model_info(first)
