@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -46,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = sub.add_parser(
         "daemon", parents=[common], help=daemon_help, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"{daemon_help}. It owns the llama-server container; every other command (and "
-        "`serve`) is its client and starts it in the background when none runs. Run it by hand to "
-        "watch its log, or to serve the HTTP API.")
+        description=textwrap.fill(
+            f"{daemon_help}. It owns the llama-server container; every other command (and `serve`) "
+            "is its client and starts it in the background when none runs. Run it by hand to watch "
+            "its log, or to serve the HTTP API.", 80))
     daemon.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API (loopback "
                         "unless a host is given explicitly)")
     daemon.add_argument("--allow-remote", action="store_true",
@@ -59,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", parents=[common], help=serve_help, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"{serve_help}. Tools: list_models, status, switch_model, tail_logs; a client of "
-        "the daemon (started when none runs). Register it with Claude Code using the command "
-        "`llm-mcp check` prints.")
+        description=textwrap.fill(
+            f"{serve_help}. A client of the daemon (started when none runs); its tools are in "
+            "docs/mcp.md. Register it with Claude Code using the command `llm-mcp check` prints "
+            "(absolute paths: Claude Code does not see this venv).", 80))
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (loopback only unless "
                        "--allow-remote)")
