@@ -84,6 +84,7 @@ class MonitorApp(App[None]):
         self.gpu_panel = GpuPanel(self.model, id="gpu")
         self.system_panel = SystemPanel(self.model, id="system")
         self.switch_panel = SwitchPanel(self.model, id="switch")
+        self.panels = Horizontal(id="panels")
         self.log_view = LogView(max_log_lines, id="log")
         self.filter_box = Input(placeholder="filter the log: text or regex · Enter keeps it · Esc clears it",
                                 id="filter", compact=True)
@@ -92,7 +93,7 @@ class MonitorApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield self.status_bar
-        with Horizontal(id="panels"):
+        with self.panels:
             yield self.gpu_panel
             yield self.system_panel
         with Vertical(id="log-box"):  # the switch panel shares the log's room, never all of it
@@ -128,7 +129,7 @@ class MonitorApp(App[None]):
         """Without a GPU the panel shrinks to a line or two and the system panel takes the width."""
         snapshot = self.model.gpu
         no_gpu = snapshot is not None and not (snapshot.get("available") and snapshot.get("gpus"))
-        panels = self.query_one("#panels")
+        panels = self.panels
         if panels.has_class("no-gpu") != no_gpu:
             panels.set_class(no_gpu, "no-gpu")
             self.system_panel.refresh(layout=True)

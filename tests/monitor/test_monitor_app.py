@@ -521,6 +521,21 @@ async def test_no_gpu_takes_one_or_two_rows(size: tuple[int, int]) -> None:
         assert "server CPU 98%" in text
 
 
+async def test_gpus_that_vanish_while_the_picker_is_open_shrink_to_the_no_gpu_line_underneath() -> None:
+    app, client = make(events=[S.envelope(1, "gpu", S.gpu_snapshot()),
+                               S.envelope(2, "system", S.system_sample())])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        assert isinstance(app.screen, PickerScreen)
+        await client.live.put(S.envelope(3, "gpu", S.NO_GPU))  # the driver went away
+        await wait_for(pilot, lambda: app.gpu_panel.outer_size.height <= 2, 5, "the no-GPU line")
+        assert isinstance(app.screen, PickerScreen) and app.model.connected
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "No visible GPUs" in S.screen_text(app)
+
+
 async def test_the_failure_panel_shows_the_lines_that_say_why_before_the_noise_around_them() -> None:
     noise = [f"0.00.000.{i:03d} W ggml_cuda_init: warning {i}" for i in range(10)]
     cause = "0.00.010.000 E llama_model_load: error loading model: tensor 'blk.0' data is not within the file"
