@@ -102,11 +102,13 @@ class Model:
         if isinstance(status.get("gpu"), dict):
             self.gpu = status["gpu"]
         job = status.get("job")
-        # An answer that left the daemon before a job's last event can still say "in flight".
-        self.job = job if isinstance(job, dict) and not self._is_finished(job) else None
+        # An answer that left the daemon before a job's last event can still say "in flight"
+        # (and name the switch before it as the last one): the events know better.
+        stale = isinstance(job, dict) and self._is_finished(job)
+        self.job = job if isinstance(job, dict) and not stale else None
         self.job_seen_at = self.clock()
         last = status.get("last_switch")
-        if isinstance(last, dict):
+        if isinstance(last, dict) and not stale:
             self.last_job = last
 
     def apply_state(self, data: dict[str, Any]) -> None:

@@ -402,6 +402,9 @@ def test_a_status_answer_older_than_a_jobs_last_event_does_not_resurrect_it() ->
     assert model.job is None
     model.apply_job({**running, "phase": "loading"})  # a late event of the same job
     assert model.job is None
+    older = S.job("gpt-oss", "gpt-oss 120B", id="job-8", done=True, result="failed")
+    model.apply_status(S.status("loading", S.MODELS[2], job=running, last=older))
+    assert (model.last_job or {}).get("id") == "job-9"  # no older failure panel coming back
 
 
 async def test_with_nothing_running_the_picker_preselects_the_models_conf_default() -> None:
