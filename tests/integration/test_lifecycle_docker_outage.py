@@ -194,3 +194,41 @@ async def test_the_daemon_process_outlives_its_engine_and_answers_status_meanwhi
         if not engine.running:
             engine.start()
         daemons.cleanup()
+
+
+async def test_a_daemon_started_while_the_engine_is_down_adopts_the_container_once_it_answers(
+    engine_setup: EngineSetup, engine: Engine
+) -> None:
+    from tests.daemons import Daemons, Raw, socket_of
+
+    daemons = Daemons(engine_setup)
+    try:
+        daemons.start()
+        raw = await Raw.open(socket_of(engine_setup))
+        reply = await raw.call("switch", {"model": "fake-a", "wait": True, "timeout": 30})
+        assert reply["result"]["result"] == "ready", reply
+        container = (await raw.call("status", {"gpu": False}))["result"]["container"]["id"]
+        await raw.aclose()
+        await anyio.to_thread.run_sync(daemons.cleanup)  # SIGTERM: the container stays
+        await anyio.to_thread.run_sync(engine.stop)
+        proc = daemons.start()
+        raw = await Raw.open(socket_of(engine_setup))
+        try:
+            status = (await raw.call("status", {"gpu": False}))["result"]
+            assert_says_docker_is_down(status)
+            await anyio.to_thread.run_sync(engine.start)
+            with anyio.fail_after(20):
+                while True:
+                    status = (await raw.call("status", {"gpu": False}))["result"]
+                    if status["state"] == "ready":
+                        break
+                    await anyio.sleep(0.1)
+            assert status["container"]["id"] == container
+            assert status["docker"]["available"] is True and status["reason_code"] is None
+            assert proc.poll() is None
+        finally:
+            await raw.aclose()
+    finally:
+        if not engine.running:
+            engine.start()
+        daemons.cleanup()
