@@ -144,11 +144,6 @@ class DockerRuntime:
                                   else docker.from_env(timeout=3).api)
             self._ping_api.ping()
 
-    def close(self) -> None:
-        for api in (self._client.api if self._client else None, self._ping_api):
-            if api is not None:
-                api.close()
-
     def _filters(self) -> dict[str, Any]:
         return {"label": [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]}
 
