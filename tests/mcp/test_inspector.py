@@ -50,7 +50,7 @@ async def test_inspector_lists_the_tools_with_schemas_and_annotations(
         inspector: Path, daemon: DaemonClient, mcp_setup: Setup) -> None:
     listed = run_inspector(inspector, mcp_setup, "--method", "tools/list", "--strict")  # portable schemas
     tools = {tool["name"]: tool for tool in listed["tools"]}
-    assert sorted(tools) == ["list_models", "status", "switch_model", "tail_logs"]
+    assert sorted(tools) == ["fit_model", "list_models", "status", "switch_model", "tail_logs"]
     switch = tools["switch_model"]
     assert switch["inputSchema"]["required"] == ["model"]
     assert switch["annotations"]["destructiveHint"] is True
