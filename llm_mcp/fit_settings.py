@@ -62,11 +62,6 @@ class FitSettings:
     def with_(self, **changes: object) -> FitSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    def n_cpu_moe(self) -> int | None:
-        """N if the overrides are exactly ``--n-cpu-moe N`` (what suggestions vary)."""
-        found = [o for o in self.overrides if o.pattern.endswith(EXPERT_REGEX)]
-        return len(found) if found else None
-
 
 def _device_of(buffer: str) -> str:
     """llama.cpp buffer type name -> our device key ("CPU" -> host, "CUDA1" -> gpu1)."""
