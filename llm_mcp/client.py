@@ -160,6 +160,7 @@ class DaemonClient:
         child, log_path = self._spawn()
         spawned = 1
         waiting_for: object = None
+        saw_exit = False
         delay = 0.02
         while time.monotonic() < deadline:
             try:
@@ -175,10 +176,14 @@ class DaemonClient:
                 # starting up, or one shutting down. Wait for that one, and start ours again
                 # at once if it went away without ever answering.
                 holder = read_holder(_lock_path(self.socket_path)).get("pid")
+                if not saw_exit:
+                    saw_exit = True
+                    delay = 0.02  # the other daemon may be about to answer: look again at once
                 waiting_for = holder or waiting_for
                 if not alive(holder) and spawned < MAX_SPAWNS:
                     child, log_path = self._spawn()
                     spawned += 1
+                    saw_exit = False
                     delay = 0.02
                     continue
             await anyio.sleep(delay)

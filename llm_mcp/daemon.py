@@ -406,6 +406,7 @@ def run_daemon(config_path: Path, socket_path: Path, state: Path, *, foreground:
     except OSError as exc:
         _say(f"cannot use the state dir {state} for daemon.log: {exc}")
         return EXIT_UNAVAILABLE
+    log.info("daemon %s starting (llm-mcp %s) on %s", os.getpid(), __version__, socket_path)
     private_socket_dir = socket_path.parent == paths.runtime_dir()
     socket_lock = locks.socket_lock(socket_path)
     try:
@@ -532,8 +533,8 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
 
 
 def _waiting(lock: Path, holder: dict[str, Any]) -> None:
-    _say(f"the daemon pid {holder.get('pid', '?')} still holds {lock} and does not answer: waiting up to "
-         f"{locks.DYING_WAIT:g} s for it to finish shutting down")
+    _say(f"the daemon pid {holder.get('pid', '?')} holds {lock} but does not answer (starting, or "
+         f"shutting down): waiting up to {locks.DYING_WAIT:g} s for it")
 
 
 def _answers(socket_path: Path) -> bool:
