@@ -133,7 +133,9 @@ def render(report: FitReport) -> str:
         )
     lines.append(f"verdict: {report.verdict.fit}")
     s = report.suggestions
-    if s is not None:
+    if s is not None and all(v is None for v in (s.n_gpu_layers, s.n_cpu_moe, s.expert_cutoff, s.ctx_size)):
+        lines.append("what fits (by the estimate): nothing, even the smallest setting is too big")
+    elif s is not None:
         lines.append("what fits (by the estimate):")
         if s.n_gpu_layers is not None:
             lines.append(f"  n_gpu_layers = {s.n_gpu_layers}  (largest)")
@@ -148,8 +150,6 @@ def render(report: FitReport) -> str:
             lines.append(f"  ctx_size = {s.ctx_size}  (largest, other settings as they are)")
         else:
             lines.append("  ctx_size: none fits with the other settings as they are")
-        if all(v is None for v in (s.n_gpu_layers, s.n_cpu_moe, s.expert_cutoff, s.ctx_size)):
-            lines.append("  nothing: even the smallest setting does not fit")
     for note in report.estimate.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
