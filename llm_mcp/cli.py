@@ -484,13 +484,31 @@ def add_fit_command(sub: Any, common: argparse.ArgumentParser) -> None:
     fit.add_argument("--suggest", action="store_true", help="print the settings that fit even when it fits")
 
 
-def _nvml_free() -> dict[str, int]:
-    from llm_mcp.fit import free_from_gpu_samples
-    from llm_mcp.gpu import GpuSampler
+def _gpu_free(args: argparse.Namespace) -> dict[str, int]:
+    """Free bytes per GPU: from a running daemon's sample (which knows the memory of the model
+    it would replace), else from NVML now. Never starts a daemon."""
+    import anyio
 
-    with GpuSampler() as sampler:
-        snap = sampler.sample()
-    return free_from_gpu_samples([g.to_dict() for g in snap.gpus]) if snap.available else {}
+    from llm_mcp.client import DaemonClient, DaemonUnavailable
+    from llm_mcp.fit import free_from_gpu_samples
+    from llm_mcp.protocol import ProtocolError
+
+    async def from_daemon() -> dict[str, Any] | None:
+        async with DaemonClient(paths.socket_path(args.socket), autostart=False, name="fit") as client:
+            with anyio.fail_after(5):
+                gpu: dict[str, Any] | None = (await client.call("status", gpu=True)).get("gpu")
+                return gpu
+
+    try:
+        snap = anyio.run(from_daemon)
+    except (DaemonUnavailable, ProtocolError, OSError, TimeoutError):  # no daemon: ask NVML directly
+        snap = None
+    if snap is None:
+        from llm_mcp.gpu import GpuSampler
+
+        with GpuSampler() as sampler:
+            snap = sampler.sample().to_dict()
+    return free_from_gpu_samples(snap.get("gpus") or []) if snap.get("available") else {}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -511,7 +529,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if args.free_gpu:
             free.update({f"gpu{i}": fit.parse_bytes(s) for i, s in enumerate(args.free_gpu.split(","))})
         else:
-            free.update(_nvml_free())
+            free.update(_gpu_free(args))
     except ValueError as exc:
         return _fail(args, EXIT_USAGE, "bad_argument", str(exc))
     try:

@@ -101,3 +101,15 @@ async def test_fit_model_tool_answers_with_the_breakdown_and_refuses_unknown_mod
         assert bad.is_error
         text = "\n".join(b.text for b in bad.content if isinstance(b, TextContent))
         assert "unknown model 'no-such-model'" in text
+
+
+def test_free_gpu_memory_counts_what_our_running_model_holds_as_free() -> None:
+    from llm_mcp.fit import free_from_gpu_samples
+
+    samples = [
+        {"index": 0, "memory_total_mib": 24576, "memory_used_mib": 20480,
+         "processes": [{"pid": 1, "used_mib": 18000, "ours": True},
+                       {"pid": 2, "used_mib": 2000, "ours": False}]},
+        {"index": 1, "memory_total_mib": None, "memory_used_mib": 1},  # N/A: no figure
+    ]  # fmt: skip
+    assert free_from_gpu_samples(samples) == {"gpu0": (24576 - 20480 + 18000) * MiB}
