@@ -86,7 +86,7 @@ flags = --fake-tps 50
             await job.done.wait()
             await wait_until(lambda: core.status()["speed"]["measured_tps"] is not None, 10)
         status = core.status()
-        assert status["offload"] == {"layers": 20, "total": 49, "expected": "20", "matches": True}
+        assert status["offload"] == {"layers": 20, "total": 49, "expected": 20, "matches": True}
         speed = status["speed"]
         assert speed["expected_tps"] == 100
         assert speed["measured_tps"] == pytest.approx(50, rel=0.05)
