@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from llm_mcp.events import Subscription
 from llm_mcp.lifecycle import Core, Job, SwitchError, SwitchRefused
 from llm_mcp.listeners import serve_forever
 from llm_mcp.protocol import ProtocolError
-from llm_mcp.safe_files import open_private, private_dir, usable_dir
+from llm_mcp.safe_files import UnsafePathError, open_private, private_dir, usable_dir
 
 log = logging.getLogger("llm_mcp.daemon")
 
@@ -133,8 +134,7 @@ class Daemon:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         # The default socket dir is ours alone (0700); a dir the user named (/tmp) is only checked.
         (private_dir if self.private_socket_dir else usable_dir)(self.socket_path.parent)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()  # stale: we hold the lock, so nobody else serves it
+        _remove_stale_socket(self.socket_path)
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
             listener = await anyio.create_unix_listener(self.socket_path)
@@ -343,6 +343,22 @@ class Daemon:
         finally:
             with contextlib.suppress(Exception):
                 self.core.bus.unsubscribe(sub)
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Our own socket left by a daemon that died (we hold the lock: nobody serves it); anything
+    else at the path (a file, a link, another user's socket) is not ours to delete."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else (
+            "another user's socket" if stat.S_ISSOCK(st.st_mode) else "not a socket")
+        raise UnsafePathError(f"{path} is {kind}; refusing to replace it with the daemon's socket "
+                              "(remove it, or choose another --socket)")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 async def _wait(job: Job, wait: bool, timeout: float) -> None:

@@ -154,3 +154,31 @@ async def test_something_else_at_the_socket_path_is_refused_not_started_over(
     assert "not a socket" in done.stderr
     assert daemons.socket.read_text() == "not a socket\n"
     assert daemons.pids() == []
+
+
+@pytest.mark.parametrize("what", ["file", "symlink", "foreign socket"])
+async def test_the_daemon_never_deletes_what_is_not_its_own_socket(
+        setup: Setup, daemons: Daemons, tmp_path: Path, what: str) -> None:
+    import socket
+
+    victim = _victim(tmp_path)
+    holder = None
+    if what == "file":
+        daemons.socket.write_text("precious\n")
+    elif what == "symlink":
+        daemons.socket.symlink_to(victim)
+    else:
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(daemons.socket))
+        os.chown(daemons.socket, NOBODY, -1)
+    try:
+        done = cli(setup, "daemon", timeout=30)
+        assert done.returncode == 4, done.stderr
+        assert "refusing to replace it" in done.stderr and "Traceback" not in done.stderr
+        assert os.path.lexists(daemons.socket)
+        if what == "file":
+            assert daemons.socket.read_text() == "precious\n"
+        _untouched(victim)
+    finally:
+        if holder is not None:
+            holder.close()
