@@ -575,7 +575,7 @@ def _already_running(socket_path: Path, pid: object, http: tuple[str, int] | Non
     wanted = binds.show(http)
     try:
         serving = hello_sync(socket_path).get("http")
-    except (OSError, ValueError, ProtocolError):
+    except Exception:  # it did not answer in time, or not as a daemon: then it serves nothing we know of
         serving = None
     same_host = serving is not None and serving.rpartition(":")[0] == wanted.rpartition(":")[0]
     if serving is not None and (serving == wanted or (http[1] == 0 and same_host)):
