@@ -19,6 +19,9 @@ _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d
 _TIMESTAMP_MAX = 40
 
 
+_MARKER = re.compile(r" \[\.\.\. \d+ more bytes cut by llm-mcp\]\Z")
+
+
 def cut_marker(cut_bytes: int) -> str:
     return f" [... {cut_bytes} more bytes cut by llm-mcp]"
 
@@ -30,6 +33,9 @@ def cut_text(text: str, max_bytes: int = MAX_LINE_BYTES) -> str:
     data = text.encode("utf-8", "replace")
     if len(data) <= max_bytes:
         return text
+    marker = _MARKER.search(text)
+    if marker is not None and len(data) - (marker.end() - marker.start()) <= max_bytes:
+        return text  # already cut (by LineAssembler): the bound is on what was kept
     head = _decode_head(data[:max_bytes])
     return head + cut_marker(len(data) - len(head.encode("utf-8", "replace")))
 

@@ -18,13 +18,15 @@ FILLER = ".filler"
 
 
 @contextmanager
-def full_tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
-    """Mount a tmpfs of `size` on `path`, fill it to the last byte; unmount at the end."""
+def full_tmpfs(path: Path, size: str = "1m", *, filled: bool = True) -> Iterator[Path]:
+    """Mount a tmpfs of `size` on `path` and fill it to the last byte (unless `filled=False`:
+    the test puts its files there first, then calls fill); unmount at the end."""
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
                    check=True, capture_output=True)
     try:
-        fill(path)
+        if filled:
+            fill(path)
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)

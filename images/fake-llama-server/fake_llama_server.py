@@ -92,6 +92,8 @@ class Options:
         self.exit_after = 1.0
         self.lines = 0
         self.line_rate = 10.0
+        self.line_bytes = 0
+        self.line_fill = ""
         self.busy_seconds = 0.0
         self.ignore_sigterm = False
         self.tps = 100.0
@@ -170,6 +172,11 @@ def parse(argv: list[str]) -> Options:
                 o.lines = int(value)
             elif name == "--fake-line-rate":
                 o.line_rate = float(value)
+            elif name == "--fake-line-bytes":
+                o.line_bytes = int(value)  # pad each fake line to this many bytes
+            elif name == "--fake-line-fill":
+                # put into each fake line; backslash escapes (\r, \x1c, \u2028) are decoded
+                o.line_fill = value.encode("latin-1", "backslashreplace").decode("unicode_escape")
             elif name == "--fake-busy-seconds":
                 o.busy_seconds = float(value)
             elif name == "--fake-tps":
@@ -533,7 +540,7 @@ def after_ready(state: State) -> None:
             period = 1 / o.line_rate if o.line_rate > 0 else 0
             start = time.monotonic()
             for n in range(1, o.lines + 1):
-                print(f"fake line {n}", flush=True)
+                print(fake_line(o, n), flush=True)
                 if period:
                     delay = start + n * period - time.monotonic()
                     if delay > 0:
@@ -548,6 +555,18 @@ def after_ready(state: State) -> None:
             die(1)
 
         threading.Thread(target=crash, daemon=True).start()
+
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def fake_line(o: Options, n: int) -> str:
+    """`fake line N`, then --fake-line-fill, then letters a-z repeated up to --fake-line-bytes."""
+    text = f"fake line {n}" + (f" {o.line_fill}" if o.line_fill else "")
+    need = o.line_bytes - len(text.encode("utf-8")) - 1
+    if need > 0:
+        text += " " + (ALPHABET * (need // len(ALPHABET) + 1))[:need]
+    return text
 
 
 def main(argv: list[str]) -> None:

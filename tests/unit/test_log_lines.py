@@ -70,3 +70,10 @@ def test_cut_text_bounds_utf8_bytes_and_keeps_short_text_as_is() -> None:
     assert cut_text("short", 10) == "short"
     assert cut_text("\u20ac" * 4, 12) == "\u20ac" * 4  # 12 bytes exactly
     assert cut_text("\u20ac" * 5, 12) == "\u20ac" * 4 + cut_marker(3)
+
+
+def test_a_line_cut_once_is_not_cut_again() -> None:
+    lines = LineAssembler(max_line_bytes=100)
+    [(_, text)] = lines.feed(frame(TS1, "q" * 500 + "\n"))
+    assert text == "q" * 100 + cut_marker(400)
+    assert cut_text(text, 100) == text
