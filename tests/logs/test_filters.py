@@ -22,7 +22,7 @@ from llm_mcp.client import DaemonClient
 from llm_mcp.http_api import serve_http
 from llm_mcp.mcp_server import make_server
 from tests.conftest import FAKE_PROFILES, Setup
-from tests.daemons import Daemons, Raw, in_process_daemon, socket_of
+from tests.daemons import Daemons, Raw, cli, in_process_daemon, socket_of
 from tests.logs.conftest import CATASTROPHIC, extra
 from tests.mcp.conftest import MCP_PROFILES
 
@@ -85,6 +85,12 @@ async def test_over_the_socket_a_catastrophic_filter_fails_fast_and_status_never
     assert reply["error"]["message"] == "filter took too long; simplify it"
     assert reply["error"]["data"]["reason"] == "filter_timeout"
     assert_never_blocked(took, latencies)
+    # The CLI's --grep is the same filter: the same clear error, no hang, no traceback.
+    started = time.monotonic()
+    done = cli(setup, "logs", "-n", "100", "--grep", CATASTROPHIC, timeout=30)
+    assert time.monotonic() - started < 10
+    assert done.returncode != 0
+    assert "filter took too long; simplify it" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_over_mcp_a_catastrophic_filter_is_a_tool_error_and_status_never_waits(
