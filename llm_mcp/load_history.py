@@ -6,6 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
+from llm_mcp.safe_files import private_dir, write_atomic
+
 KEEP = 10
 
 
@@ -27,10 +29,10 @@ class LoadHistory:
     def record(self, profile_id: str, seconds: float) -> None:
         self._data.setdefault(profile_id, []).append(round(seconds, 3))
         self._data[profile_id] = self._data[profile_id][-KEEP:]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._data, indent=1), encoding="utf-8")
-        tmp.replace(self.path)
+        # Private (0600 in a 0700 dir) and atomic: a symlink planted at the path is replaced,
+        # its target never written.
+        private_dir(self.path.parent)
+        write_atomic(self.path, json.dumps(self._data, indent=1))
 
 
 def progress_fraction(elapsed: float, estimate: float | None) -> float | None:

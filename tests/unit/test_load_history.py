@@ -70,3 +70,18 @@ def test_progress_is_elapsed_over_the_estimate_capped_below_one(
     elapsed: float, estimate: float | None, fraction: float | None
 ) -> None:
     assert progress_fraction(elapsed, estimate) == fraction
+
+
+def test_the_history_file_is_private_and_a_symlink_at_its_path_never_writes_the_target(
+        tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "h.json").symlink_to(victim)
+    LoadHistory(state / "h.json").record("a", 1.5)
+    assert victim.read_text() == "keep me"
+    assert not (state / "h.json").is_symlink()
+    assert (state / "h.json").stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert LoadHistory(state / "h.json").estimate("a") == 1.5
