@@ -55,6 +55,7 @@ force=true to cancel it. On failure the previous model is restored (rollback=tru
 error carries the reason, a hint and the last log lines.
 - tail_logs: the llama-server log. Use it after a failed switch (run="previous" for the run \
 before the current one) or to see what the server is doing; filter takes a regex.
+- fit_model(model): before switching to a large model, whether it fits in GPU and host memory (from the GGUF header and the profile's flags), and which n_gpu_layers, --n-cpu-moe or ctx_size would fit.
 """
 
 # Where each phase sits in a typical load, for percentages before any load was timed.
@@ -186,16 +187,44 @@ class DaemonInfo(BaseModel):
     config: str | None = None
 
 
+class DockerState(BaseModel):
+    available: bool = Field(description="false while the Docker Engine does not answer; the daemon "
+                            "reconnects by itself and adopts the running container again")
+    since: float | None = Field(None, description="unix time of the last change")
+    message: str | None = None
+    hint: str | None = None
+
+
+class StateDir(BaseModel):
+    path: str
+    writable: bool = Field(description="false when run logs or load times cannot be saved (full or "
+                           "read-only disk); logs are then kept in memory only")
+    error: str | None = None
+
+
+class HealthDetail(BaseModel):
+    status: str | None = None
+    since: float | None = None
+    message: str | None = None
+    hint: str | None = None
+
+
 class Status(BaseModel):
     summary: str = Field(description="one line for people")
     state: str = Field(description="stopped | starting | loading | ready | stopping | failed")
     reason: str | None = None
+    reason_code: str | None = Field(None, description="machine-readable reason, e.g. docker_unavailable, "
+                                    "switch_interrupted")
     hint: str | None = None
+    docker: DockerState | None = None
+    state_dir: StateDir | None = None
     since: float | None = Field(None, description="unix time of the last state change")
     model: LoadedModel | None = Field(None, description="the loaded (or loading) model")
     endpoint: str | None = Field(None, description="llama-server's base URL (OpenAI-compatible /v1)")
     container: ContainerInfo | None = None
-    health: str | None = None
+    health: str | None = Field(None, description="ok | loading | unresponsive (ready but not answering "
+                               "/health: paused or hung) | error")
+    health_detail: HealthDetail | None = None
     stale_config: bool = Field(False, description="models.conf changed since the model started")
     job: JobInfo | None = Field(None, description="the switch in flight, if any")
     last_switch: JobInfo | None = Field(None, description="how the last job ended")
@@ -218,6 +247,9 @@ class LogLine(BaseModel):
 class Logs(BaseModel):
     run: str
     lines: list[LogLine]
+    truncated: bool = Field(False, description="true when older matching lines were left out to keep "
+                            "the reply small; ask for fewer lines")
+    omitted: int = Field(0, description="how many matching lines were left out")
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -361,6 +393,14 @@ def status_summary(status: dict[str, Any]) -> str:
     last = status.get("last_switch")
     if last and last.get("result") == "failed":
         parts.append(f"last switch to {last.get('profile')} failed ({last.get('reason')})")
+    if status.get("health") == "unresponsive":
+        detail = status.get("health_detail") or {}
+        parts.append(f"NOT ANSWERING: {detail.get('message') or 'the server does not answer /health'}")
+        if detail.get("hint"):
+            parts.append(f"hint: {detail['hint']}")
+    state_dir = status.get("state_dir") or {}
+    if state_dir.get("writable") is False:
+        parts.append(f"state dir NOT WRITABLE ({state_dir.get('error')}): logs kept in memory only")
     if status.get("hint") and state != "ready":
         parts.append(f"hint: {status['hint']}")
     parts += [f"warning: {w}" for w in status.get("config_warnings") or []]

@@ -138,7 +138,11 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
         lines.append(f"container:  {name}{container.get('id')} ({container.get('image')})")
         lines.append(f"uptime:     {duration(container.get('uptime'))}")
     if s.get("health"):
-        lines.append(f"health:     {s['health']}")
+        detail = s.get("health_detail") or {}
+        lines.append(f"health:     {s['health']}" + (f" ({detail['message']})" if detail.get("message")
+                                                       else ""))
+        if detail.get("hint"):
+            lines.append(f"            {detail['hint']}")
     speed = _speed(s.get("speed"))
     if speed:
         lines.append(f"speed:      {speed}")

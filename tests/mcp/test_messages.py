@@ -101,3 +101,19 @@ def test_status_summary_ends_with_the_config_warnings() -> None:
         "/m.conf:2: [defaults] host: 0.0.0.0 is not a loopback address: ..."]})
     assert summary == ("stopped: no model loaded; warning: /m.conf:2: [defaults] host: 0.0.0.0 is not a "
                        "loopback address: ...")
+
+
+def test_status_summary_says_when_a_ready_server_stops_answering_and_what_to_do() -> None:
+    summary = status_summary({
+        "state": "ready", "profile": {"id": "qwen", "name": "Qwen"}, "endpoint": "http://127.0.0.1:8080",
+        "health": "unresponsive",
+        "health_detail": {"status": "unresponsive", "message": "the container is paused: llama-server "
+                          "cannot answer /health", "hint": "`docker unpause x` to resume it"}})
+    assert "NOT ANSWERING: the container is paused" in summary
+    assert summary.endswith("hint: `docker unpause x` to resume it")
+
+
+def test_status_summary_says_the_state_dir_is_not_writable() -> None:
+    summary = status_summary({"state": "stopped", "state_dir": {
+        "path": "/s", "writable": False, "error": "No space left on device: /s/logs/x.log"}})
+    assert "state dir NOT WRITABLE (No space left on device: /s/logs/x.log)" in summary
