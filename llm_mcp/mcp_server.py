@@ -55,7 +55,9 @@ force=true to cancel it. On failure the previous model is restored (rollback=tru
 error carries the reason, a hint and the last log lines.
 - tail_logs: the llama-server log. Use it after a failed switch (run="previous" for the run \
 before the current one) or to see what the server is doing; filter takes a regex.
-- fit_model(model): before switching to a large model, whether it fits in GPU and host memory (from the GGUF header and the profile's flags), and which n_gpu_layers, --n-cpu-moe or ctx_size would fit.
+- fit_model(model): before switching to a large model, whether it fits in GPU and host \
+memory (from the GGUF header and the profile's flags), and which n_gpu_layers, --n-cpu-moe \
+or ctx_size would fit.
 """
 
 # Where each phase sits in a typical load, for percentages before any load was timed.
