@@ -23,7 +23,8 @@ from llm_mcp.protocol import BUSY, ProtocolError
 from monitor.connection import TOPICS, ClientFactory, MonitorClient
 from monitor.format import duration, visible
 from monitor.model import Model
-from monitor.screens import ConfirmScreen, HelpScreen, Pick, PickerScreen
+from monitor.profile_facts import device_line, parse_fit
+from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen
 from monitor.styles import APP_CSS
 from monitor.widgets import GpuPanel, LogView, StatusBar, SwitchPanel, SystemPanel
 from monitor.widgets.switch_panel import phase_label
@@ -34,7 +35,7 @@ BUSY_BATCH = 50
 BACKFILL_LINES = 1000
 EVENT_CAPACITY = 10000
 RETRY_S = (0.5, 1.0, 2.0, 4.0)
-DASHBOARD_ACTIONS = frozenset({"pick", "stop", "filter", "jump", "follow", "top", "bottom", "wrap",
+DASHBOARD_ACTIONS = frozenset({"pick", "compare", "stop", "filter", "jump", "follow", "top", "bottom", "wrap",
                                "timestamps", "dismiss_failure", "escape", "help"})
 
 
@@ -45,6 +46,7 @@ class MonitorApp(App[None]):
 
     BINDINGS = [
         Binding("m", "pick", "models"),
+        Binding("c", "compare", "compare"),
         Binding("s", "stop", "stop"),
         Binding("slash", "filter", "filter"),
         Binding("n", "jump(True)", "next match", show=False),
@@ -153,7 +155,7 @@ class MonitorApp(App[None]):
 
     def _refresh_picker(self) -> None:
         for screen in self.screen_stack:
-            if isinstance(screen, PickerScreen):
+            if isinstance(screen, PickerScreen | CompareScreen):
                 screen.refresh_view()
 
     def _tick(self) -> None:
@@ -339,6 +341,11 @@ class MonitorApp(App[None]):
                 self.notify("model stopped", timeout=4)
         elif result == "ready" and job.get("kind") == "switch":
             self.notify(f"{name} is ready ({duration(job.get('elapsed'))})", timeout=4)
+        elif job.get("kind") == "bench":
+            self.run_worker(self._refresh_models(), group="models", exit_on_error=False)  # the new numbers
+            if result in ("done", "failed"):
+                self.notify(f"bench {result}: {visible(str(job.get('detail') or ''))}",
+                            severity="error" if result == "failed" else "information", timeout=6)
         elif result == "failed":
             self.notify(f"switch to {name} failed: {visible(str(job.get('reason')))}", severity="error",
                         timeout=6)
@@ -367,6 +374,12 @@ class MonitorApp(App[None]):
         self.push_screen(PickerScreen(self.model, readonly=self.readonly), self._picked)
         self.run_worker(self._refresh_models(), group="models", exit_on_error=False)
 
+    def action_compare(self) -> None:
+        """The bench results side by side (what the last list_models said; refreshed now)."""
+        self.push_screen(CompareScreen(self.model))
+        if self.model.connected:
+            self.run_worker(self._refresh_models(), group="models", exit_on_error=False)
+
     async def _refresh_models(self) -> None:
         if self.client is None:
             return
@@ -393,6 +406,9 @@ class MonitorApp(App[None]):
         try:
             job = await client.call("switch", model=pick.profile, force=pick.force, wait=False)
         except ProtocolError as exc:
+            if exc.reason == "wont_fit" and not pick.force:
+                self._offer_force(pick, exc)
+                return
             if exc.code == BUSY and isinstance(exc.data.get("job"), dict):
                 running = exc.data["job"]  # the daemon's word on what runs, name included
                 question = (f"A {running.get('kind') or 'switch'} to "
@@ -416,6 +432,26 @@ class MonitorApp(App[None]):
             return
         self.model.apply_job(job)
         self._render_switch()
+
+    def _offer_force(self, pick: Pick, exc: ProtocolError) -> None:
+        """The daemon refused a profile that does not fit, before stopping anything: say why, offer force."""
+        raw = exc.data.get("fit")
+        fit = parse_fit(raw if isinstance(raw, dict) else exc.data)  # the numbers, nested or not
+        name = visible(self.model.profile_name(pick.profile))
+        why = visible(fit.message if fit is not None and fit.message else exc.message)
+        lines = [f"{name} does not fit: {why}"]
+        if fit is not None:
+            lines += [f"  {visible(device_line(d))}" for d in fit.devices]
+        if exc.hint:
+            lines.append(f"hint: {visible(exc.hint)}")
+        running = self.model.profile if self.model.state == "ready" else None
+        if running is not None:
+            lines.append(f"Nothing was stopped: {visible(str(running.get('name') or running.get('id')))} "
+                         "keeps running.")
+        lines.append(f"Load {name} anyway? It may run out of memory part-way through loading"
+                     + (", after the running model has been stopped." if running is not None else "."))
+        self.push_screen(ConfirmScreen("\n".join(lines), "f", "force", danger=True),
+                         lambda yes: self._picked(Pick(pick.profile, True) if yes else None))
 
     def action_stop(self) -> None:
         if self.readonly:

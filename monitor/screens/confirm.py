@@ -17,6 +17,7 @@ class ConfirmScreen(ModalScreen[bool]):
         border: thick $warning; background: $surface;
     }
     ConfirmScreen .keys { color: $text-muted; margin-top: 1; }
+    ConfirmScreen.danger > Vertical { border: thick $error; width: 84; }
     """
 
     BINDINGS = [
@@ -24,12 +25,15 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("q", "app.quit", "quit"),  # q quits everywhere (nvitop, btop); only a text field takes it
     ]
 
-    def __init__(self, question: str, yes_key: str = "y", yes_label: str = "yes") -> None:
-        super().__init__()
+    def __init__(self, question: str, yes_key: str = "y", yes_label: str = "yes", *,
+                 danger: bool = False) -> None:
+        """`danger`: a risky yes (forcing a load that does not fit) takes its own key, never Enter."""
+        super().__init__(classes="danger" if danger else None)
         self.question = question
         self.yes_key = yes_key
         self.yes_label = yes_label
-        self._bindings.bind(f"{yes_key},enter", "answer(True)", yes_label)
+        self.enter_answers = not danger
+        self._bindings.bind(f"{yes_key},enter" if self.enter_answers else yes_key, "answer(True)", yes_label)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -37,7 +41,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self._keys(), classes="keys", markup=False, id="keys")
 
     def _keys(self) -> str:
-        return f"{self.yes_key}/Enter {self.yes_label}  ·  n/Esc cancel  ·  q quit"
+        yes = f"{self.yes_key}/Enter" if self.enter_answers else self.yes_key
+        return f"{yes} {self.yes_label}  ·  n/Esc cancel  ·  q quit"
 
     def reword(self, question: str, yes_label: str) -> None:
         """The situation changed while the question was open (the job it was about ended)."""

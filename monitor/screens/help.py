@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("m", "model picker: 1-9 pick, b bench profiles, ↑↓ Enter, Esc cancel"),
+    ("c", "compare the profiles' bench results (generation, prompt, load); Esc closes"),
     ("s", "stop the model (asks first)"),
     ("/", "filter the log (regex or text); Enter keeps it, Esc clears it"),
     ("n / N", "next / previous matching line"),

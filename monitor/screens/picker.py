@@ -9,6 +9,7 @@ really runs) makes the app ask before it repeats the pick with force.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,19 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Static
 
-from monitor.format import duration
+from monitor.format import clip, duration, visible
 from monitor.model import Model
+from monitor.profile_facts import (
+    FIT_MARK,
+    FIT_WORD,
+    Measured,
+    fit_of,
+    fit_style,
+    measured_of,
+    reports_fit,
+    reports_measured,
+    tps,
+)
 from monitor.widgets.switch_panel import phase_label
 
 DIGIT_WAIT = 0.8  # seconds to wait for a second digit when there are ten profiles or more
@@ -181,6 +193,7 @@ class PickerScreen(ModalScreen[Pick | None]):
                               else "no profiles in models.conf yet", "bright_black"))
         else:
             parts.append(self._table(rows))
+            parts.extend(self._details(rows[self.cursor] if 0 <= self.cursor < len(rows) else None))
         if self.message:
             parts.append(Text(self.message, "yellow"))
         count = len(rows)
@@ -193,20 +206,38 @@ class PickerScreen(ModalScreen[Pick | None]):
         text = Text()
         if job.get("kind") == "switch":
             text.append(f"⟳ a switch to {job.get('name') or job.get('profile')} is in flight", "bold yellow")
+        elif job.get("kind") == "bench":
+            now = job.get("name") or job.get("profile")
+            text.append(f"⟳ a bench ({now} now) is in flight", "bold yellow")
         else:
             text.append(f"⟳ a {job.get('kind')} job is in flight", "bold yellow")
         text.append(f" ({phase_label(job.get('phase'))}, {duration(self.model.job_elapsed())});"
                     " picking another model asks before replacing it", "yellow")
         return text
 
+    def _width(self) -> int:
+        """Cells inside the picker's box (90 % of the terminal, at most 110, less border and padding)."""
+        return min(110, self.app.size.width * 9 // 10) - 4
+
+    def _wide(self) -> bool:
+        return self._width() >= 90
+
     def _table(self, rows: list[dict[str, Any]]) -> Table:
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold bright_black")
+        with_fit = reports_fit(self.model.models)
+        with_measured = reports_measured(self.model.models)
+        wide = self._wide()
         table.add_column("#", justify="right")
         table.add_column("")
-        table.add_column("name")
-        table.add_column("speed", justify="right")
+        table.add_column("name", overflow="ellipsis", no_wrap=True)  # the file column gives way first
+        if with_fit:
+            table.add_column("fit", no_wrap=True)
+        if with_measured:
+            table.add_column("measured", justify="right", no_wrap=True)
+        table.add_column("expected" if with_measured else "speed", justify="right", no_wrap=True)
         table.add_column("context", justify="right")
-        table.add_column("model file")
+        if wide or not (with_fit or with_measured):  # narrow: the line under the list names the file
+            table.add_column("model file", overflow="ellipsis")
         current = self.model.current_id
         default = self.model.default_id
         job = self.model.job
@@ -228,7 +259,75 @@ class PickerScreen(ModalScreen[Pick | None]):
             elif row.get("id") == default:
                 name.append(" (default)", "bright_black")
             style = "reverse" if i == self.cursor else ""
-            table.add_row(Text(str(i + 1), "bold cyan"), marker, name,
-                          "n/a" if speed is None else f"{speed:g} t/s",
-                          "n/a" if ctx is None else str(ctx), model_file, style=style)
+            cells: list[Text | str] = [Text(str(i + 1), "bold cyan"), marker, name]
+            if with_fit:
+                cells.append(self._fit_cell(row, wide))
+            if with_measured:
+                cells.append(self._measured_cell(row))
+            cells += ["n/a" if speed is None else f"{speed:g} t/s", "n/a" if ctx is None else str(ctx)]
+            if len(table.columns) > len(cells):
+                cells.append(model_file)
+            table.add_row(*cells, style=style)
         return table
+
+    @staticmethod
+    def _fit_cell(row: dict[str, Any], wide: bool) -> Text:
+        fit = fit_of(row)
+        if fit is None:
+            return Text("")
+        label = f"{FIT_MARK[fit.verdict]} {FIT_WORD[fit.verdict]}" if wide else FIT_MARK[fit.verdict]
+        return Text(label, fit_style(fit.verdict))
+
+    @staticmethod
+    def _measured_cell(row: dict[str, Any]) -> Text:
+        measured = measured_of(row)
+        if measured is None or measured.gen_tps is None:
+            return Text("-", "bright_black")
+        gen = measured.gen_tps.median
+        expected = row.get("speed")
+        slow = isinstance(expected, int | float) and expected > 0 and gen < 0.8 * expected
+        return Text(f"{tps(gen)} t/s", "yellow" if slow else "green")
+
+    def _details(self, row: dict[str, Any] | None) -> list[Text]:
+        """The highlighted profile: its fit in one line (the daemon's own), its bench numbers."""
+        if row is None:
+            return []
+        lines: list[Text] = []
+        width = max(20, self._width())
+        fit = fit_of(row)
+        if fit is not None:
+            text = Text(f"{FIT_MARK[fit.verdict]} {FIT_WORD[fit.verdict]}", fit_style(fit.verdict))
+            why = fit.message or fit.error or ""
+            if why:  # wrapped, not cut: the numbers are the point
+                text.append(": " + visible(why))
+            lines.append(text)
+        measured = measured_of(row)
+        if reports_measured(self.model.models):
+            if measured is None:
+                lines.append(Text(f"not measured: llm-mcp bench {visible(str(row.get('id')))}",
+                                  "bright_black"))
+            else:
+                lines.append(Text(clip(self._measured_line(measured), width), "bright_black"))
+        if not self._wide() and (fit is not None or reports_measured(self.model.models)):
+            model_file = f"model file: {visible(str(row.get('model') or ''))}"
+            if row.get("model_present") is False:
+                model_file += " (missing)"
+            lines.append(Text(clip(model_file, width), "bright_black"))
+        return lines
+
+    @staticmethod
+    def _measured_line(measured: Measured) -> str:
+        parts = []
+        if measured.gen_tps is not None:
+            g = measured.gen_tps
+            parts.append(f"{tps(g.median)} t/s ({tps(g.low)}-{tps(g.high)})")
+        if measured.prompt_tps is not None:
+            parts.append(f"prompt {tps(measured.prompt_tps.median)} t/s")
+        if measured.load_seconds is not None:
+            parts.append(f"load {duration(measured.load_seconds.median)}")
+        when = ""
+        if measured.date is not None:
+            when = time.strftime(" %Y-%m-%d", time.gmtime(measured.date))
+        runs = f"{measured.runs} runs" if measured.runs else ""
+        when = ", ".join(part for part in (runs, when.strip()) if part)
+        return "measured " + " · ".join(parts) + (f" · {when}" if when else "")

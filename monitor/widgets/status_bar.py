@@ -99,6 +99,8 @@ class StatusBar(Widget):
             text.append(f"{measured:.1f}/{expected:g} t/s", style)
         else:
             text.append(f"{measured:.1f} t/s", style)
+            if speed.get("source") == "bench":  # the stored `llm-mcp bench` median, not this run's
+                text.append(" (bench)", "bright_black")
         if expected:
             if not compact:
                 text.append(f" of {expected:g} expected")

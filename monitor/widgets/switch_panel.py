@@ -53,6 +53,8 @@ class SwitchPanel(Widget):
         elapsed = m.job_elapsed()
         estimate = job.get("estimate")
         text = Text()
+        if kind == "bench":
+            return self._bench(job, text)
         if kind == "stop":
             text.append("■ stopping the model", "bold yellow")
         elif kind == "adopt":
@@ -83,10 +85,61 @@ class SwitchPanel(Widget):
                         "bright_black")
         return text
 
+    def _bench(self, job: dict[str, Any], text: Text) -> Text:
+        """`llm-mcp bench` in flight: which profile (k of K), its step, run i/n, the results so far."""
+        m = self.model
+        raw = job.get("bench")
+        info: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        order = [str(p) for p in info.get("order") or info.get("profiles") or []]
+        index = info.get("index")
+        name = visible(str(job.get("name") or job.get("profile") or ""))
+        text.append("⏱ bench", "bold yellow")
+        if len(order) > 1 and isinstance(index, int):
+            text.append(f" {index + 1}/{len(order)}", "bold yellow")
+        text.append(": ", "bold yellow")
+        text.append(name, "bold")
+        step = info.get("step") or job.get("phase")
+        text.append(f"  · {phase_label(job.get('phase') if step == 'loading' else step)}", "bold")
+        run, runs = info.get("run"), (info.get("settings") or {}).get("repeat")
+        if step == "measuring" and isinstance(run, int) and isinstance(runs, int) and runs > 0:
+            text.append(f"  · run {max(1, run)}/{runs}", "bold")
+        text.append(f"  · {duration(m.job_elapsed())}")
+        width = max(20, self.size.width)
+        estimate = job.get("estimate")
+        text.append("\n")
+        if step == "measuring" and isinstance(run, int) and isinstance(runs, int) and runs > 0:
+            fraction = min(1.0, max(0, run - 1) / runs)
+            text.append_text(bar(fraction, max(10, width - 6), "cyan"))
+            text.append(f" {fraction * 100:3.0f}%")
+        elif step == "loading" and isinstance(estimate, int | float) and estimate > 0:
+            text.append(f"loading the profile (its loads take ~{duration(float(estimate))})", "bright_black")
+        else:
+            text.append(f"{phase_label(step)}", "bright_black")
+        if order:
+            raw_results = info.get("results")
+            results: dict[str, Any] = raw_results if isinstance(raw_results, dict) else {}
+            text.append("\n")
+            for i, pid in enumerate(order):
+                if i:
+                    text.append(" → ", "bright_black")
+                label = visible(m.profile_name(pid))
+                done = results.get(pid)
+                if isinstance(done, dict) and done.get("error"):
+                    text.append(f"✗ {label}", "red")
+                elif isinstance(done, dict):
+                    gen = (done.get("gen_tps") or {}).get("median")
+                    text.append(f"✓ {label}" + (f" {gen:.1f} t/s" if isinstance(gen, int | float) else ""),
+                                "green")
+                elif i == index:
+                    text.append(f"⟳ {label}", "bold yellow")
+                else:
+                    text.append(label, "bright_black")
+        return text
+
     def _failure(self, job: dict[str, Any]) -> Text:
         m = self.model
         text = Text()
-        text.append("✗ switch to ", "bold red")
+        text.append("✗ bench of " if job.get("kind") == "bench" else "✗ switch to ", "bold red")
         text.append(visible(str(job.get("name") or job.get("profile"))), "bold red")
         text.append(f" failed after {duration(job.get('elapsed'))}", "bold red")
         text.append(f" ({visible(str(job.get('reason') or 'unknown reason'))})", "red")

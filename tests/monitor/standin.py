@@ -218,3 +218,74 @@ def screen_text(app: Any) -> str:
                       color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+# ---- what a daemon with memory fit (H7) and bench results (H8) adds to list_models ----
+
+GiB = 1 << 30
+WONT_FIT = 1007  # the error code is the daemon's business: the monitor reads data["reason"]
+
+
+def fit(verdict: str, message: str, devices: list[tuple[str, float, float | None, str]] | None = None,
+        error: str | None = None) -> dict[str, Any]:
+    return {"verdict": verdict, "message": message, "error": error,
+            "devices": [{"device": d, "need_bytes": int(need * GiB),
+                         "free_bytes": None if free is None else int(free * GiB), "verdict": v}
+                        for d, need, free, v in devices or []]}
+
+
+def measured(gen: float, prompt: float, load: float, *, runs: int = 5, spread: float = 0.03,
+             memory_gib: float | None = 18.0, days_ago: float = 1.0) -> dict[str, Any]:
+    def band(median: float) -> dict[str, float]:
+        return {"median": median, "min": round(median * (1 - spread), 3),
+                "max": round(median * (1 + spread), 3)}
+
+    return {"date": NOW - days_ago * 86400, "image": "ghcr.io/ggml-org/llama.cpp:server-cuda", "runs": runs,
+            "prompt_tokens": 512, "gen_tokens": 128, "load_seconds": band(load), "prompt_tps": band(prompt),
+            "gen_tps": band(gen), "memory_bytes": None if memory_gib is None else int(memory_gib * GiB),
+            "memory_source": "nvml"}
+
+
+def models_with_facts() -> list[dict[str, Any]]:
+    """MODELS as a daemon with fit verdicts and bench results lists them (two never benched)."""
+    facts = {
+        "qwen3-coder": (fit("fits", "needs 17.7 GiB on gpu0, 23.5 GiB free",
+                            [("gpu0", 17.7, 23.5, "fits"), ("host", 0.2, 22.7, "fits")]),
+                        measured(151.2, 2850.4, 6.4)),
+        "gpt-oss": (fit("tight", "needs 15.4 GiB on gpu1, 15.9 GiB free (within the error band)",
+                        [("gpu0", 22.1, 23.5, "fits"), ("gpu1", 15.4, 15.9, "tight"),
+                         ("host", 38.0, 52.7, "fits")]),
+                    measured(47.1, 950.2, 31.0, memory_gib=37.5)),
+        "gemma3": (fit("wont_fit", "needs 21.3 GiB on gpu0, 18.2 GiB free",
+                       [("gpu0", 21.3, 18.2, "wont_fit"), ("host", 0.4, 22.7, "fits")]), None),
+        "qwen3-coder-bench-q8": (fit("unknown", "", error="model file unreadable: truncated GGUF header"),
+                                 measured(118.6, 2410.0, 9.8, runs=3, spread=0.08, memory_gib=31.2)),
+        "gpt-oss-cpu-moe": (fit("fits", "needs 2.1 GiB on gpu0, 23.5 GiB free",
+                                [("gpu0", 2.1, 23.5, "fits"), ("host", 61.0, 62.7, "tight")]), None),
+    }
+    out = []
+    for m in copy.deepcopy(MODELS):
+        verdict, result = facts[m["id"]]
+        out.append({**m, "fit": verdict, "measured": result})
+    return out
+
+
+def wont_fit_error(profile_id: str = "gemma3") -> ProtocolError:
+    """The daemon's refusal of a switch that does not fit (nothing was stopped)."""
+    verdict = models_with_facts()[[m["id"] for m in MODELS].index(profile_id)]["fit"]
+    return ProtocolError(WONT_FIT, f"{profile_id} does not fit: {verdict['message']}",
+                         {"reason": "wont_fit", "fit": verdict,
+                          "hint": "lower n_gpu_layers or ctx_size (llm-mcp fit " + profile_id + " suggests "
+                          "settings that fit), or repeat with force"})
+
+
+def bench_job(order: list[str], *, index: int = 0, step: str = "measuring", run: int = 2, repeat: int = 3,
+              results: dict[str, Any] | None = None, phase: str = "measuring", elapsed: float = 41.0,
+              **extra: Any) -> dict[str, Any]:
+    """A bench job in flight as the daemon reports it (job["bench"] carries the step and run)."""
+    names = {m["id"]: m["name"] for m in MODELS}
+    pid = order[index]
+    bench = {"profiles": list(order), "settings": {"prompt_tokens": 512, "gen_tokens": 128, "repeat": repeat},
+             "order": list(order), "index": index, "step": step, "run": run, "results": results or {}}
+    return job(pid, names.get(pid, pid), phase=phase, elapsed=elapsed, estimate=None,
+               **{"kind": "bench", "bench": bench, **extra})

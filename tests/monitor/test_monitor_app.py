@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from monitor import make_app
 from monitor.app import MonitorApp
 from monitor.model import Model
-from monitor.screens import ConfirmScreen, HelpScreen, PickerScreen
+from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, PickerScreen
 from tests.monitor import standin as S
 from tests.monitor.conftest import wait_for
 
@@ -433,7 +433,8 @@ async def test_with_a_model_running_the_picker_preselects_it_not_the_default() -
         assert picker.rows[picker.cursor]["id"] == "gpt-oss"
 
 
-@pytest.mark.parametrize("keys", [["m"], ["s"], ["question_mark"]], ids=["picker", "confirm", "help"])
+@pytest.mark.parametrize("keys", [["m"], ["s"], ["question_mark"], ["c"]],
+                         ids=["picker", "confirm", "help", "compare"])
 async def test_q_quits_from_every_pop_up_as_it_says(keys: list[str]) -> None:
     app, client = make()
     async with app.run_test(size=SIZE) as pilot:
@@ -567,3 +568,193 @@ async def test_a_catastrophic_filter_regex_does_not_freeze_the_monitor_it_falls_
         await pilot.press("escape")
         app.log_view.set_filter("line 199[0-9]$")  # a sane regex still works as a regex
         assert len(app.log_view.visible_texts()) == 10
+
+
+# ---- memory fit and bench results (list_models' "fit" and "measured") ------------------
+
+
+def _refuse_wont_fit(method: str, params: dict[str, Any]) -> Any:
+    """The daemon's pre-flight: gemma3 does not fit, unless forced."""
+    if method == "switch" and params.get("model") == "gemma3" and not params.get("force"):
+        raise S.wont_fit_error("gemma3")
+    return None
+
+
+async def test_the_picker_shows_each_profiles_fit_verdict_and_measured_speed_and_the_highlighted_ones_why(
+        ) -> None:
+    app, client = make(models=S.models_with_facts())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        await pilot.pause()
+        rows = S.screen_text(app).splitlines()
+        qwen = next(r for r in rows if "Qwen3 Coder 30B (current)" in r)
+        assert "✓ fits" in qwen and "151.2 t/s" in qwen and "140 t/s" in qwen
+        gpt = next(r for r in rows if "gpt-oss 120B " in r and "131072" in r)
+        assert "! tight" in gpt and "47.1 t/s" in gpt
+        gemma = next(r for r in rows if "Gemma 3 27B" in r)
+        assert "✗ won't fit" in gemma and " - " in gemma  # never benched: no number
+        assert any("✓ fits: needs 17.7 GiB on gpu0, 23.5 GiB free" in r for r in rows)
+        await pilot.press("down", "down")
+        await pilot.pause()
+        text = S.screen_text(app)
+        assert "✗ won't fit: needs 21.3 GiB on gpu0, 18.2 GiB free" in text
+        assert "not measured: llm-mcp bench gemma3" in text
+        await pilot.press("b")  # the first bench profile: the daemon could not read its model file
+        await pilot.pause()
+        assert "? unknown: model file unreadable: truncated GGUF header" in S.screen_text(app)
+
+
+async def test_the_picker_marks_verdicts_compactly_on_an_80_column_terminal_and_names_the_file_below(
+        ) -> None:
+    app, client = make(models=S.models_with_facts())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        await pilot.pause()
+        picker = app.screen.query_one("#picker")
+        assert picker.region.right <= 80 and picker.region.bottom <= 24
+        text = S.screen_text(app)
+        assert "151.2 t/s" in text and "✗" in text and "won't fit" not in text.split("✓ fits:")[0]
+        assert "model file: Qwen3-Coder-30B-A3B-Q4_K_M.gguf" in text
+        assert "1-3 pick" in text  # the keys line still shows
+
+
+async def test_an_older_daemon_without_fit_or_measured_fields_gets_the_picker_as_before() -> None:
+    app, client = make()  # MODELS: neither "fit" nor "measured"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m")
+        await pilot.pause()
+        text = S.screen_text(app)
+        header = next(r for r in text.splitlines() if " name " in r)
+        assert "speed" in header and "fit" not in header and "measured" not in header
+        assert "not measured" not in text and "won't fit" not in text
+
+
+async def test_a_pick_that_does_not_fit_shows_the_daemons_numbers_and_forces_only_on_f_not_enter() -> None:
+    app, client = make(models=S.models_with_facts(), on_call=_refuse_wont_fit)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the refusal")
+        await pilot.pause()
+        text = S.screen_text(app)
+        assert "Gemma 3 27B does not fit: needs 21.3 GiB on gpu0, 18.2 GiB free" in text
+        assert "gpu0: needs 21.3 GiB, 18.2 GiB free (won't fit)" in text
+        assert "host: needs 410 MiB, 22.7 GiB free (fits)" in text
+        assert "hint: lower n_gpu_layers or ctx_size" in text
+        assert "Nothing was stopped: Qwen3 Coder 30B keeps running." in text
+        assert "f force  ·  n/Esc cancel" in text
+        await pilot.press("enter")  # a risky yes takes its own key
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and len(calls(client, "switch")) == 1
+        await pilot.press("f")
+        await wait_for(pilot, lambda: len(calls(client, "switch")) == 2, 5, "the forced switch")
+        assert calls(client, "switch") == [{"model": "gemma3", "force": False, "wait": False},
+                                           {"model": "gemma3", "force": True, "wait": False}]
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_escape_on_the_wont_fit_question_sends_nothing_more_and_the_model_keeps_running() -> None:
+    app, client = make(models=S.models_with_facts(), on_call=_refuse_wont_fit)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("m", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the refusal")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(app.screen_stack) == 1
+        assert calls(client, "switch") == [{"model": "gemma3", "force": False, "wait": False}]
+        assert calls(client, "stop") == [] and "● ready" in S.screen_text(app).splitlines()[0]
+
+
+async def test_c_compares_the_bench_results_fastest_first_and_lists_the_unmeasured_with_their_command(
+        ) -> None:
+    app, client = make(models=S.models_with_facts())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        rows = S.screen_text(app).splitlines()
+        at = [next(i for i, row in enumerate(rows) if name in row and number in row)
+              for name, number in (("Qwen3 Coder 30B", "151.2"), ("Qwen3 Coder Q8 (bench)", "118.6"),
+                                   ("gpt-oss 120B ", "47.1"))]
+        assert at == sorted(at) and len(set(at)) == 3  # fastest first, one row each
+        fastest = next(r for r in rows if "Qwen3 Coder 30B" in r and "151.2" in r)
+        slowest = next(r for r in rows if "gpt-oss 120B " in r and "47.1" in r)
+        assert "2850" in fastest and "6.4s" in fastest and "950.2" in slowest and "31s" in slowest
+        text = "\n".join(rows)
+        assert "llm-mcp bench gemma3" in text and "llm-mcp bench gpt-oss-cpu-moe" in text
+        assert "image: ghcr.io/ggml-org/llama.cpp:server-cuda" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(app.screen_stack) == 1
+        await pilot.press("c", "c")  # c closes it too
+        await pilot.pause()
+        assert len(app.screen_stack) == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_the_comparison_fits_the_terminal_with_every_profile_and_its_keys(
+        size: tuple[int, int]) -> None:
+    app, client = make(models=S.models_with_facts())
+    async with app.run_test(size=size) as pilot:
+        await settled(pilot, client)
+        await pilot.press("c")
+        await pilot.pause()
+        box = app.screen.query_one("#compare")
+        assert box.region.right <= size[0] and box.region.bottom <= size[1]
+        text = S.screen_text(app)
+        for name in ("Qwen3 Coder 30B", "gpt-oss 120B", "Gemma 3 27B", "llm-mcp bench gpt-oss-cpu-moe"):
+            assert name in text
+        assert "c/Esc close" in text and "q quit" in text
+        assert all(len(row) <= size[0] for row in text.splitlines())
+
+
+async def test_the_comparison_says_when_the_daemon_reports_no_bench_results_at_all() -> None:
+    app, client = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, client)
+        await pilot.press("c")
+        await pilot.pause()
+        assert "This daemon does not report bench results" in S.screen_text(app)
+
+
+async def test_a_bench_in_flight_shows_its_profile_step_and_run_and_its_end_refreshes_the_numbers() -> None:
+    app, client = make(S.status("ready", S.MODELS[0]), models=S.models_with_facts())
+    order = ["qwen3-coder-bench-q8", "gpt-oss-cpu-moe"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot, client)
+        listed = len(calls(client, "list_models"))
+        loading = S.bench_job(order, step="loading", phase="loading_tensors", run=0)
+        await client.live.put(S.envelope(70, "job", loading))
+        await wait_for(pilot, lambda: "⏱ bench 1/2: Qwen3 Coder Q8 (bench)" in S.screen_text(app), 5,
+                       "the bench panel")
+        assert "loading tensors" in S.screen_text(app)
+        done = {"qwen3-coder-bench-q8": S.measured(118.6, 2410.0, 9.8)}
+        await client.live.put(S.envelope(71, "job", S.bench_job(order, index=1, run=2, results=done)))
+        await wait_for(pilot, lambda: "run 2/3" in S.screen_text(app), 5, "the second profile's run")
+        text = S.screen_text(app)
+        assert "⏱ bench 2/2: gpt-oss 120B all experts on CPU" in text and "measuring" in text
+        assert "✓ Qwen3 Coder Q8 (bench) 118.6 t/s" in text
+        finished = S.bench_job(order, index=1, run=3, results=done, done=True, result="done",
+                               detail="measured 2 of 2 profiles; qwen3-coder restored")
+        await client.live.put(S.envelope(72, "job", finished))
+        await wait_for(pilot, lambda: "⏱ bench" not in S.screen_text(app), 5, "the panel to go")
+        await wait_for(pilot, lambda: len(calls(client, "list_models")) > listed, 5, "the new numbers")
+
+
+def test_fit_and_measured_fields_that_make_no_sense_read_as_absent_never_as_an_error() -> None:
+    from monitor.profile_facts import fit_of, measured_of
+
+    assert fit_of({}) is None and measured_of({}) is None  # an older daemon
+    assert measured_of({"measured": None}) is None  # never benched
+    assert fit_of({"fit": {"verdict": "maybe"}}) is None
+    assert fit_of({"fit": "fits"}) is None
+    odd = fit_of({"fit": {"verdict": "tight", "devices": [{"device": "gpu0"}, "x", {"need_bytes": True}]}})
+    assert odd is not None and odd.devices == () and odd.message == ""
+    assert measured_of({"measured": {"gen_tps": {"median": "fast"}, "load_seconds": 3}}) is None
+    partial = measured_of({"measured": {"gen_tps": {"median": 12.5}, "runs": 3}})
+    assert partial is not None and partial.gen_tps is not None and partial.gen_tps.low == 12.5

@@ -39,8 +39,9 @@ def system_history(samples: int = 90, container: bool = True) -> list[dict[str, 
 
 
 def scenario(status: dict[str, Any], events: list[dict[str, Any]],
-             lines: list[dict[str, Any]] | None = None) -> tuple[MonitorApp, Any]:
-    client = S.StandInClient(status, lines=S.load_lines() if lines is None else lines, events=events)
+             lines: list[dict[str, Any]] | None = None, **kwargs: Any) -> tuple[MonitorApp, Any]:
+    client = S.StandInClient(status, lines=S.load_lines() if lines is None else lines, events=events,
+                             **kwargs)
     app = make_app(lambda: client, clock=S.frozen_clock)
 
     async def settle(pilot: Pilot[None]) -> None:
@@ -113,3 +114,36 @@ def test_no_gpu(snap_compare: Any, size: tuple[int, int]) -> None:
     events = [S.envelope(1, "gpu", S.NO_GPU), *system_history(30)]
     app, settle = scenario(S.status("ready", CURRENT, gpu=S.NO_GPU, measured=14.2), events)
     assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+@SMALL_AND_LARGE
+def test_picker_with_fit_verdicts_and_measured_speed(snap_compare: Any, size: tuple[int, int]) -> None:
+    app, settle = scenario(S.status("ready", CURRENT, measured=151.2), gpu_history() + system_history(),
+                           models=S.models_with_facts())
+    assert snap_compare(app, press=["m", "down", "down"], terminal_size=size, run_before=settle)
+
+
+@SMALL_AND_LARGE
+def test_bench_comparison(snap_compare: Any, size: tuple[int, int]) -> None:
+    app, settle = scenario(S.status("ready", CURRENT, measured=151.2), gpu_history() + system_history(),
+                           models=S.models_with_facts())
+    assert snap_compare(app, press=["c"], terminal_size=size, run_before=settle)
+
+
+def test_wont_fit_refusal(snap_compare: Any) -> None:
+    def refuse(method: str, params: dict[str, Any]) -> Any:
+        if method == "switch" and not params.get("force"):
+            raise S.wont_fit_error(params["model"])
+        return None
+
+    app, settle = scenario(S.status("ready", CURRENT, measured=151.2), gpu_history() + system_history(),
+                           models=S.models_with_facts(), on_call=refuse)
+    assert snap_compare(app, press=["m", "3"], terminal_size=(80, 24), run_before=settle)
+
+
+def test_bench_in_progress(snap_compare: Any) -> None:
+    done = {"qwen3-coder-bench-q8": S.measured(118.6, 2410.0, 9.8)}
+    running = S.bench_job(["qwen3-coder-bench-q8", "gpt-oss-cpu-moe"], index=1, run=2, results=done)
+    status = S.status("ready", S.MODELS[4], job=running, measured=19.4)
+    app, settle = scenario(status, gpu_history() + system_history(), models=S.models_with_facts())
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
