@@ -23,7 +23,7 @@ from llm_mcp.protocol import BUSY, ProtocolError
 from monitor.connection import TOPICS, ClientFactory, MonitorClient
 from monitor.format import duration, visible
 from monitor.model import Model
-from monitor.profile_facts import device_line, parse_fit
+from monitor.profile_facts import device_line, fit_sentence, parse_fit
 from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen
 from monitor.styles import APP_CSS
 from monitor.widgets import GpuPanel, LogView, StatusBar, SwitchPanel, SystemPanel
@@ -438,8 +438,10 @@ class MonitorApp(App[None]):
         raw = exc.data.get("fit")
         fit = parse_fit(raw if isinstance(raw, dict) else exc.data)  # the numbers, nested or not
         name = visible(self.model.profile_name(pick.profile))
-        why = visible(fit.message if fit is not None and fit.message else exc.message)
-        lines = [f"{name} does not fit: {why}"]
+        why = fit_sentence(fit) if fit is not None else exc.message
+        if not why.startswith("does not fit"):
+            why = f"does not fit: {why}"
+        lines = [f"{name} {visible(why)}"]
         if fit is not None:
             lines += [f"  {visible(device_line(d))}" for d in fit.devices]
         if exc.hint:

@@ -87,6 +87,16 @@ def parse_fit(raw: dict[str, Any]) -> Fit | None:
                str(error) if error else None)
 
 
+def fit_sentence(fit: Fit) -> str:
+    """The daemon's one line ("does not fit: needs ..."), led by the verdict when it is not already."""
+    word = "fit unknown" if fit.verdict == "unknown" else FIT_WORD[fit.verdict]
+    text = fit.message or (f"{word}: {fit.error}" if fit.error else word)
+    lead = text.lower()
+    if not (lead.startswith(word) or lead.startswith("does not fit") or lead.startswith("fit unknown")):
+        text = f"{word}: {text}"
+    return text
+
+
 def _spread(raw: Any) -> Spread | None:
     if not isinstance(raw, dict):
         return None

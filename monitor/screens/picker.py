@@ -31,6 +31,7 @@ from monitor.profile_facts import (
     FIT_WORD,
     Measured,
     fit_of,
+    fit_sentence,
     fit_style,
     measured_of,
     reports_fit,
@@ -295,12 +296,9 @@ class PickerScreen(ModalScreen[Pick | None]):
         lines: list[Text] = []
         width = max(20, self._width())
         fit = fit_of(row)
-        if fit is not None:
-            text = Text(f"{FIT_MARK[fit.verdict]} {FIT_WORD[fit.verdict]}", fit_style(fit.verdict))
-            why = fit.message or fit.error or ""
-            if why:  # wrapped, not cut: the numbers are the point
-                text.append(": " + visible(why))
-            lines.append(text)
+        if fit is not None:  # wrapped, not cut: the numbers are the point
+            sentence = visible(fit_sentence(fit))
+            lines.append(Text(f"{FIT_MARK[fit.verdict]} {sentence}", fit_style(fit.verdict)))
         measured = measured_of(row)
         if reports_measured(self.model.models):
             if measured is None:

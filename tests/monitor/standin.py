@@ -13,7 +13,7 @@ import copy
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from llm_mcp.protocol import BUSY, ProtocolError
+from llm_mcp.protocol import BUSY, WONT_FIT, ProtocolError
 
 NOW = 1_760_000_000.0  # the frozen clock of every snapshot
 
@@ -223,7 +223,6 @@ def screen_text(app: Any) -> str:
 # ---- what a daemon with memory fit (H7) and bench results (H8) adds to list_models ----
 
 GiB = 1 << 30
-WONT_FIT = 1007  # the error code is the daemon's business: the monitor reads data["reason"]
 
 
 def fit(verdict: str, message: str, devices: list[tuple[str, float, float | None, str]] | None = None,
@@ -249,18 +248,19 @@ def measured(gen: float, prompt: float, load: float, *, runs: int = 5, spread: f
 def models_with_facts() -> list[dict[str, Any]]:
     """MODELS as a daemon with fit verdicts and bench results lists them (two never benched)."""
     facts = {
-        "qwen3-coder": (fit("fits", "needs 17.7 GiB on gpu0, 23.5 GiB free",
+        "qwen3-coder": (fit("fits", "fits: needs 17.70 GiB (±638.7 MiB) on gpu0, 23.50 GiB free",
                             [("gpu0", 17.7, 23.5, "fits"), ("host", 0.2, 22.7, "fits")]),
                         measured(151.2, 2850.4, 6.4)),
-        "gpt-oss": (fit("tight", "needs 15.4 GiB on gpu1, 15.9 GiB free (within the error band)",
+        "gpt-oss": (fit("tight", "tight: needs 15.40 GiB (±602.1 MiB) on gpu1, 15.90 GiB free",
                         [("gpu0", 22.1, 23.5, "fits"), ("gpu1", 15.4, 15.9, "tight"),
                          ("host", 38.0, 52.7, "fits")]),
                     measured(47.1, 950.2, 31.0, memory_gib=37.5)),
-        "gemma3": (fit("wont_fit", "needs 21.3 GiB on gpu0, 18.2 GiB free",
+        "gemma3": (fit("wont_fit", "does not fit: needs 21.30 GiB (±701.5 MiB) on gpu0, 18.20 GiB free",
                        [("gpu0", 21.3, 18.2, "wont_fit"), ("host", 0.4, 22.7, "fits")]), None),
-        "qwen3-coder-bench-q8": (fit("unknown", "", error="model file unreadable: truncated GGUF header"),
+        "qwen3-coder-bench-q8": (fit("unknown", "fit unknown: model file unreadable: truncated GGUF header",
+                                     error="model file unreadable: truncated GGUF header"),
                                  measured(118.6, 2410.0, 9.8, runs=3, spread=0.08, memory_gib=31.2)),
-        "gpt-oss-cpu-moe": (fit("fits", "needs 2.1 GiB on gpu0, 23.5 GiB free",
+        "gpt-oss-cpu-moe": (fit("fits", "fits: needs 2.10 GiB (±96.0 MiB) on gpu0, 23.50 GiB free",
                                 [("gpu0", 2.1, 23.5, "fits"), ("host", 61.0, 62.7, "tight")]), None),
     }
     out = []
@@ -273,10 +273,10 @@ def models_with_facts() -> list[dict[str, Any]]:
 def wont_fit_error(profile_id: str = "gemma3") -> ProtocolError:
     """The daemon's refusal of a switch that does not fit (nothing was stopped)."""
     verdict = models_with_facts()[[m["id"] for m in MODELS].index(profile_id)]["fit"]
-    return ProtocolError(WONT_FIT, f"{profile_id} does not fit: {verdict['message']}",
-                         {"reason": "wont_fit", "fit": verdict,
-                          "hint": "lower n_gpu_layers or ctx_size (llm-mcp fit " + profile_id + " suggests "
-                          "settings that fit), or repeat with force"})
+    return ProtocolError(WONT_FIT, f"'{profile_id}' {verdict['message']}; nothing was stopped, the running "
+                         "model goes on", {"reason": "wont_fit", "model": profile_id, "fit": verdict,
+                                           "hint": f"`llm-mcp fit {profile_id} --suggest` (MCP: fit_model) "
+                                                   "shows settings that fit; force loads it anyway"})
 
 
 def bench_job(order: list[str], *, index: int = 0, step: str = "measuring", run: int = 2, repeat: int = 3,

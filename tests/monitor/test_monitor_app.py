@@ -594,15 +594,15 @@ async def test_the_picker_shows_each_profiles_fit_verdict_and_measured_speed_and
         assert "! tight" in gpt and "47.1 t/s" in gpt
         gemma = next(r for r in rows if "Gemma 3 27B" in r)
         assert "✗ won't fit" in gemma and " - " in gemma  # never benched: no number
-        assert any("✓ fits: needs 17.7 GiB on gpu0, 23.5 GiB free" in r for r in rows)
+        assert any("✓ fits: needs 17.70 GiB (±638.7 MiB) on gpu0, 23.50 GiB free" in r for r in rows)
         await pilot.press("down", "down")
         await pilot.pause()
         text = S.screen_text(app)
-        assert "✗ won't fit: needs 21.3 GiB on gpu0, 18.2 GiB free" in text
+        assert "✗ does not fit: needs 21.30 GiB (±701.5 MiB) on gpu0, 18.20 GiB free" in text
         assert "not measured: llm-mcp bench gemma3" in text
         await pilot.press("b")  # the first bench profile: the daemon could not read its model file
         await pilot.pause()
-        assert "? unknown: model file unreadable: truncated GGUF header" in S.screen_text(app)
+        assert "? fit unknown: model file unreadable: truncated GGUF header" in S.screen_text(app)
 
 
 async def test_the_picker_marks_verdicts_compactly_on_an_80_column_terminal_and_names_the_file_below(
@@ -615,7 +615,7 @@ async def test_the_picker_marks_verdicts_compactly_on_an_80_column_terminal_and_
         picker = app.screen.query_one("#picker")
         assert picker.region.right <= 80 and picker.region.bottom <= 24
         text = S.screen_text(app)
-        assert "151.2 t/s" in text and "✗" in text and "won't fit" not in text.split("✓ fits:")[0]
+        assert "151.2 t/s" in text and "✗" in text and "won't fit" not in text  # marks only
         assert "model file: Qwen3-Coder-30B-A3B-Q4_K_M.gguf" in text
         assert "1-3 pick" in text  # the keys line still shows
 
@@ -640,10 +640,10 @@ async def test_a_pick_that_does_not_fit_shows_the_daemons_numbers_and_forces_onl
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the refusal")
         await pilot.pause()
         text = S.screen_text(app)
-        assert "Gemma 3 27B does not fit: needs 21.3 GiB on gpu0, 18.2 GiB free" in text
+        assert "Gemma 3 27B does not fit: needs 21.30 GiB (±701.5 MiB) on gpu0, 18.20 GiB free" in text
         assert "gpu0: needs 21.3 GiB, 18.2 GiB free (won't fit)" in text
         assert "host: needs 410 MiB, 22.7 GiB free (fits)" in text
-        assert "hint: lower n_gpu_layers or ctx_size" in text
+        assert "hint: `llm-mcp fit gemma3 --suggest`" in text
         assert "Nothing was stopped: Qwen3 Coder 30B keeps running." in text
         assert "f force  ·  n/Esc cancel" in text
         await pilot.press("enter")  # a risky yes takes its own key
@@ -747,7 +747,7 @@ async def test_a_bench_in_flight_shows_its_profile_step_and_run_and_its_end_refr
 
 
 def test_fit_and_measured_fields_that_make_no_sense_read_as_absent_never_as_an_error() -> None:
-    from monitor.profile_facts import fit_of, measured_of
+    from monitor.profile_facts import fit_of, fit_sentence, measured_of
 
     assert fit_of({}) is None and measured_of({}) is None  # an older daemon
     assert measured_of({"measured": None}) is None  # never benched
@@ -758,3 +758,7 @@ def test_fit_and_measured_fields_that_make_no_sense_read_as_absent_never_as_an_e
     assert measured_of({"measured": {"gen_tps": {"median": "fast"}, "load_seconds": 3}}) is None
     partial = measured_of({"measured": {"gen_tps": {"median": 12.5}, "runs": 3}})
     assert partial is not None and partial.gen_tps is not None and partial.gen_tps.low == 12.5
+    bare = fit_of({"fit": {"verdict": "unknown", "message": "", "error": "no memory figures"}})
+    assert bare is not None and fit_sentence(bare) == "fit unknown: no memory figures"
+    terse = fit_of({"fit": {"verdict": "wont_fit", "message": "needs 3 GiB on gpu0"}})
+    assert terse is not None and fit_sentence(terse) == "won't fit: needs 3 GiB on gpu0"
