@@ -1,4 +1,4 @@
-"""Talking to llama-server over HTTP: /health, /slots and one verification completion."""
+"""Talking to llama-server over HTTP: /health, /slots, one verification completion, bench runs."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ class Health:
     status: str  # "ok" | "loading" | "unreachable" | "error"
     code: int | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    timings: dict[str, float] | None  # llama-server's own: prompt_n, prompt_per_second, predicted_n, ...
+    error: str | None
 
 
 class LlamaServerProbe:
@@ -68,6 +74,55 @@ class LlamaServerProbe:
         if isinstance(timings, dict) and isinstance(timings.get("predicted_per_second"), int | float):
             return float(timings["predicted_per_second"])
         return None
+
+    async def slot_context(self) -> int | None:
+        """Tokens one request may use (/props: the per-slot n_ctx); None when it can't tell."""
+        try:
+            response = await self._client.get(f"{self.base_url}/props", timeout=5.0)
+            data: Any = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        settings = data.get("default_generation_settings") if isinstance(data, dict) else None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        """The model's own token ids for `text` (/tokenize, no special tokens)."""
+        try:
+            response = await self._client.post(f"{self.base_url}/tokenize",
+                                               json={"content": text, "add_special": False}, timeout=30.0)
+            data: Any = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            return None
+        return tokens
+
+    async def timed_completion(self, prompt: list[int], n_predict: int, timeout: float) -> Completion:
+        """One /completion of exactly these prompt tokens and `n_predict` generated ones.
+
+        No prompt cache (every run processes the whole prompt) and no early stop at an
+        end-of-sequence token; the server's own `timings` say how fast each part ran.
+        """
+        body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": False, "ignore_eos": True,
+                "temperature": 0}
+        try:
+            response = await self._client.post(f"{self.base_url}/completion", json=body, timeout=timeout)
+            data: Any = response.json()
+        except httpx.TimeoutException:
+            return Completion(None, f"no answer within {timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Completion(None, f"{type(exc).__name__}: {exc}")
+        except ValueError:
+            return Completion(None, f"HTTP {response.status_code}: the answer is not JSON")
+        if response.status_code != 200 or not isinstance(data, dict):
+            message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+            return Completion(None, f"HTTP {response.status_code}: {message or str(data)[:200]}")
+        timings = data.get("timings")
+        if not isinstance(timings, dict):
+            return Completion(None, "the answer has no timings")
+        return Completion({k: v for k, v in timings.items() if isinstance(v, int | float)}, None)
 
     async def aclose(self) -> None:
         if self._owns_client:

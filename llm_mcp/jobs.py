@@ -51,7 +51,7 @@ _job_ids = itertools.count(1)
 
 @dataclass(eq=False)
 class Job:
-    kind: str  # "switch" | "stop" | "adopt"
+    kind: str  # "switch" | "stop" | "adopt" | "bench"
     profile: str | None
     profile_name: str
     force: bool
@@ -71,6 +71,7 @@ class Job:
     replaced_by: str | None = None
     duration: float | None = None
     load_seconds: float | None = None
+    bench: dict[str, Any] | None = None  # a bench job's profiles, settings, step and results so far
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
@@ -95,5 +96,5 @@ class Job:
             "hint": self.failure.hint if self.failure else None,
             "detail": self.detail, "log_lines": list(self.log_lines), "restored": self.restored,
             "replaced_by": self.replaced_by, "load_seconds": self.load_seconds,
-            "created_at": self.created_at,
+            "created_at": self.created_at, "bench": self.bench,
         }
