@@ -100,21 +100,21 @@ class SwitchPanel(Widget):
         text.append(name, "bold")
         step = info.get("step") or job.get("phase")
         text.append(f"  · {phase_label(job.get('phase') if step == 'loading' else step)}", "bold")
-        run, runs = info.get("run"), (info.get("settings") or {}).get("repeat")
-        if step == "measuring" and isinstance(run, int) and isinstance(runs, int) and runs > 0:
-            text.append(f"  · run {max(1, run)}/{runs}", "bold")
+        raw_settings = info.get("settings")
+        settings: dict[str, Any] = raw_settings if isinstance(raw_settings, dict) else {}
+        run, runs = info.get("run"), settings.get("repeat")
+        counted = isinstance(run, int) and isinstance(runs, int) and runs > 0
+        if step == "measuring" and counted:
+            text.append(f"  · run {run}/{runs}" if run else "  · warm-up", "bold")
         text.append(f"  · {duration(m.job_elapsed())}")
         width = max(20, self.size.width)
-        estimate = job.get("estimate")
         text.append("\n")
-        if step == "measuring" and isinstance(run, int) and isinstance(runs, int) and runs > 0:
-            fraction = min(1.0, max(0, run - 1) / runs)
+        if step == "measuring" and counted and run:
+            fraction = min(1.0, (run - 1) / runs)
             text.append_text(bar(fraction, max(10, width - 6), "cyan"))
             text.append(f" {fraction * 100:3.0f}%")
-        elif step == "loading" and isinstance(estimate, int | float) and estimate > 0:
-            text.append(f"loading the profile (its loads take ~{duration(float(estimate))})", "bright_black")
         else:
-            text.append(f"{phase_label(step)}", "bright_black")
+            text.append(self._bench_plan(step, job.get("estimate"), settings), "bright_black")
         if order:
             raw_results = info.get("results")
             results: dict[str, Any] = raw_results if isinstance(raw_results, dict) else {}
@@ -135,6 +135,20 @@ class SwitchPanel(Widget):
                 else:
                     text.append(label, "bright_black")
         return text
+
+    @staticmethod
+    def _bench_plan(step: Any, estimate: Any, settings: dict[str, Any]) -> str:
+        """What the bench does next, in words (before the runs, between profiles, at the end)."""
+        runs = settings.get("repeat")
+        plan = (f"{runs} runs of {settings.get('prompt_tokens')} prompt + {settings.get('gen_tokens')} "
+                "generated tokens") if isinstance(runs, int) else "the runs"
+        if step == "restoring":
+            return "measured; putting back the model that ran before the bench"
+        if step == "measuring":
+            return f"a warm-up completion, then {plan}"
+        loads = (f" (its loads take ~{duration(float(estimate))})"
+                 if isinstance(estimate, int | float) and estimate > 0 else "")
+        return f"loading the profile{loads}, then a warm-up and {plan}"
 
     def _failure(self, job: dict[str, Any]) -> Text:
         m = self.model

@@ -732,7 +732,9 @@ async def test_a_bench_in_flight_shows_its_profile_step_and_run_and_its_end_refr
         await client.live.put(S.envelope(70, "job", loading))
         await wait_for(pilot, lambda: "⏱ bench 1/2: Qwen3 Coder Q8 (bench)" in S.screen_text(app), 5,
                        "the bench panel")
-        assert "loading tensors" in S.screen_text(app)
+        text = S.screen_text(app)
+        assert "loading tensors" in text
+        assert "loading the profile, then a warm-up and 3 runs of 512" in text  # wrapped at 80 columns
         done = {"qwen3-coder-bench-q8": S.measured(118.6, 2410.0, 9.8)}
         await client.live.put(S.envelope(71, "job", S.bench_job(order, index=1, run=2, results=done)))
         await wait_for(pilot, lambda: "run 2/3" in S.screen_text(app), 5, "the second profile's run")
