@@ -764,3 +764,16 @@ def test_fit_and_measured_fields_that_make_no_sense_read_as_absent_never_as_an_e
     assert bare is not None and fit_sentence(bare) == "fit unknown: no memory figures"
     terse = fit_of({"fit": {"verdict": "wont_fit", "message": "needs 3 GiB on gpu0"}})
     assert terse is not None and fit_sentence(terse) == "won't fit: needs 3 GiB on gpu0"
+
+
+async def test_the_header_says_when_its_speed_is_the_stored_bench_median_not_this_runs() -> None:
+    status = S.status("ready", S.MODELS[0], measured=151.2)
+    status["speed"].update(source="bench", bench_tps=151.2)
+    app, client = make(status)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, client)
+        assert "151.2 t/s (bench) of 140 expected (108%)" in S.screen_text(app).splitlines()[0]
+        status["speed"]["source"] = "log"
+        client.status = status
+        await client.live.put(S.envelope(90, "state", {"state": "ready"}))
+        await wait_for(pilot, lambda: "(bench)" not in S.screen_text(app).splitlines()[0], 5, "live speed")
