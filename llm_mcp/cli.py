@@ -20,6 +20,7 @@ EXIT_FAILED = 1  # the operation ran and failed (switch failed, check found prob
 EXIT_USAGE = 2  # bad arguments, unknown model, broken config
 EXIT_BUSY = 3  # another switch is in flight (repeat with --force)
 EXIT_UNAVAILABLE = 4  # no daemon and none could be started, or Docker unreachable
+EXIT_WONT_FIT = 5  # the switch's pre-flight: the model does not fit in memory (repeat with --force)
 
 EPILOG = """\
 exit codes:
@@ -28,6 +29,8 @@ exit codes:
   2  usage error, unknown model, or a broken models.conf
   3  busy: another switch is in flight (repeat with --force to replace it)
   4  the daemon or Docker is unavailable
+  5  won't fit: the model does not fit in free memory; nothing was stopped
+     (`llm-mcp fit ID --suggest` shows what fits; --force loads it anyway)
 
 locations: --config / $LLM_MCP_CONFIG / ./models.conf / the user config dir;
 --socket / $LLM_MCP_SOCKET / the user runtime dir; $LLM_MCP_STATE_DIR for logs.
@@ -97,7 +100,8 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="profile id (see `llm-mcp models`); default: models.conf's `default`")
     switch.add_argument("--no-wait", action="store_true", help="return at once with the job id")
     switch.add_argument("--force", action="store_true",
-                        help="replace a switch in flight, and don't wait for generation to finish")
+                        help="replace a switch in flight, don't wait for generation to finish, and "
+                        "load even when the pre-flight says the model won't fit in memory")
     switch.add_argument("--no-rollback", action="store_true",
                         help="on failure, leave nothing running instead of restoring the previous model")
     switch.add_argument("--timeout", type=float, metavar="S",
@@ -230,10 +234,14 @@ def _protocol_error(args: argparse.Namespace, exc: BaseException) -> int:
         message = (f"busy: a {job.get('kind', 'switch')} to '{job.get('profile')}' is in progress (job "
                    f"{job.get('id')}, {job.get('phase')}); wait for it or repeat with --force")
         return _fail(args, EXIT_BUSY, "busy", message, **data)
+    if exc.code == protocol.WONT_FIT:
+        model = exc.data.get("model") or "ID"
+        return _fail(args, EXIT_WONT_FIT, "wont_fit", exc.message, f"`llm-mcp fit {model} --suggest` shows "
+                     "settings that fit; repeat with --force to load it anyway", **data)
     code = {
         protocol.UNKNOWN_MODEL: EXIT_USAGE, protocol.CONFIG_ERROR: EXIT_USAGE,
         protocol.INVALID_PARAMS: EXIT_USAGE, protocol.DOCKER_UNAVAILABLE: EXIT_UNAVAILABLE,
-        protocol.PROTOCOL_MISMATCH: EXIT_UNAVAILABLE,
+        protocol.PROTOCOL_MISMATCH: EXIT_UNAVAILABLE, protocol.WONT_FIT: EXIT_WONT_FIT,
     }.get(exc.code, EXIT_FAILED)
     hint = "" if exc.code == protocol.UNKNOWN_MODEL else exc.hint
     return _fail(args, code, reason, exc.message, hint, **data)

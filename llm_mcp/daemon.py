@@ -24,6 +24,7 @@ from llm_mcp.config import Config, load_config
 from llm_mcp.events import Subscription
 from llm_mcp.lifecycle import Core, Job, SwitchError, SwitchRefused
 from llm_mcp.listeners import serve_forever
+from llm_mcp.preflight import WontFit
 from llm_mcp.protocol import ProtocolError
 from llm_mcp.safe_files import UnsafePathError, open_private, private_dir, usable_dir
 
@@ -249,6 +250,7 @@ class Daemon:
                 "socket": str(self.socket_path), "http": self.http}
 
     async def _list_models(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
+        await self.core.update_fits()  # the "fit" verdicts: cached, re-judged when memory moved
         try:
             return {"models": self.core.list_models()}
         except Exception as exc:
@@ -265,6 +267,10 @@ class Daemon:
             job = await self.core.switch(p.model, force=p.force, rollback=p.rollback)
         except SwitchRefused as exc:
             raise _busy(exc) from None
+        except WontFit as exc:  # the pre-flight refused it: nothing was stopped
+            raise ProtocolError(protocol.WONT_FIT, str(exc), {"reason": exc.reason, "hint": exc.hint,
+                                                              "model": p.model,
+                                                              "fit": exc.preflight.to_dict()}) from None
         except SwitchError as exc:
             code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
             raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
@@ -489,6 +495,7 @@ def _run_locked(start: _Start) -> int:
 def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     from llm_mcp.docker_runtime import DockerRuntime
     from llm_mcp.gpu import GpuSampler
+    from llm_mcp.memory_view import LiveMemoryView
     from llm_mcp.system import SystemSampler
 
     config_path, socket_path = start.config_path, start.socket_path
@@ -498,13 +505,17 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
         return load_config(config_path)
 
     runtime = DockerRuntime(initial.instance)
-    core = Core(load_config=current_config, runtime=runtime, state_dir=start.state)
 
     def our_pids() -> set[int]:
         container_id = core.container_id
         return runtime.container_pids(container_id) if container_id else set()
 
-    samplers = Samplers(core, GpuSampler(container_pids=our_pids), SystemSampler())
+    gpu = GpuSampler(container_pids=our_pids)
+    # The switch's pre-flight: NVML (our container's processes marked), psutil, Docker stats.
+    memory = LiveMemoryView(gpu_sample=gpu.sample, container_pids=runtime.container_pids,
+                            container_stats=runtime.memory_stats)
+    core = Core(load_config=current_config, runtime=runtime, state_dir=start.state, memory_view=memory)
+    samplers = Samplers(core, gpu, SystemSampler())
     daemon = Daemon(core, socket_path, samplers, config_path, private_socket_dir=start.private_socket_dir)
     failed: list[str] = []
 

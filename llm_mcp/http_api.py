@@ -49,6 +49,7 @@ _STATUS_FOR_CODE = {
     protocol.UNKNOWN_MODEL: 404,
     protocol.NOT_FOUND: 404,
     protocol.BUSY: 409,
+    protocol.WONT_FIT: 507,  # Insufficient Storage: the model does not fit in memory; nothing stopped
     protocol.CONFIG_ERROR: 500,
     protocol.PROTOCOL_MISMATCH: 500,
     protocol.INTERNAL_ERROR: 500,

@@ -24,6 +24,7 @@ from llm_mcp.compose import config_hash, profile_spec, write_env_file
 from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_value
 from llm_mcp.engine_link import DOCKER_UNAVAILABLE, EngineLink, follow_events, outage_failure, reconnect_hint
 from llm_mcp.events import EventBus
+from llm_mcp.fit_board import FitBoard
 from llm_mcp.health import Health, LlamaServerProbe
 from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
 from llm_mcp.line_feed import LineFeed
@@ -40,6 +41,9 @@ from llm_mcp.log_signals import (
     match_phase,
 )
 from llm_mcp.logbook import Logbook
+from llm_mcp.memory_view import MemoryView
+from llm_mcp.preflight import MemorySnapshot, Preflight, WontFit
+from llm_mcp.preflight import unknown as fit_unknown
 from llm_mcp.ready_health import ReadyHealth
 from llm_mcp.runtime import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure, StartError
 from llm_mcp.switch_intent import IntentFile, SwitchIntent
@@ -88,6 +92,7 @@ class Core:
         health_interval: float = 0.1,
         ready_health_interval: float = 3.0,
         log_capacity: int = 5000,
+        memory_view: MemoryView | None = None,
     ) -> None:
         self._load_config = load_config
         self.runtime = runtime
@@ -124,6 +129,10 @@ class Core:
         self.started = anyio.Event()
         self._events_stop = threading.Event()
         self._shutdown = threading.Event()  # set when the core stops: ends its Docker waits
+        # Pre-flight (docs/fit.md): None switches it off (fit "unknown" in list_models).
+        self.memory_view = memory_view
+        self.fits = FitBoard(anyio.CapacityLimiter(2))
+        self._fits_done: anyio.Event | None = None  # the list_models refresh in flight
 
     # ---- public API -------------------------------------------------------------
 
@@ -136,6 +145,8 @@ class Core:
             tg.start_soon(self._watch_docker_events)
             tg.start_soon(self.engine.run, self._engine_back)
             await self._reconcile()
+            if self.memory_view is not None:  # read every profile's header now: later looks are free
+                tg.start_soon(self.update_fits, 0.0)
             self.started.set()
             task_status.started()
             try:
@@ -162,6 +173,8 @@ class Core:
             entry["default"] = profile.id == config.default_profile
             entry["estimated_load_seconds"] = self.history.estimate(profile.id)
             entry["model_present"] = profile.model_path().is_file()
+            entry["fit"] = (self.fits.entry(profile.id) if self.memory_view is not None
+                            else fit_unknown("no memory figures: pre-flight is off").to_dict())
             out.append(entry)
         return out
 
@@ -188,18 +201,21 @@ class Core:
         except Exception as exc:  # ConfigError and friends: the running model is untouched
             raise SwitchError(str(exc), reason="config_error",
                               hint="fix models.conf; the running model was not touched") from None
+        joined = self._join_or_refuse(profile, force)
+        if joined is not None:
+            return joined
+        if not force and self.memory_view is not None:
+            # Before anything stops: a profile that cannot fit is refused, the model runs on.
+            fit = await self._preflight(profile)
+            if fit.verdict == "wont_fit":
+                self.logbook.note(f"switch to {profile.name} refused: {fit.message}")
+                raise WontFit(profile_id, fit)
+            joined = self._join_or_refuse(profile, force)  # the world may have moved meanwhile
+            if joined is not None:
+                return joined
+            if fit.verdict == "tight":
+                self.logbook.note(f"pre-flight for {profile.name}: {fit.message}; loading anyway")
         running = self._job
-        if running is not None and not running.done.is_set():
-            # Join a load of the same profile, including one a restarted core adopted mid-load
-            # (unless that container runs an outdated config: then this request restarts it).
-            joinable = running.kind == "switch" or (running.kind == "adopt" and not self.stale_config)
-            if joinable and running.profile == profile_id and not force:
-                return running  # join
-            if not force:
-                raise SwitchRefused(running)
-        elif (self.state == State.READY and self._watch is not None and self._watch.profile
-              and self._watch.profile.id == profile_id and not self.stale_config):
-            return self._finished_job(profile, "already loaded")
         previous = self._good_profile(running)
         job = Job(kind="switch", profile=profile_id, profile_name=profile.name, force=force,
                   rollback=rollback, previous=previous, estimate=self.history.estimate(profile_id))
@@ -207,6 +223,61 @@ class Core:
         assert self._tg is not None
         self._tg.start_soon(self._run_job, job, running, self._do_switch, config, profile)
         return job
+
+    def _join_or_refuse(self, profile: Profile, force: bool) -> Job | None:
+        """The job a switch request joins (or the finished one for the profile already ready);
+        SwitchRefused while another runs (unless force); None: start a new job."""
+        running = self._job
+        if running is not None and not running.done.is_set():
+            # Join a load of the same profile, including one a restarted core adopted mid-load
+            # (unless that container runs an outdated config: then this request restarts it).
+            joinable = running.kind == "switch" or (running.kind == "adopt" and not self.stale_config)
+            if joinable and running.profile == profile.id and not force:
+                return running  # join
+            if not force:
+                raise SwitchRefused(running)
+        elif (self.state == State.READY and self._watch is not None and self._watch.profile
+              and self._watch.profile.id == profile.id and not self.stale_config):
+            return self._finished_job(profile, "already loaded")
+        return None
+
+    async def _preflight(self, profile: Profile) -> Preflight:
+        """The profile's estimate against the memory it will have: free now plus what the
+        container it replaces holds. Anything unknown is no refusal: the load says why."""
+        try:
+            return await self.fits.check(profile, await self._memory_now())
+        except Exception as exc:  # a bug or an odd engine answer must never block a switch
+            log.exception("pre-flight for %s failed", profile.id)
+            return fit_unknown(f"pre-flight failed: {exc}")
+
+    async def _memory_now(self) -> MemorySnapshot:
+        """Free memory per device, and what the running container (the one a switch replaces) holds."""
+        assert self.memory_view is not None
+        watch = self._watch
+        if watch is None:
+            return await self.memory_view.snapshot(None)
+        name = watch.profile.name if watch.profile else watch.container.profile
+        return await self.memory_view.snapshot(watch.container.id, name)
+
+    async def update_fits(self, wait: float = 2.0) -> None:
+        """Bring list_models' fit verdicts up to date; waits up to ``wait`` s for it (the
+        refresh goes on in the background after that, and concurrent callers share one)."""
+        if self.memory_view is None or self._tg is None:
+            return
+        done = self._fits_done
+        if done is None or done.is_set():
+            done = self._fits_done = anyio.Event()
+            self._tg.start_soon(self._refresh_fits, done)
+        with anyio.move_on_after(wait):
+            await done.wait()
+
+    async def _refresh_fits(self, done: anyio.Event) -> None:
+        try:
+            await self.fits.refresh(self.config().profiles.values(), await self._memory_now())
+        except Exception:  # list_models shows the last verdicts (or unknown); never a crash
+            log.exception("refreshing the fit verdicts failed")
+        finally:
+            done.set()
 
     async def stop_model(self, *, force: bool = False) -> Job:
         running = self._job

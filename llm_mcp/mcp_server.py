@@ -45,14 +45,16 @@ between the model profiles of models.conf. Every client shares that one server.
 - status: call it first, and whenever unsure. It says what is loaded and where (endpoint), \
 whether it is ready, a switch in flight, how the last switch ended, measured vs expected \
 speed, GPU offload and GPU memory.
-- list_models: the model ids switch_model accepts, which one is current, and how long each \
-usually takes to load.
+- list_models: the model ids switch_model accepts, which one is current, how long each \
+usually takes to load, and whether each fits in memory now (fit: fits, tight, wont_fit).
 - switch_model(model): replaces the running model. By default it waits until the new model \
 is ready and sends progress notifications (phase, estimated percentage). With wait=false it \
 returns a job id at once; then poll status. Switching to the model already loaded does \
 nothing. If another switch is in flight the call is refused: wait for it (status), or pass \
-force=true to cancel it. On failure the previous model is restored (rollback=true) and the \
-error carries the reason, a hint and the last log lines.
+force=true to cancel it. A model that will not fit in memory is refused before anything \
+stops (reason wont_fit, with the numbers; fit_model says what would fit; force=true loads it \
+anyway). On failure the previous model is restored (rollback=true) and the error carries the \
+reason, a hint and the last log lines.
 - tail_logs: the llama-server log. Use it after a failed switch (run="previous" for the run \
 before the current one) or to see what the server is doing; filter takes a regex.
 - fit_model(model): before switching to a large model, whether it fits in GPU and host \
@@ -74,6 +76,23 @@ GpuLayers = Annotated[int | Literal["all", "auto"] | None, Field(
     description="the profile's n_gpu_layers: a layer count, \"all\" or \"auto\"; null: the image's default")]
 
 
+class FitDeviceVerdict(BaseModel):
+    device: str = Field(description='"host" or "gpuN"')
+    need_bytes: int = Field(description="what the profile needs there (the estimate's total)")
+    free_bytes: int | None = Field(description="free there for a switch: free now plus what the running "
+                                   "model holds; null if unknown")
+    verdict: Literal["fits", "tight", "wont_fit", "unknown"]
+
+
+class ProfileFit(BaseModel):
+    verdict: Literal["fits", "tight", "wont_fit", "unknown"] = Field(
+        description="fits; tight (within the estimate's error band); wont_fit (switch_model refuses it "
+        "unless force=true); unknown (see error)")
+    message: str = Field(description="one line: the deciding device, what it needs, what is free")
+    devices: list[FitDeviceVerdict] = Field(default_factory=list)
+    error: str | None = Field(None, description="why the verdict is unknown (model file unreadable, ...)")
+
+
 class ModelEntry(BaseModel):
     id: str = Field(description="the id switch_model takes")
     name: str = Field(description="display name")
@@ -91,6 +110,8 @@ class ModelEntry(BaseModel):
     bench: bool = False
     estimated_load_seconds: float | None = Field(
         None, description="median of recent loads; null before the first")
+    fit: ProfileFit | None = Field(None, description="pre-flight: does it fit in GPU and host memory, "
+                                   "counting the running model's memory as free (it would be replaced)")
 
 
 class ModelList(BaseModel):
@@ -289,6 +310,15 @@ def describe_error(exc: ProtocolError) -> str:
                 "shows it; switch_model with the same model joins it), or pass force=true to cancel "
                 "it and switch anyway.")
     text = exc.message
+    if data.get("reason") == "wont_fit":
+        devices = (data.get("fit") or {}).get("devices") or []
+        lines = [f"{text} [reason: wont_fit]"]
+        lines += [f"  {d.get('device')}: needs {_gib(d.get('need_bytes'))}, {_gib(d.get('free_bytes'))} free "
+                  f"-> {d.get('verdict')}" for d in devices]
+        lines.append("hint: fit_model(model) suggests n_gpu_layers, --n-cpu-moe or ctx_size values that fit; "
+                     "switch_model with force=true loads it anyway (it may then fail out of memory, and the "
+                     "running model is restored)")
+        return "\n".join(lines)
     if data.get("reason") == "unknown_job":
         return (f"{text} [reason: unknown_job]\nhint: the daemon restarted during the call (a new daemon "
                 "adopts the running container); call status to see what is loaded")
@@ -302,6 +332,10 @@ def describe_error(exc: ProtocolError) -> str:
     if data.get("hint"):
         text += f"\nhint: {data['hint']}"
     return text
+
+
+def _gib(value: object) -> str:
+    return f"{value / (1 << 30):.2f} GiB" if isinstance(value, int | float) else "unknown"
 
 
 def percent(job: dict[str, Any]) -> float:
@@ -431,7 +465,8 @@ def make_server(client: DaemonClient) -> MCPServer:
 
     async def list_models() -> Annotated[CallToolResult, ModelList]:
         """The model profiles of models.conf: the ids switch_model accepts, which one is loaded,
-        each one's context size, GPU layers, expected speed and usual load time."""
+        each one's context size, GPU layers, expected speed, usual load time and whether it fits
+        in memory now (fit)."""
         data = await _call(client, "list_models")
         models = [ModelEntry.model_validate(m) for m in data.get("models", [])]
         return tool_result(ModelList(models=models, current=next((m.id for m in models if m.current), None)))
@@ -458,16 +493,19 @@ def make_server(client: DaemonClient) -> MCPServer:
                                     "notifications; false returns the job id at once (poll status)")] = True,
         timeout: Annotated[float, Field(description="seconds to wait when wait=true; the switch itself "
                                         "goes on in the daemon after that", gt=0, le=86400)] = 900,
-        force: Annotated[bool, Field(description="replace a switch in flight, and do not wait for "
-                                     "running generations to finish")] = False,
+        force: Annotated[bool, Field(description="replace a switch in flight, do not wait for "
+                                     "running generations to finish, and load even when the pre-flight "
+                                     "says it will not fit")] = False,
         rollback: Annotated[bool, Field(description="on failure, restore the model that was "
                                         "loaded before")] = True,
     ) -> Annotated[CallToolResult, SwitchResult]:
         """Load a model, replacing the one running (one model runs at a time, shared by every
         client). Waits until it is ready and reports progress (phase and estimated percentage);
         a no-op when the model is already loaded. A request for the model already loading joins
-        that switch; one for another model is refused unless force=true. On failure the error
-        gives the reason, a hint and the last log lines, and the previous model is restored."""
+        that switch; one for another model is refused unless force=true. A model that will not
+        fit in memory is refused before anything stops (wont_fit, with the numbers), unless
+        force=true. On failure the error gives the reason, a hint and the last log lines, and the
+        previous model is restored."""
         job = await _call(client, "switch", model=model, force=force, rollback=rollback, wait=False)
         if not wait:
             return _switch_result(job, waited=False)

@@ -31,6 +31,7 @@ CONFIG_ERROR = 1003
 NOT_FOUND = 1004
 DOCKER_UNAVAILABLE = 1005
 PROTOCOL_MISMATCH = 1006
+WONT_FIT = 1007  # the switch's pre-flight: the profile does not fit in memory; nothing was stopped
 
 
 class ProtocolError(Exception):

@@ -64,13 +64,37 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> str:
             marker, str(m.get("id", "")), str(m.get("name", "")), model, _num(m.get("ctx_size")),
             _num(m.get("n_gpu_layers")), _num(m.get("speed"), " t/s"),
             duration(m.get("estimated_load_seconds")) if m.get("estimated_load_seconds") else "-",
-            "bench" if m.get("bench") else "",
+            fit_word(m.get("fit")), "bench" if m.get("bench") else "",
         ])
-    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "LOAD", ""], rows)
+    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "LOAD", "FIT", ""],
+                rows)
+    out += "".join(f"\n{line}" for line in fit_notes(models))
     if not any(m.get("current") for m in models):
         out += "\n(no model running; `llm-mcp switch ID` starts one)"
     else:
         out += "\n* running now"
+    return out
+
+
+_FIT_WORDS = {"fits": "fits", "tight": "tight", "wont_fit": "WON'T FIT", "unknown": "?"}
+
+
+def fit_word(fit: Mapping[str, Any] | None) -> str:
+    """The pre-flight verdict in a table cell."""
+    return _FIT_WORDS.get(str(fit.get("verdict")), "-") if fit else "-"
+
+
+def fit_notes(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per profile that will not fit or is tight: its numbers, and where to look next."""
+    out = []
+    for m in models:
+        fit = m.get("fit") or {}
+        pid = m.get("id")
+        if fit.get("verdict") == "wont_fit":
+            out.append(f"{pid}: {visible(str(fit.get('message')))}; `llm-mcp fit {pid} --suggest` shows what "
+                       "fits; `switch` refuses it without --force")
+        elif fit.get("verdict") == "tight":
+            out.append(f"{pid}: {visible(str(fit.get('message')))}; `llm-mcp fit {pid}` for the breakdown")
     return out
 
 
