@@ -58,6 +58,11 @@ class Samplers:
             self.last_gpu = {**snapshot.to_dict(), "wall": time.time()}
         return self.last_gpu
 
+    async def gpu_fresh(self) -> dict[str, Any]:
+        """A sample taken now (the bench's memory reading must follow its runs, not precede them)."""
+        snapshot = await anyio.to_thread.run_sync(self.gpu.sample, limiter=self._threads)
+        return dict(snapshot.to_dict())
+
     async def run(self) -> None:
         while True:
             if not self._interested():
@@ -129,6 +134,7 @@ class Daemon:
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
             "config": self._config,
+            "bench": self._bench,
         }
         return {name: Method(protocol.PARAMS[name], handlers[name]) for name in protocol.METHODS}
 
@@ -270,6 +276,25 @@ class Daemon:
         except WontFit as exc:  # the pre-flight refused it: nothing was stopped
             raise ProtocolError(protocol.WONT_FIT, str(exc), {"reason": exc.reason, "hint": exc.hint,
                                                               "model": p.model,
+                                                              "fit": exc.preflight.to_dict()}) from None
+        except SwitchError as exc:
+            code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
+            raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
+                                                 "valid": exc.valid}) from None
+        await _wait(job, p.wait, p.timeout)
+        return job.to_dict()
+
+    async def _bench(self, p: protocol.BenchParams, conn: Conn | None) -> dict[str, Any]:
+        from llm_mcp.bench_runner import BenchSettings
+
+        settings = BenchSettings(prompt_tokens=p.prompt_tokens, gen_tokens=p.gen_tokens, repeat=p.repeat)
+        gpu = self.samplers.gpu_fresh if self.samplers is not None else None
+        try:
+            job = await self.core.bench(list(p.models), settings, force=p.force, gpu_sample=gpu)
+        except SwitchRefused as exc:
+            raise _busy(exc) from None
+        except WontFit as exc:  # a profile's pre-flight refused the bench: nothing was stopped
+            raise ProtocolError(protocol.WONT_FIT, str(exc), {"reason": exc.reason, "hint": exc.hint,
                                                               "fit": exc.preflight.to_dict()}) from None
         except SwitchError as exc:
             code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR

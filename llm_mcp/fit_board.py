@@ -101,7 +101,7 @@ class FitBoard:
     async def check(self, profile: Profile, memory: MemorySnapshot) -> Preflight:
         """The pre-flight of one profile against ``memory``, off the event loop."""
         return await anyio.to_thread.run_sync(lambda: self._judge(profile, memory, fresh=True),
-                                              limiter=self._limiter)
+                                              limiter=self._limiter, abandon_on_cancel=True)
 
     async def refresh(self, profiles: Iterable[Profile], memory: MemorySnapshot) -> None:
         """Bring every profile's verdict up to date with ``memory`` (one worker thread call)."""

@@ -32,8 +32,9 @@ class SwitchRefused(Exception):
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        super().__init__(f"a switch to '{job.profile}' is in progress (job {job.id}, phase "
-                         f"{job.phase}); wait for it, or pass force to replace it")
+        what = f"a bench (now at '{job.profile}')" if job.kind == "bench" else f"a switch to '{job.profile}'"
+        super().__init__(f"{what} is in progress (job {job.id}, phase {job.phase}); wait for it, "
+                         "or pass force to replace it")
 
 
 class SwitchError(Exception):

@@ -52,6 +52,8 @@ __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
 
 log = logging.getLogger("llm_mcp.lifecycle")
 
+PREFLIGHT_TIMEOUT_S = 5.0  # NVML, docker top and psutil answer in ~30 ms; past this, no verdict
+
 
 
 REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
@@ -245,7 +247,9 @@ class Core:
         """The profile's estimate against the memory it will have: free now plus what the
         container it replaces holds. Anything unknown is no refusal: the load says why."""
         try:
-            return await self.fits.check(profile, await self._memory_now())
+            with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):  # a hung engine or driver: no verdict
+                return await self.fits.check(profile, await self._memory_now())
+            return fit_unknown(f"the memory figures took over {PREFLIGHT_TIMEOUT_S:g} s")
         except Exception as exc:  # a bug or an odd engine answer must never block a switch
             log.exception("pre-flight for %s failed", profile.id)
             return fit_unknown(f"pre-flight failed: {exc}")

@@ -76,6 +76,26 @@ GpuLayers = Annotated[int | Literal["all", "auto"] | None, Field(
     description="the profile's n_gpu_layers: a layer count, \"all\" or \"auto\"; null: the image's default")]
 
 
+class Spread(BaseModel):
+    median: float
+    min: float
+    max: float
+
+
+class Measured(BaseModel):
+    date: float = Field(description="when it was measured (unix time)")
+    image: str = Field(description="the llama-server image it ran on")
+    runs: int = Field(description="measured runs (after one warm-up)")
+    prompt_tokens: int
+    gen_tokens: int
+    load_seconds: Spread
+    prompt_tps: Spread = Field(description="prompt processing, tokens/s (llama-server's timings)")
+    gen_tps: Spread = Field(description="generation, tokens/s (llama-server's timings)")
+    memory_bytes: int | None = Field(None, description="memory the model used")
+    memory_source: Literal["nvml", "container"] | None = Field(
+        None, description="nvml: GPU memory of its processes; container: the container's memory")
+
+
 class FitDeviceVerdict(BaseModel):
     device: str = Field(description='"host" or "gpuN"')
     need_bytes: int = Field(description="what the profile needs there (the estimate's total)")
@@ -112,6 +132,8 @@ class ModelEntry(BaseModel):
         None, description="median of recent loads; null before the first")
     fit: ProfileFit | None = Field(None, description="pre-flight: does it fit in GPU and host memory, "
                                    "counting the running model's memory as free (it would be replaced)")
+    measured: Measured | None = Field(None, description="the latest `llm-mcp bench` of this profile as "
+                                      "configured now (same image and flags); null if none")
 
 
 class ModelList(BaseModel):
@@ -176,7 +198,9 @@ class SpeedInfo(BaseModel):
     expected_tps: float | None = Field(None, description="the profile's 'speed'")
     ratio: float | None = None
     as_expected: bool | None = Field(None, description="measured >= 80% of expected")
-    source: str | None = Field(None, description="verification (a test completion) or log")
+    source: str | None = Field(None, description="verification (a test completion), log, or bench "
+                               "(the stored `llm-mcp bench` result)")
+    bench_tps: float | None = Field(None, description="the bench's median generation speed, tokens/s")
 
 
 class OffloadInfo(BaseModel):

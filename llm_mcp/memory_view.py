@@ -114,12 +114,13 @@ class LiveMemoryView:
 
         async def gpu() -> None:
             if self._gpu_sample is not None:
-                gpus[0] = await anyio.to_thread.run_sync(self._gpu_sample, limiter=self._limiter)
+                gpus[0] = await anyio.to_thread.run_sync(self._gpu_sample, limiter=self._limiter,
+                                                         abandon_on_cancel=True)
 
         async def container() -> None:
             if container_id is not None:
                 held_host[0] = await anyio.to_thread.run_sync(self._held_host, container_id,
-                                                              limiter=self._limiter)
+                                                              limiter=self._limiter, abandon_on_cancel=True)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(gpu)

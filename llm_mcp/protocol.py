@@ -157,6 +157,16 @@ class StopParams(Params):
     timeout: Seconds = 120.0
 
 
+class BenchParams(Params):
+    models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=32)
+    prompt_tokens: int = Field(512, ge=1, le=131072)
+    gen_tokens: int = Field(128, ge=1, le=16384)
+    repeat: int = Field(3, ge=1, le=100)
+    force: bool = False
+    wait: bool = False
+    timeout: Seconds = 3600.0
+
+
 class TailLogsParams(Params):
     lines: int = Field(100, ge=0, le=10000)
     filter: str = Field("", max_length=1000)
@@ -179,6 +189,7 @@ PARAMS: dict[str, type[Params]] = {
     "subscribe": SubscribeParams,
     "unsubscribe": NoParams,
     "config": NoParams,
+    "bench": BenchParams,
 }
 METHODS = tuple(PARAMS)
 

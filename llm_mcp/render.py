@@ -62,11 +62,11 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> str:
             model += " (missing)"
         rows.append([
             marker, str(m.get("id", "")), str(m.get("name", "")), model, _num(m.get("ctx_size")),
-            _num(m.get("n_gpu_layers")), _num(m.get("speed"), " t/s"),
+            _num(m.get("n_gpu_layers")), _num(m.get("speed"), " t/s"), measured_speed(m.get("measured")),
             duration(m.get("estimated_load_seconds")) if m.get("estimated_load_seconds") else "-",
             fit_word(m.get("fit")), "bench" if m.get("bench") else "",
         ])
-    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "LOAD", "FIT", ""],
+    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "MEASURED", "LOAD", "FIT", ""],
                 rows)
     out += "".join(f"\n{line}" for line in fit_notes(models))
     if not any(m.get("current") for m in models):
@@ -109,7 +109,11 @@ def _speed(speed: Mapping[str, Any] | None) -> str | None:
         ratio = speed.get("ratio")
         verdict = "as expected" if speed.get("as_expected") else "SLOWER than expected"
         text += f" vs {expected:g} expected ({ratio:.0%}, {verdict})" if ratio is not None else ""
-    return text + (f" [{speed['source']}]" if speed.get("source") else "")
+    text += f" [{speed['source']}]" if speed.get("source") else ""
+    bench = speed.get("bench_tps")
+    if bench is not None and speed.get("source") != "bench":
+        text += f"; bench {bench:g} t/s"
+    return text
 
 
 def _offload(offload: Mapping[str, Any] | None) -> str | None:
@@ -189,10 +193,13 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
 
 def last_switch(job: Mapping[str, Any], now: float | None = None) -> str:
     what = {"switch": f"switch to {job.get('name') or job.get('profile')}", "stop": "stop",
-            "adopt": f"adopted {job.get('profile')}", "crash": f"{job.get('profile')} crashed"}
+            "adopt": f"adopted {job.get('profile')}", "crash": f"{job.get('profile')} crashed",
+            "bench": "bench of " + ", ".join(map(str, (job.get("bench") or {}).get("order") or []))}
     text = f"{what.get(str(job.get('kind')), job.get('kind'))}: {job.get('result') or job.get('phase')}"
     if job.get("load_seconds"):
         text += f" in {duration(job['load_seconds'])}"
+    elif job.get("kind") == "bench" and job.get("elapsed"):
+        text += f" in {duration(job['elapsed'])}"
     if job.get("reason"):
         text += f" ({job['reason']}"
         if job.get("restored") is not None:
@@ -266,3 +273,81 @@ def log_line(line: Mapping[str, Any]) -> str:
     if kind == "note":
         return f"[llm-mcp] {text}"
     return text
+
+
+# ---- bench (measured speed) -------------------------------------------------------------
+
+
+def _tps(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def measured_speed(measured: Mapping[str, Any] | None) -> str:
+    """The models table's MEASURED cell: the bench's median generation speed, and when."""
+    if not measured:
+        return "-"
+    gen = measured.get("gen_tps") or {}
+    if gen.get("median") is None:
+        return "-"
+    day = time.strftime("%m-%d", time.localtime(float(measured.get("date") or 0)))
+    return f"{_tps(gen['median'])} t/s ({day})"
+
+
+def _stat(values: Mapping[str, Any] | None, unit: str) -> str:
+    if not values or values.get("median") is None:
+        return "-"
+    med, low, high = values["median"], values.get("min"), values.get("max")
+    if low is None or high is None or low == high:
+        return f"{_tps(med)}{unit}"
+    return f"{_tps(med)}{unit} ({_tps(low)}-{_tps(high)})"
+
+
+def _bytes(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value / (1 << 30):.2f} GiB" if value >= 1 << 30 else f"{value / (1 << 20):.0f} MiB"
+
+
+def bench_progress(job: Mapping[str, Any]) -> str:
+    """One line while a bench runs: which profile, which step, which run."""
+    bench = job.get("bench") or {}
+    order = bench.get("order") or []
+    index = int(bench.get("index") or 0)
+    name = job.get("name") or job.get("profile") or ""
+    step = str(bench.get("step") or job.get("phase") or "").replace("_", " ")
+    where = f"[{index + 1}/{len(order)}] " if order else ""
+    if step == "measuring" and bench.get("run"):
+        settings = bench.get("settings") or {}
+        step += f" run {bench['run']}/{settings.get('repeat', '?')}"
+    elif step == "loading":
+        step = str(job.get("phase") or step).replace("_", " ")
+    return f"bench {where}{name}: {step} ({duration(float(job.get('elapsed') or 0.0))})"
+
+
+def bench_results(job: Mapping[str, Any]) -> str:
+    """A finished bench: a row per profile (medians, with min-max over the runs), then what is loaded."""
+    bench = job.get("bench") or {}
+    settings = bench.get("settings") or {}
+    rows = []
+    for profile_id in bench.get("order") or bench.get("profiles") or []:
+        r = (bench.get("results") or {}).get(profile_id)
+        shown = visible(str(profile_id))
+        if r is None:
+            rows.append([shown, "not measured", "", "", "", ""])
+        elif r.get("error"):
+            rows.append([shown, f"failed: {visible(str(r['error']))}", "", "", "", ""])
+        else:
+            rows.append([shown, _stat(r.get("load_seconds"), " s"), _stat(r.get("prompt_tps"), " t/s"),
+                         _stat(r.get("gen_tps"), " t/s"), _bytes(r.get("memory_bytes")),
+                         str(r.get("memory_source") or "")])
+    head = (f"bench: {settings.get('prompt_tokens')} prompt tokens, {settings.get('gen_tokens')} generated, "
+            f"{settings.get('repeat')} runs each (median, min-max)")
+    out = head + "\n" + table(["PROFILE", "LOAD", "PROMPT", "GENERATION", "MEMORY", "FROM"], rows)
+    if job.get("result") == "cancelled":
+        out += f"\nthe bench was cancelled ({job.get('detail') or 'replaced'})"
+    elif job.get("previous"):
+        restored = "restored" if job.get("restored") else "NOT restored"
+        out += f"\n{job.get('previous')} (running before the bench) {restored}"
+    else:
+        out += "\nnothing was running before the bench: nothing is running now"
+    return out
