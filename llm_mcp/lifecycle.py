@@ -20,6 +20,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from llm_mcp.bench_runner import BenchError, BenchSettings, measure, memory_used
+from llm_mcp.bench_store import BenchStore, spread
 from llm_mcp.compose import config_hash, profile_spec, write_env_file
 from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_value
 from llm_mcp.engine_link import DOCKER_UNAVAILABLE, EngineLink, follow_events, outage_failure, reconnect_hint
@@ -49,6 +51,8 @@ from llm_mcp.runtime import ContainerInfo, EngineUnavailable, Runtime, RuntimeFa
 from llm_mcp.switch_intent import IntentFile, SwitchIntent
 
 __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
+
+GpuSampleFn = Callable[[], Awaitable[dict[str, Any] | None]]  # a fresh GPU sample (NVML), for the bench
 
 log = logging.getLogger("llm_mcp.lifecycle")
 
@@ -109,6 +113,7 @@ class Core:
         self.logbook.restore_history()  # `logs` across daemon restarts: earlier runs first
         self._history_error: str | None = None  # the load history could not be saved
         self.history = LoadHistory(state_dir / f"load-history-{self.instance}.json")
+        self.bench_store = BenchStore(state_dir / f"bench-{self.instance}.json")
         self.state = State.STOPPED
         self.state_reason: str | None = None
         self.state_hint: str | None = None
@@ -177,6 +182,7 @@ class Core:
             entry["model_present"] = profile.model_path().is_file()
             entry["fit"] = (self.fits.entry(profile.id) if self.memory_view is not None
                             else fit_unknown("no memory figures: pre-flight is off").to_dict())
+            entry["measured"] = self.bench_store.latest(profile)
             out.append(entry)
         return out
 
@@ -314,9 +320,11 @@ class Core:
         if profile is not None:
             ratio = (self.measured_tps / profile.speed
                      if self.measured_tps is not None and profile.speed else None)
+            bench = self.bench_store.latest(profile)
             speed = {"measured_tps": self.measured_tps, "expected_tps": profile.speed,
                      "ratio": None if ratio is None else round(ratio, 3), "source": self.speed_source,
-                     "as_expected": None if ratio is None else ratio >= 0.8}
+                     "as_expected": None if ratio is None else ratio >= 0.8,
+                     "bench_tps": bench["gen_tps"]["median"] if bench else None}
         try:  # valid but risky settings (a non-loopback host); a broken file is reported elsewhere
             config_warnings = list(self.config().warnings)
         except Exception:
@@ -566,7 +574,7 @@ class Core:
         self.stale_config = False
 
     async def _start_and_load(self, job: Job, config: Config, profile: Profile,
-                              *, restoring: bool = False) -> Failure | None:
+                              *, restoring: bool = False, since: float | None = None) -> Failure | None:
         """Create, start and wait for ready. Returns why it failed, or None when ready."""
         if not restoring:
             self._phase(job, "starting")
@@ -594,7 +602,7 @@ class Core:
         if failure is not None:
             job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current")]
             return failure
-        load = time.monotonic() - job.started
+        load = time.monotonic() - (job.started if since is None else since)
         if not restoring:
             job.load_seconds = round(load, 3)
             self._record_load(profile.id, load)
@@ -669,12 +677,20 @@ class Core:
             with anyio.move_on_after(1):
                 await watch.logs_done.wait()
 
-    def _after_ready(self, watch: _Watch, profile: Profile) -> None:
+    def _after_ready(self, watch: _Watch, profile: Profile, *, adopted: bool = False) -> None:
         assert self._tg is not None
         probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
         self.ready_health.start(self._tg, probe, watch.container, on_change=self._health_changed,
                                 alive=lambda: self._watch is watch and not watch.exited.is_set())
-        if profile.verify:
+        bench = None if self.stale_config else self.bench_store.latest(profile)
+        if bench is not None:  # measured properly already: no test completion needed
+            self.measured_tps, self.speed_source = bench["gen_tps"]["median"], "bench"
+            self.logbook.note(f"speed: {bench['gen_tps']['median']:g} t/s from the bench of "
+                              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(bench['date']))}; "
+                              "no test completion sent")
+        elif adopted:  # someone else's server may be busy: an adopted one is only watched
+            self.logbook.note("adopted: no test completion sent (the speed shows once it generates)")
+        elif profile.verify and not (self._job is not None and self._job.kind == "bench"):
             self._tg.start_soon(self._verify_speed, watch, profile)
 
     def _health_changed(self) -> None:
@@ -698,6 +714,162 @@ class Core:
             self.measured_tps, self.speed_source = round(tps, 2), "verification"
             self.bus.publish("state", {"state": self.state.value, "speed": self.measured_tps,
                                        "profile": profile.id})
+
+    # ---- bench: measured speed per profile ----------------------------------------------
+
+    async def bench(self, profile_ids: list[str], settings: BenchSettings, *, force: bool = False,
+                    gpu_sample: GpuSampleFn | None = None) -> Job:
+        """Start (or join) a bench job: load each profile, measure it, then restore what ran.
+
+        Joined by the same request (same profiles and settings); refused while another job
+        runs, unless force (which cancels that job, as a forced switch does).
+        """
+        try:
+            config = self.config()
+            profiles = [config.profile(pid) for pid in dict.fromkeys(profile_ids)]
+        except UnknownProfileError as exc:
+            raise SwitchError(exc.message, reason="unknown_model", valid=exc.valid,
+                              hint="call list_models for the valid ids") from None
+        except Exception as exc:
+            raise SwitchError(str(exc), reason="config_error",
+                              hint="fix models.conf; the running model was not touched") from None
+        wanted = {"profiles": [p.id for p in profiles], "settings": settings.to_dict()}
+
+        def join_or_refuse() -> Job | None:
+            running = self._job
+            if running is None or running.done.is_set() or force:
+                return None
+            if running.kind == "bench" and running.bench is not None and all(
+                    running.bench.get(k) == v for k, v in wanted.items()):
+                return running  # join
+            raise SwitchRefused(running)
+
+        if (joined := join_or_refuse()) is not None:
+            return joined
+        if not force and self.memory_view is not None:
+            for profile in profiles:  # before anything stops, as for a switch
+                fit = await self._preflight(profile)
+                if fit.verdict == "wont_fit":
+                    self.logbook.note(f"bench refused: {profile.name} {fit.message}")
+                    raise WontFit(profile.id, fit)
+            if (joined := join_or_refuse()) is not None:  # the world may have moved meanwhile
+                return joined
+        running = self._job
+        previous = self._good_profile(running)
+        # The model that ran before goes last: it is then loaded once, not twice.
+        profiles.sort(key=lambda p: p.id == previous)
+        # No estimate: a percentage of the job's elapsed time means nothing across several loads.
+        job = Job(kind="bench", profile=profiles[0].id, profile_name=profiles[0].name, force=force,
+                  rollback=True, previous=previous, estimate=None)
+        job.bench = {**wanted, "order": [p.id for p in profiles], "index": 0, "step": "queued",
+                     "run": 0, "results": {}}
+        self._begin(job, running)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, running, self._do_bench, config, profiles, settings,
+                            gpu_sample)
+        return job
+
+    def _bench_step(self, job: Job, **changes: Any) -> None:
+        assert job.bench is not None
+        job.bench.update(changes)
+        self._publish_job(job)
+
+    async def _do_bench(self, job: Job, config: Config, profiles: list[Profile], settings: BenchSettings,
+                        gpu_sample: GpuSampleFn | None) -> None:
+        assert job.bench is not None
+        self._need_engine()
+        await self._drain(job, profiles[0])
+        failures: list[Failure] = []
+        for index, profile in enumerate(profiles):
+            job.profile, job.profile_name = profile.id, profile.name
+            self._bench_step(job, index=index, step="loading", run=0)
+            await self._remove_current(job)
+            self.logbook.separator(f"bench: loading {profile.name}")
+            started = time.monotonic()
+            failure = await self._start_and_load(job, config, profile, since=started)
+            if failure is None:
+                load_seconds = time.monotonic() - started
+                failure = await self._bench_measure(job, profile, settings, load_seconds, gpu_sample)
+            if failure is not None:
+                failures.append(failure)
+                job.bench["results"][profile.id] = {"error": failure.message, "reason": failure.reason}
+                self.logbook.note(f"bench of {profile.name} failed: {failure.message}")
+                if failure.reason == DOCKER_UNAVAILABLE:
+                    job.result, job.failure = "failed", failure
+                    self._set_state(State.FAILED, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
+                    return
+                await self._remove_current(job, quick=True)
+        self._bench_step(job, step="restoring", run=0)
+        await self._bench_restore(job, config)
+        job.bench["step"] = "done"
+        job.load_seconds = None  # each profile's load is in its result; the job's would be the last one's
+        job.result = "failed" if failures else "done"
+        job.failure = failures[0] if failures else None
+        job.detail = (f"measured {len(profiles) - len(failures)} of {len(profiles)} profiles"
+                      + (f"; {job.previous} restored" if job.restored else ""))
+
+    async def _bench_measure(self, job: Job, profile: Profile, settings: BenchSettings, load_seconds: float,
+                             gpu_sample: GpuSampleFn | None) -> Failure | None:
+        """Measure the ready server and store the result; why it failed, or None."""
+        assert job.bench is not None
+        self._phase(job, "measuring")
+        self._bench_step(job, step="measuring")
+        probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
+        try:
+            part = await measure(probe, settings, on_run=lambda run: self._bench_step(job, run=run))
+        except BenchError as exc:
+            return Failure("bench_failed", str(exc), "see `llm-mcp logs`; the other profiles were measured")
+        finally:
+            await probe.aclose()
+        gpu = None
+        if gpu_sample is not None:
+            try:
+                gpu = await gpu_sample()
+            except Exception:  # no GPU numbers: the container's memory stands in
+                log.exception("GPU sample for the bench failed")
+        container = None
+        container_id = self.container_id
+        if container_id is not None:
+            from llm_mcp.system import container_stats_from_docker
+
+            raw = await anyio.to_thread.run_sync(self.runtime.stats, container_id, limiter=self._threads)
+            container = None if raw is None else container_stats_from_docker(raw).to_dict()
+        memory, source = memory_used(gpu, container)
+        result = {"date": time.time(), "image": profile.image, **part,
+                  "load_seconds": spread([load_seconds]), "memory_bytes": memory, "memory_source": source}
+        try:
+            result = self.bench_store.record(profile, result)
+        except OSError as exc:  # the numbers still reach whoever waits for the job
+            self.logbook.note(f"cannot save the bench result in {self.bench_store.path} "
+                              f"({exc.strerror or exc})")
+        job.bench["results"][profile.id] = result
+        self.measured_tps, self.speed_source = result["gen_tps"]["median"], "bench"
+        self.logbook.note(f"bench {profile.name}: load {load_seconds:.2f} s, prompt "
+                          f"{result['prompt_tps']['median']:g} t/s, "
+                          f"generation {result['gen_tps']['median']:g} t/s")
+        return None
+
+    async def _bench_restore(self, job: Job, config: Config) -> None:
+        """Put back what ran before the bench: that model, or nothing."""
+        previous = job.previous
+        current = self._watch.profile.id if self._watch and self._watch.profile else None
+        if previous is not None and previous == current and self.state == State.READY:
+            job.restored = True
+            return
+        if previous is None or previous not in config.profiles:
+            await self._remove_current(job)
+            self._set_state(State.STOPPED, "bench done; nothing was running before it")
+            return
+        back = config.profiles[previous]
+        self._phase(job, "restoring_previous")
+        await self._remove_current(job)
+        self.logbook.separator(f"restoring {back.name}")
+        again = await self._start_and_load(job, config, back, restoring=True)
+        job.restored = again is None
+        if again is not None:
+            await self._remove_current(job, quick=True)
+            self._set_state(State.FAILED, f"bench done; restoring {back.name} failed: {again.message}",
+                            again.hint, code=again.reason)
 
     # ---- watching a container ---------------------------------------------------------
 
@@ -766,7 +938,8 @@ class Core:
         if offload:
             watch.offload = offload
         tps = match_generation_speed(text)
-        if tps is not None and self._watch is watch and self.speed_source != "verification":
+        benching = self._job is not None and self._job.kind == "bench"  # its runs are not live use
+        if tps is not None and self._watch is watch and self.speed_source != "verification" and not benching:
             self.measured_tps, self.speed_source = tps, "log"
 
     async def _wait_exit(self, watch: _Watch) -> None:
@@ -968,7 +1141,7 @@ class Core:
         self._set_state(State.READY, stale if self.stale_config else None,
                         "switch to the profile again to apply the new config" if self.stale_config
                         else None, code="stale_config" if self.stale_config else None)
-        self._after_ready(watch, profile)
+        self._after_ready(watch, profile, adopted=True)
 
     async def _do_adopt(self, job: Job, watch: _Watch, profile: Profile) -> None:
         self._phase(job, "loading")
