@@ -148,7 +148,8 @@ class PhaseMark(BaseModel):
 
 class JobInfo(BaseModel):
     id: str = Field(description="job id; status reports on it")
-    kind: str = Field(description="switch | stop | adopt | crash")
+    kind: str = Field(description="switch | stop | adopt | crash | bench (`llm-mcp bench`: profile is "
+                      "the one being measured)")
     profile: str | None = Field(description="target model id")
     name: str = Field("", description="target model's display name")
     phase: str = Field(description="queued, draining, stopping_previous, starting, loading, loading_model, "
@@ -159,7 +160,8 @@ class JobInfo(BaseModel):
     estimate: float | None = Field(None, description="expected load seconds (past loads); null if unknown")
     progress: float | None = Field(None, description="estimated fraction done, 0..1; null if unknown")
     done: bool
-    result: str | None = Field(None, description="ready | failed | cancelled | stopped; null while running")
+    result: str | None = Field(None, description="ready | failed | cancelled | stopped (a bench: done | "
+                               "failed); null while running")
     reason: str | None = Field(None, description="why it failed: a stable code")
     message: str | None = None
     hint: str | None = Field(None, description="what to do about the failure")
