@@ -196,6 +196,9 @@ def test_a_profile_that_cannot_be_measured_fails_alone_and_nothing_runs_after_wh
     assert _json(cli(setup, "status", "--json"))["state"] == "stopped"
     models = {m["id"]: m for m in _json(cli(setup, "models", "--json"))["models"]}
     assert models["fake-a"]["measured"] is None and models["real-a"]["measured"] is not None
+    too_long = cli(setup, "bench", "real-b", "--prompt-tokens", "250", "--gen-tokens", "32", timeout=120)
+    assert too_long.returncode == 1, too_long.stderr
+    assert "250 prompt + 32 generated tokens do not fit one slot's context of 256 tokens" in too_long.stdout
     bad = cli(setup, "bench", "real-a", "--repeat", "0")
     assert bad.returncode == 2 and "repeat" in bad.stderr and "1..100" in bad.stderr, bad.stderr
     unknown = cli(setup, "bench", "real-a", "nope")
