@@ -56,6 +56,11 @@ def _translated(what: str, host: str | None) -> Iterator[None]:
         raise _unavailable(exc, host) from None
     except requests.RequestException as exc:
         raise RuntimeFailure(f"{what}: {exc}") from None
+    except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+        # Anything else the SDK's stack throws (a malformed answer, os.environ changing under
+        # requests' proxy lookup): still the engine call failing, never a daemon-ending bug.
+        log.warning("docker %s failed unexpectedly", what, exc_info=True)
+        raise RuntimeFailure(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
 def _unavailable(exc: BaseException, host: str | None) -> DockerUnavailable:
