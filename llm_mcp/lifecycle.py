@@ -57,6 +57,7 @@ GpuSampleFn = Callable[[], Awaitable[dict[str, Any] | None]]  # a fresh GPU samp
 log = logging.getLogger("llm_mcp.lifecycle")
 
 PREFLIGHT_TIMEOUT_S = 5.0  # NVML, docker top and psutil answer in ~30 ms; past this, no verdict
+FITS_FRESH_S = 1.0  # list_models reuses verdicts this young (a switch's pre-flight never does)
 
 
 
@@ -140,6 +141,7 @@ class Core:
         self.memory_view = memory_view
         self.fits = FitBoard(anyio.CapacityLimiter(2))
         self._fits_done: anyio.Event | None = None  # the list_models refresh in flight
+        self._fits_at = -FITS_FRESH_S  # when the last one ended (monotonic)
 
     # ---- public API -------------------------------------------------------------
 
@@ -275,6 +277,8 @@ class Core:
         if self.memory_view is None or self._tg is None:
             return
         done = self._fits_done
+        if done is not None and done.is_set() and time.monotonic() - self._fits_at < FITS_FRESH_S:
+            return  # a burst of list_models calls (a monitor, an agent) costs one look
         if done is None or done.is_set():
             done = self._fits_done = anyio.Event()
             self._tg.start_soon(self._refresh_fits, done)
@@ -287,6 +291,7 @@ class Core:
         except Exception:  # list_models shows the last verdicts (or unknown); never a crash
             log.exception("refreshing the fit verdicts failed")
         finally:
+            self._fits_at = time.monotonic()
             done.set()
 
     async def stop_model(self, *, force: bool = False) -> Job:
