@@ -6,10 +6,13 @@ keys in, screen out.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from monitor import make_app
 from monitor.app import MonitorApp
+from monitor.profile_facts import tps
 from monitor.screens import PickerScreen
 from tests.monitor.conftest import LiveDaemon, wait_for
 from tests.monitor.standin import screen_text
@@ -161,3 +164,49 @@ async def test_s_asks_first_then_stops_the_model(real_live: LiveDaemon) -> None:
         await wait_for(pilot, lambda: app.model.state == "stopped", 30, "the model to stop")
         await pilot.pause(0.2)
         assert "○ stopped  no model running" in screen_text(app).splitlines()[0]
+
+
+async def test_a_real_bench_shows_its_runs_in_the_switch_panel_then_its_numbers_in_the_picker_and_comparison(
+        real_live: LiveDaemon) -> None:
+    app = make_app(real_live.client)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.connected, 30, "connect")
+        await pilot.press("m")
+        await pilot.pause(0.3)
+        header = next(row for row in screen_text(app).splitlines() if " name " in row)
+        assert " fit " in header and "measured" in header  # this daemon reports both, before any key
+        await pilot.press("escape")
+        seen: set[str] = set()
+        async with real_live.client("bench-caller", autostart=False) as caller:
+            job = await caller.call("bench", models=["real-a", "real-b"], repeat=2, prompt_tokens=32,
+                                    gen_tokens=8)
+
+            def over() -> bool:
+                if (app.model.job or {}).get("kind") == "bench":
+                    panel = app.switch_panel.render().plain
+                    if "⏱ bench" in panel:
+                        seen.add("panel")
+                    if "measuring" in panel and " run " in panel:
+                        seen.add("run")
+                return (app.model.last_job or {}).get("id") == job["id"] and app.model.job is None
+
+            await wait_for(pilot, over, 240, "the bench to end")
+        assert (app.model.last_job or {}).get("result") == "done", app.model.last_job
+        assert "panel" in seen, "the bench never showed in the switch panel"
+        benched = [m for m in app.model.models if m.get("id") in ("real-a", "real-b")]
+        await wait_for(pilot, lambda: all(m.get("measured") for m in app.model.models
+                                          if m.get("id") in ("real-a", "real-b")) and len(benched) == 2,
+                       10, "the new numbers after the bench")
+        await pilot.press("m")
+        await pilot.pause(0.3)
+        rows = screen_text(app).splitlines()
+        for pid, name in (("real-a", "Tiny A "), ("real-b", "Tiny B ")):
+            entry = next(m for m in app.model.models if m.get("id") == pid)
+            median = entry["measured"]["gen_tps"]["median"]
+            row = next(r for r in rows if name in r and "256" in r)
+            assert f"{tps(median)} t/s" in row, row  # the measured median beside the expected speed
+        await pilot.press("escape", "c")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "Bench results" in text and "llm-mcp bench real-broken" in text
+        assert re.search(r"Tiny [AB] +[█▏▎▍▌▋▊▉░]+ +\d", text)  # a bar with its number
