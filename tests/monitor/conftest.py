@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,24 @@ def real_live(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
 def fake_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[LiveDaemon]:
     """A daemon per test with the fake llama-server (fast loads)."""
     yield from _live(tmp_path, models_dir, fake_monitor_profiles())
+
+
+@pytest.fixture
+def fit_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[LiveDaemon]:
+    """A daemon per test whose `huge` profile needs more RAM than this machine has (a header-only
+    model, so nothing big is on disk); the daemon's own pre-flight refuses it."""
+    from llm_mcp.demo.shaped_model import write_header_only_model
+    from tests.preflight.test_switch_preflight import HOST_SHAPE
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(models_dir / "tiny-a.gguf", models / "tiny-a.gguf")
+    write_header_only_model(models / "host-37g.gguf", HOST_SHAPE, n_vocab=32000)
+    profiles = (f"\n[fake-a]\nname = Fake A\nmodel = tiny-a.gguf\nimage = {FAKE_IMAGE}\n"
+                f"flags = --fake-load-seconds 1\n"
+                f"\n[huge]\nname = Huge\nmodel = host-37g.gguf\nimage = {FAKE_IMAGE}\nctx_size = 4096\n"
+                f"n_gpu_layers = 0\n")
+    yield from _live(tmp_path / "root", models, profiles)
 
 
 async def wait_for(pilot: Pilot[None], predicate: Callable[[], object], timeout: float,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor import make_app
-from monitor.screens import PickerScreen
+from monitor.screens import ConfirmScreen, PickerScreen
 from tests.monitor.conftest import LiveDaemon, fake_monitor_profiles, wait_for
 from tests.monitor.standin import screen_text
 
@@ -102,3 +102,26 @@ async def test_with_nothing_running_the_picker_starts_on_the_default_the_daemon_
         await pilot.pause()
         assert picker.rows[picker.cursor]["id"] == "fake-b"
         assert "Fake B (default)" in screen_text(app)
+
+
+@pytest.mark.anyio
+async def test_a_pick_that_does_not_fit_is_refused_by_the_real_daemon_with_its_numbers_and_the_model_runs_on(
+        fit_live: LiveDaemon) -> None:
+    app = make_app(fit_live.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.model.connected, 30, "connect")
+        await pilot.press("m", "1")
+        await wait_for(pilot, lambda: app.model.state == "ready", 60, "Fake A ready")
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "✗ won't fit" in screen_text(app), 10, "the verdict in the picker")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the refusal")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Huge does not fit: needs" in text and "on host" in text
+        assert "host: needs" in text and "(won't fit)" in text
+        assert "Nothing was stopped: Fake A keeps running." in text and "f force" in text
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        assert app.model.state == "ready" and (app.model.profile or {}).get("id") == "fake-a"
+        assert app.model.job is None
