@@ -8,6 +8,7 @@ while the engine is down, and the core must find it again without reloading it.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,15 @@ from tests.engines import Engine, EngineSetup, _module_engine, engine, engine_se
 # not close it), which is what every call does while the engine is down; the GC closes them.
 pytestmark = [pytest.mark.anyio, pytest.mark.docker,
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+
+
+@pytest.fixture(autouse=True)
+def _collect_leaked_sockets() -> Any:
+    """Close those leaked sockets here, under this module's filter, not in the next test."""
+    yield
+    gc.collect()
+
 
 SLOW_LOAD = f"""
 [slow]
