@@ -9,7 +9,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -269,18 +269,8 @@ class Daemon:
         return status
 
     async def _switch(self, p: protocol.SwitchParams, conn: Conn | None) -> dict[str, Any]:
-        try:
+        with _refusals(model=p.model):
             job = await self.core.switch(p.model, force=p.force, rollback=p.rollback)
-        except SwitchRefused as exc:
-            raise _busy(exc) from None
-        except WontFit as exc:  # the pre-flight refused it: nothing was stopped
-            raise ProtocolError(protocol.WONT_FIT, str(exc), {"reason": exc.reason, "hint": exc.hint,
-                                                              "model": p.model,
-                                                              "fit": exc.preflight.to_dict()}) from None
-        except SwitchError as exc:
-            code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
-            raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
-                                                 "valid": exc.valid}) from None
         await _wait(job, p.wait, p.timeout)
         return job.to_dict()
 
@@ -289,17 +279,8 @@ class Daemon:
 
         settings = BenchSettings(prompt_tokens=p.prompt_tokens, gen_tokens=p.gen_tokens, repeat=p.repeat)
         gpu = self.samplers.gpu_fresh if self.samplers is not None else None
-        try:
+        with _refusals(model=None):
             job = await self.core.bench(list(p.models), settings, force=p.force, gpu_sample=gpu)
-        except SwitchRefused as exc:
-            raise _busy(exc) from None
-        except WontFit as exc:  # a profile's pre-flight refused the bench: nothing was stopped
-            raise ProtocolError(protocol.WONT_FIT, str(exc), {"reason": exc.reason, "hint": exc.hint,
-                                                              "fit": exc.preflight.to_dict()}) from None
-        except SwitchError as exc:
-            code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
-            raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
-                                                 "valid": exc.valid}) from None
         await _wait(job, p.wait, p.timeout)
         return job.to_dict()
 
@@ -401,6 +382,24 @@ async def _wait(job: Job, wait: bool, timeout: float) -> None:
 async def _quiet(awaitable: Any) -> None:
     with contextlib.suppress(Exception):
         await awaitable
+
+
+@contextlib.contextmanager
+def _refusals(*, model: str | None) -> Iterator[None]:
+    """How a job the core would not start (switch or bench) reaches the client: nothing was stopped."""
+    try:
+        yield
+    except SwitchRefused as exc:
+        raise _busy(exc) from None
+    except WontFit as exc:  # the pre-flight refused it
+        data: dict[str, Any] = {"reason": exc.reason, "hint": exc.hint, "fit": exc.preflight.to_dict()}
+        if model is not None:
+            data["model"] = model
+        raise ProtocolError(protocol.WONT_FIT, str(exc), data) from None
+    except SwitchError as exc:
+        code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
+        raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
+                                             "valid": exc.valid}) from None
 
 
 def _busy(exc: SwitchRefused) -> ProtocolError:
