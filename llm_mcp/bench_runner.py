@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from llm_mcp.bench_store import spread
-from llm_mcp.health import LlamaServerProbe
+from llm_mcp.health import Probe
 
 MIB = 1 << 20
 RUN_TIMEOUT = 600.0  # one run of a big model on a slow machine; past it the profile fails
@@ -45,7 +45,7 @@ def prompt_ids(sample: list[int], count: int) -> list[int]:
     return list(itertools.islice(itertools.cycle(sample), count))
 
 
-async def measure(probe: LlamaServerProbe, settings: BenchSettings,
+async def measure(probe: Probe, settings: BenchSettings,
                   on_run: Callable[[int], None] = lambda run: None) -> dict[str, Any]:
     """Runs, prompt_tps and gen_tps (median/min/max over `repeat` runs) of the server behind `probe`."""
     need = settings.prompt_tokens + settings.gen_tokens

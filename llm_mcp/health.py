@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -27,6 +27,18 @@ class Health:
 class Completion:
     timings: dict[str, float] | None  # llama-server's own: prompt_n, prompt_per_second, predicted_n, ...
     error: str | None
+
+
+class Probe(Protocol):
+    """What the core asks a llama-server; LlamaServerProbe over HTTP, or a stand-in in tests."""
+
+    async def health(self) -> Health: ...
+    async def busy_slots(self) -> int | None: ...
+    async def measure_speed(self, model: str, max_tokens: int = 32) -> float | None: ...
+    async def slot_context(self) -> int | None: ...
+    async def tokenize(self, text: str) -> list[int] | None: ...
+    async def timed_completion(self, prompt: list[int], n_predict: int, timeout: float) -> Completion: ...
+    async def aclose(self) -> None: ...
 
 
 class LlamaServerProbe:

@@ -27,7 +27,7 @@ from llm_mcp.config import Config, Profile, UnknownProfileError, gpu_layers_valu
 from llm_mcp.engine_link import DOCKER_UNAVAILABLE, EngineLink, follow_events, outage_failure, reconnect_hint
 from llm_mcp.events import EventBus
 from llm_mcp.fit_board import FitBoard
-from llm_mcp.health import Health, LlamaServerProbe
+from llm_mcp.health import Health, LlamaServerProbe, Probe
 from llm_mcp.jobs import Job, State, SwitchError, SwitchRefused
 from llm_mcp.line_feed import LineFeed
 from llm_mcp.load_history import LoadHistory
@@ -95,11 +95,12 @@ class Core:
         runtime: Runtime,
         state_dir: Path,
         bus: EventBus | None = None,
-        probe_factory: Callable[[str], LlamaServerProbe] = LlamaServerProbe,
+        probe_factory: Callable[[str], Probe] = LlamaServerProbe,
         health_interval: float = 0.1,
         ready_health_interval: float = 3.0,
         log_capacity: int = 5000,
         memory_view: MemoryView | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load_config = load_config
         self.runtime = runtime
@@ -107,6 +108,7 @@ class Core:
         self.bus = bus or EventBus()
         self.probe_factory = probe_factory
         self.health_interval = health_interval
+        self._clock = clock  # a load's stall and timeout; tests move it (memory_runtime.OffsetClock)
         config = load_config()
         self.instance = config.instance
         self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
@@ -620,12 +622,12 @@ class Core:
     async def _await_ready(self, job: Job, watch: _Watch, profile: Profile,
                            *, track_phases: bool = True) -> Failure | None:
         probe = self.probe_factory(f"http://{_client_host(profile.host)}:{profile.port}")
-        started = time.monotonic()
+        started = self._clock()
         last_code: int | None = None
         last_publish = 0.0
         try:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 if watch.detached or not self.engine.available:
                     return outage_failure(self.engine.problem)
                 if watch.removed:
@@ -652,7 +654,7 @@ class Core:
                 self.health = health
                 if health.code != last_code:
                     last_code = health.code
-                    watch.progress_at = time.monotonic()
+                    watch.progress_at = self._clock()
                 if health.status == "ok":
                     await self._logs_caught_up(watch)
                     return None
@@ -880,7 +882,7 @@ class Core:
 
     def _attach(self, info: Any, profile: Profile | None, *, since: float | None = None,
                 resume: bool = False) -> _Watch:
-        watch = _Watch(container=info, profile=profile)
+        watch = _Watch(container=info, profile=profile, progress_at=self._clock())
         self._watch = watch
         self.logbook.begin_run(info.id, profile.id if profile else info.profile or "unknown",
                                resume=resume)
@@ -933,7 +935,7 @@ class Core:
             return  # already restored from the run file after a daemon restart
         if self._watch is watch:
             self.logbook.append(text, ts or None, flush=False)  # the batch flushes the file
-        watch.progress_at = time.monotonic()
+        watch.progress_at = self._clock()
         phase = match_phase(text)
         if phase:
             watch.phase = phase

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from llm_mcp.health import Health, LlamaServerProbe
+from llm_mcp.health import Health, Probe
 from llm_mcp.runtime import ContainerInfo, RuntimeFailure
 
 OK = "ok"
@@ -83,7 +83,7 @@ class ReadyHealth:
         self._container = ""
         self._container_status: str | None = None  # Docker's word for it while unresponsive
 
-    def start(self, tg: anyio.abc.TaskGroup, probe: LlamaServerProbe, container: ContainerInfo, *,
+    def start(self, tg: anyio.abc.TaskGroup, probe: Probe, container: ContainerInfo, *,
               alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
         self.tracker = tracker = HealthTracker()
         self._container, self._container_status = container.short_id, None
@@ -101,7 +101,7 @@ class ReadyHealth:
             return None
         return describe(self.tracker, self._container_status, self._container)
 
-    async def _run(self, probe: LlamaServerProbe, tracker: HealthTracker, container_id: str,
+    async def _run(self, probe: Probe, tracker: HealthTracker, container_id: str,
                    alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
         def watching() -> bool:
             return self.tracker is tracker and alive()
