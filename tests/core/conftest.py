@@ -122,3 +122,13 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 1.0) -> N
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.002)
+
+
+async def ready(core: Core, profile_id: str) -> str:
+    """Switch to `profile_id`, wait until it is ready; its container id."""
+    job = await core.switch(profile_id)
+    with anyio.fail_after(1):
+        await job.done.wait()
+    assert job.result == "ready", job.to_dict()
+    assert core.container_id is not None
+    return core.container_id

@@ -7,16 +7,10 @@ import pytest
 
 from llm_mcp.lifecycle import Core
 from llm_mcp.memory_runtime import Script
-from tests.core.conftest import World, wait_until
+from tests.core.conftest import World, ready, wait_until
 
 pytestmark = pytest.mark.anyio
 
-
-async def ready(core: Core, profile_id: str) -> None:
-    job = await core.switch(profile_id)
-    with anyio.fail_after(1):
-        await job.done.wait()
-    assert job.result == "ready", job.to_dict()
 
 
 async def test_engine_loss_under_a_ready_model_says_so_and_the_model_is_adopted_again(

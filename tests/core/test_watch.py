@@ -7,18 +7,10 @@ import pytest
 
 from llm_mcp.lifecycle import Core
 from llm_mcp.memory_runtime import Script
-from tests.core.conftest import World, wait_until
+from tests.core.conftest import World, ready, wait_until
 
 pytestmark = pytest.mark.anyio
 
-
-async def ready(core: Core, profile_id: str) -> str:
-    job = await core.switch(profile_id)
-    with anyio.fail_after(1):
-        await job.done.wait()
-    assert job.result == "ready", job.to_dict()
-    assert core.container_id is not None
-    return core.container_id
 
 
 async def test_a_crash_after_ready_turns_the_state_failed_with_its_last_lines(
