@@ -7,7 +7,7 @@ real-size headers of about 1,000 tensors and a 152k-token vocabulary, about 18 G
 as sparse files) and a models.conf with PROFILES profiles over them (-ot cutoffs,
 --n-cpu-moe, context sizes, q8_0 caches), then times, per profile:
 
-  (a) cold: read the GGUF header + estimate + verdict (llm_mcp.fit.fit_profile), nothing
+  (a) cold: read the GGUF header + estimate + verdict (llm_mcp.hardware.fit.fit_profile), nothing
       cached (neither the header nor the override patterns' matches);
   (a') the whole config from an empty cache, per profile (each header read once, shared
       by the profiles on the same model, as the daemon's cache does);
@@ -29,11 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_mcp import gguf_info
-from llm_mcp.config import Profile, load_config
+from llm_mcp.config.models_conf import Profile, load_config
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
-from llm_mcp.fit import fit_profile
-from llm_mcp.fit_estimate import matching_tensors
+from llm_mcp.hardware import gguf_info
+from llm_mcp.hardware.fit import fit_profile
+from llm_mcp.hardware.fit_estimate import matching_tensors
 
 TARGET_S = 0.050
 GiB = 1 << 30

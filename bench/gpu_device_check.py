@@ -1,4 +1,4 @@
-"""Check llm_mcp.gpu against a real GPU and the real pynvml.
+"""Check llm_mcp.hardware.gpu against a real GPU and the real pynvml.
 
     python bench/gpu_device_check.py [--samples 100] [--vram-mib 1024]
                                      [--backend auto|torch|cupy|cuda-driver|none] [--strict]
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_mcp.gpu import (
+from llm_mcp.hardware.gpu import (
     GpuProcess,
     GpuSampler,
     GpuSnapshot,

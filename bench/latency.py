@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 
 ROOT = Path(__file__).resolve().parent.parent
 LLM_MCP = ROOT / ".venv" / "bin" / "llm-mcp"

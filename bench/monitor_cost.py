@@ -95,7 +95,7 @@ def measure(procs: dict[str, psutil.Process], seconds: float) -> dict[str, float
 
 
 async def call(socket_path: Path, config: Path, method: str, **params: object) -> object:
-    from llm_mcp.client import DaemonClient
+    from llm_mcp.clients.client import DaemonClient
 
     async with DaemonClient(socket_path, config_path=config, autostart=False, name="bench") as client:
         return await client.call(method, **params)

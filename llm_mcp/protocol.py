@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_mcp.events import TOPICS
+from llm_mcp.core.events import TOPICS
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # a request never needs more; longer lines close the connection

@@ -1,6 +1,6 @@
 """llm-monitor: the terminal dashboard of the llm-mcp daemon (Textual).
 
-It talks to the daemon over its socket only (llm_mcp.client); it never imports
+It talks to the daemon over its socket only (llm_mcp.clients.client); it never imports
 Docker or NVML.
 """
 

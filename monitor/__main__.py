@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from llm_mcp import __version__, paths
+from llm_mcp import __version__
+from llm_mcp.config import paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from llm_mcp.client import DaemonClient
+    from llm_mcp.clients.client import DaemonClient
     from monitor.app import make_app
 
     socket_path = paths.socket_path(args.socket)

@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from llm_mcp.client import DaemonUnavailable
+from llm_mcp.clients.client import DaemonUnavailable
 from llm_mcp.protocol import BUSY, ProtocolError
 from monitor.connection import TOPICS, ClientFactory, MonitorClient
 from monitor.format import duration, visible

@@ -1,4 +1,4 @@
-"""What the monitor needs from a daemon client (llm_mcp.client.DaemonClient provides it).
+"""What the monitor needs from a daemon client (llm_mcp.clients.client.DaemonClient provides it).
 
 Tests hand `make_app` a factory for anything with this shape.
 """

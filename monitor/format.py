@@ -9,7 +9,7 @@ from rich.text import Text
 
 # Textual passes ESC through to the terminal: text from the daemon or a container is
 # drawn through the project's one escaping function (control characters shown as \x1b).
-from llm_mcp.terminal_text import visible
+from llm_mcp.util.terminal_text import visible
 
 __all__ = ["bar", "clip", "duration", "gib", "pct", "ratio_pct", "sparkline", "visible"]
 

@@ -6,7 +6,7 @@ utilisation and memory bars change colour at fixed thresholds (nvitop).
 
 from __future__ import annotations
 
-from llm_mcp.levels import temperature_level, usage_level
+from llm_mcp.hardware.levels import temperature_level, usage_level
 
 __all__ = ["LEVEL_STYLE", "MEMORY_THRESHOLDS", "STATE_STYLE", "TEMP_MARGIN_C", "UTIL_THRESHOLDS",
            "temperature_level", "usage_level"]

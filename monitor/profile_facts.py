@@ -12,7 +12,7 @@ from typing import Any
 
 from monitor.levels import LEVEL_STYLE
 
-# A verdict takes the colour of the level it stands for (llm_mcp.levels' ok/warm/hot/unknown).
+# A verdict takes the colour of the level it stands for (llm_mcp.hardware.levels' ok/warm/hot/unknown).
 FIT_LEVEL = {"fits": "ok", "tight": "warm", "wont_fit": "hot", "unknown": "unknown"}
 FIT_MARK = {"fits": "✓", "tight": "!", "wont_fit": "✗", "unknown": "?"}
 FIT_WORD = {"fits": "fits", "tight": "tight", "wont_fit": "won't fit", "unknown": "unknown"}

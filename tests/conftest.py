@@ -20,11 +20,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp.compose import LABEL_INSTANCE
-from llm_mcp.config import load_config
-from llm_mcp.docker_runtime import DockerRuntime
-from llm_mcp.events import EventBus
-from llm_mcp.lifecycle import Core
+from llm_mcp.config.compose import LABEL_INSTANCE
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core.events import EventBus
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.runtime.docker_engine import DockerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_IMAGE = "llm-mcp-test/fake-llama-server:latest"

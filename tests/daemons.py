@@ -19,7 +19,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from llm_mcp.daemon import Daemon
+from llm_mcp.daemon.server import Daemon
 from tests.conftest import FAKE_IMAGE, Setup, make_core
 
 # A load too slow to finish during a test, and one that crashes: for busy/failure paths.

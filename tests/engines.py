@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.compose import LABEL_INSTANCE
+from llm_mcp.config.compose import LABEL_INSTANCE
 from tests.conftest import FAKE_IMAGE, Setup
 
 

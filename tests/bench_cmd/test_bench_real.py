@@ -22,8 +22,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from llm_mcp.client import DaemonClient
-from llm_mcp.mcp_server import make_server
+from llm_mcp.clients.client import DaemonClient
+from llm_mcp.clients.mcp_server import make_server
 from tests.conftest import FAKE_IMAGE, Setup, real_profiles
 from tests.daemons import Daemons, cli, socket_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from llm_mcp import render
+from llm_mcp.clients import render
 
 RESULT = {"date": 1796140800.0, "image": "img", "runs": 3, "prompt_tokens": 512, "gen_tokens": 128,
           "load_seconds": {"median": 9.8, "min": 9.8, "max": 9.8},

@@ -7,10 +7,10 @@ import os
 import stat
 from pathlib import Path
 
-from llm_mcp import bench_store
-from llm_mcp.bench_runner import memory_used, prompt_ids
-from llm_mcp.bench_store import BenchStore
-from llm_mcp.config import Profile, load_config
+from llm_mcp.config.models_conf import Profile, load_config
+from llm_mcp.core import bench_store
+from llm_mcp.core.bench_runner import memory_used, prompt_ids
+from llm_mcp.core.bench_store import BenchStore
 from tests.conftest import FAKE_PROFILES
 
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from llm_mcp.check import Finding, check_gpu, diagnose, report
-from llm_mcp.gpu import GpuSample, GpuSnapshot
+from llm_mcp.clients.check import Finding, check_gpu, diagnose, report
+from llm_mcp.hardware.gpu import GpuSample, GpuSnapshot
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ROOT, Setup
 from tests.daemons import Daemons, answers, cli
 

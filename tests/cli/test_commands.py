@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from llm_mcp.cli import build_parser
+from llm_mcp.clients.cli import build_parser
 from tests.conftest import FAKE_PROFILES, Setup
 from tests.daemons import SLOW_AND_BROKEN, Daemons, cli
 

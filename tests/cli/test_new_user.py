@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.cli import build_parser
+from llm_mcp.clients.cli import build_parser
 from tests.conftest import FAKE_PROFILES, ROOT, Setup
 from tests.daemons import Daemons, cli
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_mcp import render
+from llm_mcp.clients import render
 
 
 def test_durations_read_naturally() -> None:

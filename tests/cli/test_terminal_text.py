@@ -8,9 +8,9 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_mcp import render
-from llm_mcp.mcp_server import Logs, failure_text, status_summary, tool_error, tool_result
-from llm_mcp.terminal_text import json_text, visible, visible_lines
+from llm_mcp.clients import render
+from llm_mcp.clients.mcp_server import Logs, failure_text, status_summary, tool_error, tool_result
+from llm_mcp.util.terminal_text import json_text, visible, visible_lines
 
 # What a terminal acts on: C0 but tab, DEL, C1, and the bidi controls that reorder text.
 CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -50,13 +50,13 @@ def test_cli_log_lines_and_failures_are_escaped() -> None:
     text = render.outcome(job)
     assert "\\x1b]0;pwned" in text and "\\x1b[2J" in text
     # render escapes what came from a log line; the CLI's _print escapes the rest on the way out
-    from llm_mcp.cli import visible_lines as cli_escape
+    from llm_mcp.clients.cli import visible_lines as cli_escape
 
     assert not CONTROL.search(cli_escape(text).replace("\n", ""))
 
 
 def test_status_text_escapes_a_hostile_reason_on_the_way_out() -> None:
-    from llm_mcp.cli import visible_lines as cli_escape
+    from llm_mcp.clients.cli import visible_lines as cli_escape
 
     text = cli_escape(render.status_text({"state": "failed", "reason": HOSTILE, "hint": HOSTILE}))
     assert not CONTROL.search(text.replace("\n", ""))
@@ -94,7 +94,7 @@ def test_json_text_is_the_same_json_without_anything_a_terminal_acts_on(value: o
 def test_cli_json_output_keeps_the_raw_text_and_is_plain_ascii() -> None:
     from io import StringIO
 
-    from llm_mcp.cli import _emit
+    from llm_mcp.clients.cli import _emit
 
     out = StringIO()
     _emit({"lines": [{"text": HOSTILE}]}, out)

@@ -1,4 +1,4 @@
-"""The core against the in-memory STAND-IN engine (llm_mcp.memory_runtime): milliseconds per rule.
+"""The core against the in-memory STAND-IN engine (llm_mcp.runtime.memory): milliseconds per rule.
 
 What only Docker can show (real containers, real llama-server, real outages) stays in
 tests/integration; here every scheduling rule runs without Docker, HTTP or sleeps.
@@ -15,11 +15,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp.compose import profile_spec
-from llm_mcp.config import load_config
-from llm_mcp.lifecycle import Core
-from llm_mcp.memory_runtime import MemoryEngine, Script
-from llm_mcp.runtime import ContainerInfo
+from llm_mcp.config.compose import profile_spec
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.runtime.base import ContainerInfo
+from llm_mcp.runtime.memory import MemoryEngine, Script
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 18080  # nothing listens: the stand-in probe answers for whichever container publishes it

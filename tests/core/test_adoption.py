@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.memory_runtime import Script
+from llm_mcp.runtime.memory import Script
 from tests.core.conftest import World
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.lifecycle import Core, Job, SwitchRefused
-from llm_mcp.memory_runtime import Script
+from llm_mcp.core.lifecycle import Core, Job, SwitchRefused
+from llm_mcp.runtime.memory import Script
 from tests.core.conftest import World, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ from typing import Any
 import anyio
 import pytest
 
-from llm_mcp.lifecycle import Core
-from llm_mcp.memory_runtime import Script
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.runtime.memory import Script
 from tests.core.conftest import World
 
 pytestmark = pytest.mark.anyio

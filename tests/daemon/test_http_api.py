@@ -9,8 +9,8 @@ import anyio
 import httpx
 import pytest
 
-from llm_mcp.daemon import Daemon
-from llm_mcp.http_api import _job_outcome, parse_bind, serve_http
+from llm_mcp.daemon.http_api import _job_outcome, parse_bind, serve_http
+from llm_mcp.daemon.server import Daemon
 from tests.conftest import FAKE_PROFILES, Setup, free_port
 from tests.daemons import SLOW_AND_BROKEN, Daemons, cli, in_process_daemon
 
@@ -198,7 +198,7 @@ async def test_an_internal_error_is_a_500_json_error() -> None:
 
 
 def test_docker_unavailable_during_a_switch_is_503() -> None:
-    from llm_mcp.http_api import _HttpError
+    from llm_mcp.daemon.http_api import _HttpError
 
     job = {"id": "job-1", "done": True, "result": "failed", "reason": "docker_unavailable",
            "message": "Docker is not reachable", "hint": "start Docker", "log_lines": []}
@@ -277,7 +277,7 @@ async def test_models_conf_http_is_served_by_every_daemon_a_client_starts(
 
 
 async def _hello(d: Daemons) -> dict[str, Any]:
-    from llm_mcp.client import DaemonClient
+    from llm_mcp.clients.client import DaemonClient
 
     async with DaemonClient(d.socket, autostart=False) as client:
         await client.call("status", gpu=False)
@@ -387,7 +387,7 @@ async def test_the_unknown_model_hint_names_the_http_endpoint(api: tuple[Daemon,
 def test_a_bad_daemon_section_is_located_by_file_line_and_key(section: str, message: str) -> None:
     from pathlib import Path
 
-    from llm_mcp.config import ConfigError, parse_config
+    from llm_mcp.config.models_conf import ConfigError, parse_config
 
     text = "[defaults]\nmodels_dir = /tmp\n\n[a]\nmodel = a.gguf\n\n# the daemon\n\n" + section
     with pytest.raises(ConfigError) as raised:
@@ -398,7 +398,7 @@ def test_a_bad_daemon_section_is_located_by_file_line_and_key(section: str, mess
 def test_the_daemon_section_is_read_and_a_remote_bind_is_a_warning_when_allowed() -> None:
     from pathlib import Path
 
-    from llm_mcp.config import DaemonSettings, parse_config
+    from llm_mcp.config.models_conf import DaemonSettings, parse_config
 
     base = "[defaults]\nmodels_dir = /tmp\n[a]\nmodel = a.gguf\n"
     assert parse_config(base, Path("/m.conf")).daemon == DaemonSettings(None, False)
@@ -412,7 +412,7 @@ def test_the_daemon_section_is_read_and_a_remote_bind_is_a_warning_when_allowed(
 
 
 def test_the_flag_wins_then_the_environment_then_models_conf() -> None:
-    from llm_mcp.binds import choose_http
+    from llm_mcp.config.binds import choose_http
 
     assert choose_http(("127.0.0.1", 1), "127.0.0.1:2", "127.0.0.1:3", False) == ("127.0.0.1", 1)
     assert choose_http(None, "127.0.0.1:2", "127.0.0.1:3", False) == ("127.0.0.1", 2)

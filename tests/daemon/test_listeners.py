@@ -8,7 +8,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from llm_mcp.listeners import serve_forever
+from llm_mcp.daemon.listeners import serve_forever
 
 pytestmark = [pytest.mark.anyio]
 

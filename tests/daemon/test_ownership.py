@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import Setup
 from tests.daemons import Daemons, answers, cli
 
@@ -78,7 +78,7 @@ RACER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     import anyio
-    from llm_mcp.client import DaemonClient
+    from llm_mcp.clients.client import DaemonClient
 
     sock, cfg, ready, go = (Path(a) for a in sys.argv[1:5])
 

@@ -54,7 +54,7 @@ async def _serving(client: Raw) -> None:
 
 
 def test_the_method_table_and_the_protocol_list_the_same_methods(setup: Setup) -> None:
-    from llm_mcp.daemon import Daemon
+    from llm_mcp.daemon.server import Daemon
     from tests.conftest import make_core
 
     daemon = Daemon(make_core(setup), socket_of(setup))
@@ -140,7 +140,7 @@ async def test_running_out_of_file_descriptors_does_not_end_the_daemon(
     with (setup.root / "daemon-0.err").open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-c", f"import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, "
-             f"({limit}, {limit})); from llm_mcp.cli import main; sys.exit(main(sys.argv[1:]))",
+             f"({limit}, {limit})); from llm_mcp.clients.cli import main; sys.exit(main(sys.argv[1:]))",
              "daemon", "--socket", str(daemons.socket)], env=setup.env(), stdout=subprocess.DEVNULL,
             stderr=err)
     daemons.procs.append(proc)

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp.client import DaemonClient, UnsafeSocket, check_socket
+from llm_mcp.clients.client import DaemonClient, UnsafeSocket, check_socket
 from tests.conftest import Setup
 from tests.daemons import Daemons, cli
 

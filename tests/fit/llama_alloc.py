@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_mcp.demo.shaped_model import Shape, write_shaped_model
-from llm_mcp.fit_estimate import Estimate, estimate
-from llm_mcp.fit_settings import settings_from_args
-from llm_mcp.gguf_info import read_model_info
+from llm_mcp.hardware.fit_estimate import Estimate, estimate
+from llm_mcp.hardware.fit_settings import settings_from_args
+from llm_mcp.hardware.gguf_info import read_model_info
 
 REAL_IMAGE = "llm-mcp-test/llama-server:cpu"
 MiB = 1 << 20

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from llm_mcp.demo.shaped_model import write_shaped_model
-from llm_mcp.fit_estimate import estimate
-from llm_mcp.fit_settings import settings_from_args
-from llm_mcp.fit_suggest import suggest
-from llm_mcp.gguf_info import read_model_info
+from llm_mcp.hardware.fit_estimate import estimate
+from llm_mcp.hardware.fit_settings import settings_from_args
+from llm_mcp.hardware.fit_suggest import suggest
+from llm_mcp.hardware.gguf_info import read_model_info
 from tests.fit.conftest import MOE
 from tests.fit.llama_alloc import CASES, Case, estimate_case, load_and_read, override_placement
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.fit_estimate import GPU_OVERHEAD_BYTES, estimate, verdict
-from llm_mcp.fit_settings import SettingsError, settings_from_args
-from llm_mcp.gguf_info import read_model_info
+from llm_mcp.hardware.fit_estimate import GPU_OVERHEAD_BYTES, estimate, verdict
+from llm_mcp.hardware.fit_settings import SettingsError, settings_from_args
+from llm_mcp.hardware.gguf_info import read_model_info
 
 MiB = 1 << 20
 

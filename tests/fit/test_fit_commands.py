@@ -10,12 +10,12 @@ import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from llm_mcp import cli
-from llm_mcp.check import check_models
-from llm_mcp.client import DaemonClient
-from llm_mcp.config import load_config
+from llm_mcp.clients import cli
+from llm_mcp.clients.check import check_models
+from llm_mcp.clients.client import DaemonClient
+from llm_mcp.clients.mcp_server import make_server
+from llm_mcp.config.models_conf import load_config
 from llm_mcp.demo.tiny_model import write_tiny_model, write_truncated_model
-from llm_mcp.mcp_server import make_server
 from tests.conftest import Setup
 
 MiB = 1 << 20
@@ -104,7 +104,7 @@ async def test_fit_model_tool_answers_with_the_breakdown_and_refuses_unknown_mod
 
 
 def test_free_gpu_memory_counts_what_our_running_model_holds_as_free() -> None:
-    from llm_mcp.fit import free_from_gpu_samples
+    from llm_mcp.hardware.fit import free_from_gpu_samples
 
     samples = [
         {"index": 0, "memory_total_mib": 24576, "memory_used_mib": 20480,

@@ -10,7 +10,7 @@ import pytest
 
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model, write_shaped_model
 from llm_mcp.demo.tiny_model import write_empty, write_not_gguf, write_tiny_model, write_truncated_model
-from llm_mcp.gguf_info import GGUFError, read_model_info, read_model_info_cached
+from llm_mcp.hardware.gguf_info import GGUFError, read_model_info, read_model_info_cached
 
 
 def test_reads_architecture_attention_shape_and_every_tensor_of_a_gqa_model(tmp_path: Path) -> None:

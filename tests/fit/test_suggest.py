@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_mcp.fit_estimate import estimate
-from llm_mcp.fit_settings import settings_from_args
-from llm_mcp.fit_suggest import expert_cutoff_pattern, fits, suggest
-from llm_mcp.gguf_info import read_model_info
+from llm_mcp.hardware.fit_estimate import estimate
+from llm_mcp.hardware.fit_settings import settings_from_args
+from llm_mcp.hardware.fit_suggest import expert_cutoff_pattern, fits, suggest
+from llm_mcp.hardware.gguf_info import read_model_info
 
 MiB = 1 << 20
 

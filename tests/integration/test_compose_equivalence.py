@@ -23,8 +23,8 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from llm_mcp.compose import ContainerSpec, env_file_text, profile_spec, write_env_file
-from llm_mcp.config import Config, Profile, load_config
+from llm_mcp.config.compose import ContainerSpec, env_file_text, profile_spec, write_env_file
+from llm_mcp.config.models_conf import Config, Profile, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_V1 = Path("/usr/bin/docker-compose")

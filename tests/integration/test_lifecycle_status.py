@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.events import EventBus
-from llm_mcp.log_signals import PHASES
+from llm_mcp.core.events import EventBus
+from llm_mcp.runtime.log_signals import PHASES
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, Setup, make_core, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

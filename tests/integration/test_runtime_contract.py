@@ -1,7 +1,7 @@
 """The in-memory STAND-IN runtime behaves as DockerRuntime does, on the points the core relies on.
 
 Each test runs twice: against the real Docker Engine (with the fake llama-server
-image) and against llm_mcp.memory_runtime, so tests/core's fast tier is only as
+image) and against llm_mcp.runtime.memory, so tests/core's fast tier is only as
 good as this agreement.
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.compose import LABEL_INSTANCE, ContainerSpec, profile_spec
-from llm_mcp.config import load_config
-from llm_mcp.docker_runtime import DockerRuntime
-from llm_mcp.memory_runtime import MemoryEngine
-from llm_mcp.runtime import ContainerInfo, Runtime, StartError
+from llm_mcp.config.compose import LABEL_INSTANCE, ContainerSpec, profile_spec
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.runtime.base import ContainerInfo, Runtime, StartError
+from llm_mcp.runtime.docker_engine import DockerRuntime
+from llm_mcp.runtime.memory import MemoryEngine
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, Setup
 
 

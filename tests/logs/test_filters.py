@@ -18,9 +18,9 @@ import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from llm_mcp.client import DaemonClient
-from llm_mcp.http_api import serve_http
-from llm_mcp.mcp_server import make_server
+from llm_mcp.clients.client import DaemonClient
+from llm_mcp.clients.mcp_server import make_server
+from llm_mcp.daemon.http_api import serve_http
 from tests.conftest import FAKE_PROFILES, Setup
 from tests.daemons import Daemons, Raw, cli, in_process_daemon, socket_of
 from tests.logs.conftest import CATASTROPHIC, extra

@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from llm_mcp.config import load_config
-from llm_mcp.docker_runtime import DockerRuntime
-from llm_mcp.lifecycle import Core
-from llm_mcp.render import status_text
+from llm_mcp.clients.render import status_text
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import FAKE_PROFILES, ROOT, Setup, wait_until
 from tests.fulldisk import fill, full_tmpfs
 from tests.logs.conftest import extra

@@ -11,8 +11,8 @@ import anyio
 import psutil
 import pytest
 
-from llm_mcp.lifecycle import Core
-from llm_mcp.log_lines import MAX_LINE_BYTES, cut_marker
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.runtime.log_lines import MAX_LINE_BYTES, cut_marker
 from tests.conftest import FAKE_PROFILES, Setup, make_core, wait_until
 from tests.daemons import Daemons, Raw, cli, socket_of
 from tests.logs.conftest import extra

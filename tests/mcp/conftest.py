@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ROOT, Setup
 
 LLM_MCP = ROOT / ".venv" / "bin" / "llm-mcp"

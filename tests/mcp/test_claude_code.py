@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import ROOT, Setup
 from tests.mcp.conftest import serve_env
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import Setup
 from tests.mcp.conftest import LLM_MCP, serve_env
 

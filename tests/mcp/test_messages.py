@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from llm_mcp import protocol
-from llm_mcp.mcp_server import (
+from llm_mcp.clients.mcp_server import (
     check_bind,
     describe_error,
     failure_text,

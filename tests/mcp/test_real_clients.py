@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mcp.types import CallToolResult
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import REAL_IMAGE, Setup
 from tests.mcp.conftest import LLM_MCP, serve_env
 from tests.mcp.test_serve_process import call, serve, text_of

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
 from tests.conftest import Setup, free_port
 from tests.mcp.conftest import LLM_MCP, daemon_pid, serve_env, stop_daemon
 

@@ -20,8 +20,8 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from llm_mcp.client import DaemonClient
-from llm_mcp.mcp_server import make_server
+from llm_mcp.clients.client import DaemonClient
+from llm_mcp.clients.mcp_server import make_server
 from tests.conftest import FAKE_IMAGE, Setup
 from tests.mcp.conftest import MCP_PROFILES, SLOW_SECONDS
 

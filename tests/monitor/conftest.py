@@ -13,7 +13,7 @@ import anyio
 import pytest
 from textual.pilot import Pilot
 
-from llm_mcp.client import DaemonClient, DaemonUnavailable
+from llm_mcp.clients.client import DaemonClient, DaemonUnavailable
 from tests.conftest import FAKE_IMAGE, REAL_IMAGE, Setup
 
 

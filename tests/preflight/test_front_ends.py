@@ -20,9 +20,9 @@ import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from llm_mcp.client import DaemonClient
+from llm_mcp.clients.client import DaemonClient
+from llm_mcp.clients.mcp_server import make_server
 from llm_mcp.demo.shaped_model import write_header_only_model
-from llm_mcp.mcp_server import make_server
 from tests.conftest import FAKE_IMAGE, Setup, free_port
 from tests.daemons import Daemons, cli
 from tests.preflight.test_switch_preflight import HOST_SHAPE

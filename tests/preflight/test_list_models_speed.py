@@ -12,12 +12,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llm_mcp import lifecycle
-from llm_mcp.config import load_config
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core import lifecycle
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.memory_view import LiveMemoryView
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
-from llm_mcp.docker_runtime import DockerRuntime
-from llm_mcp.lifecycle import Core
-from llm_mcp.memory_view import LiveMemoryView
+from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import Setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

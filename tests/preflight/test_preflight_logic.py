@@ -1,4 +1,4 @@
-"""Pre-flight arithmetic (llm_mcp.preflight), the memory view's figures and the per-profile cache.
+"""Pre-flight arithmetic (llm_mcp.core.preflight), the memory view's figures and the per-profile cache.
 
 GPU figures here come from tests/unit/nvml_standin.py, a STAND-IN for pynvml (no GPU on this
 machine); the host figures are this machine's own (psutil).
@@ -13,13 +13,13 @@ import anyio
 import psutil
 import pytest
 
-from llm_mcp.config import load_config
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core.fit_board import FitBoard
+from llm_mcp.core.memory_view import LiveMemoryView, container_anon_bytes, processes_anon_bytes
+from llm_mcp.core.preflight import DeviceMemory, MemorySnapshot, check
 from llm_mcp.demo.shaped_model import Shape, write_shaped_model
-from llm_mcp.fit_board import FitBoard
-from llm_mcp.fit_estimate import DeviceEstimate, Estimate
-from llm_mcp.gpu import GpuSampler, GpuSnapshot
-from llm_mcp.memory_view import LiveMemoryView, container_anon_bytes, processes_anon_bytes
-from llm_mcp.preflight import DeviceMemory, MemorySnapshot, check
+from llm_mcp.hardware.fit_estimate import DeviceEstimate, Estimate
+from llm_mcp.hardware.gpu import GpuSampler, GpuSnapshot
 from tests.unit.nvml_standin import GIB, MIB, FakeGpu, FakeProcess, NvmlStandIn, no_library
 
 GPU_NEED = DeviceEstimate("gpu0", weights=10 * GIB, kv=1 * GIB, compute=256 * MIB, overhead=512 * MIB)

@@ -19,16 +19,16 @@ import httpx
 import psutil
 import pytest
 
-from llm_mcp.config import load_config
+from llm_mcp.config.models_conf import load_config
+from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.memory_view import LiveMemoryView
+from llm_mcp.core.preflight import WontFit
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
-from llm_mcp.docker_runtime import DockerRuntime
-from llm_mcp.fit_estimate import estimate
-from llm_mcp.fit_settings import settings_from_args
-from llm_mcp.gguf_info import read_model_info
-from llm_mcp.gpu import GpuSampler
-from llm_mcp.lifecycle import Core
-from llm_mcp.memory_view import LiveMemoryView
-from llm_mcp.preflight import WontFit
+from llm_mcp.hardware.fit_estimate import estimate
+from llm_mcp.hardware.fit_settings import settings_from_args
+from llm_mcp.hardware.gguf_info import read_model_info
+from llm_mcp.hardware.gpu import GpuSampler
+from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import FAKE_IMAGE, REAL_IMAGE, ContainerCounter, Setup
 from tests.unit.nvml_standin import GIB, FakeGpu, FakeProcess, NvmlStandIn
 

@@ -1,4 +1,4 @@
-"""A STAND-IN for the pynvml functions that `llm_mcp.gpu` calls. It is not NVML.
+"""A STAND-IN for the pynvml functions that `llm_mcp.hardware.gpu` calls. It is not NVML.
 
 There is no GPU on the machines that run the unit tests, so these tests hand
 `GpuSampler` this object instead of the pynvml module. It answers from plain

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm_mcp.compose import (
+from llm_mcp.config.compose import (
     LABEL_HASH,
     LABEL_INSTANCE,
     LABEL_MANAGED,
@@ -29,7 +29,7 @@ from llm_mcp.compose import (
     template_variables,
     write_env_file,
 )
-from llm_mcp.config import Config, ConfigError, Profile, load_config, parse_config
+from llm_mcp.config.models_conf import Config, ConfigError, Profile, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {"gpu": ROOT / "compose" / "compose.yaml", "cpu": ROOT / "compose" / "compose.cpu.yaml"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm_mcp.config import (
+from llm_mcp.config.models_conf import (
     BUILTIN_DEFAULTS,
     DEFAULT_IMAGE,
     PROFILE_KEYS,
@@ -798,7 +798,7 @@ def test_a_value_out_of_its_range_names_file_line_key_range_and_value(key: str, 
 @pytest.mark.parametrize("key", ["ctx_size", "n_gpu_layers", "batch_size", "port", "speed", "load_timeout",
                                  "stall_timeout", "drain_timeout", "stop_grace"])
 def test_both_ends_of_every_range_are_accepted(key: str) -> None:
-    from llm_mcp.config import RANGES
+    from llm_mcp.config.models_conf import RANGES
 
     low, high = RANGES[key]
     for value in (low, high):
@@ -858,7 +858,7 @@ _INT32 = 2**31 - 1
 def test_every_numeric_value_that_passes_works_downstream(key: str, raw: str) -> None:
     """llama-server reads its flags as int32, Docker takes a whole-second stop timeout, timers
     need a finite deadline: whatever validation accepts fits all of them."""
-    from llm_mcp.config import RANGES
+    from llm_mcp.config.models_conf import RANGES
 
     try:
         profile = parse_config(f"[a]\nmodel = a.gguf\n{key} = {raw}\n", CONF).profile("a")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_mcp.docker_runtime import _translated
-from llm_mcp.runtime import ContainerGone, EngineUnavailable, RuntimeFailure
+from llm_mcp.runtime.base import ContainerGone, EngineUnavailable, RuntimeFailure
+from llm_mcp.runtime.docker_engine import _translated
 
 
 def test_an_unexpected_error_inside_an_sdk_call_becomes_a_runtime_failure() -> None:

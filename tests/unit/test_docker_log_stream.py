@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from llm_mcp.docker_log_stream import ChunkedDecoder, DockerLogDecoder, FrameSplitter
+from llm_mcp.runtime.docker_log_stream import ChunkedDecoder, DockerLogDecoder, FrameSplitter
 
 TS = "2026-12-01T10:00:00.000000001Z"
 TS2 = "2026-12-01T10:00:00.000000002Z"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from llm_mcp.engine_link import backoff
-from llm_mcp.health import Health
-from llm_mcp.ready_health import OK, UNRESPONSIVE, HealthTracker, describe
+from llm_mcp.core.engine_link import backoff
+from llm_mcp.core.ready_health import OK, UNRESPONSIVE, HealthTracker, describe
+from llm_mcp.runtime.health import Health
 
 
 def test_reconnect_pauses_double_from_half_a_second_up_to_five() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.events import EventBus
+from llm_mcp.core.events import EventBus
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from typing import Any
 import pynvml  # type: ignore[import-untyped]  # noqa: TID251  (real exception classes)
 import pytest
 
-from llm_mcp.gpu import (
+from llm_mcp.hardware.gpu import (
     INIT_RETRY_S,
     NO_GPUS_REASON,
     NO_LIBRARY_REASON,
@@ -245,7 +245,7 @@ def test_an_unsupported_query_reads_as_na_and_the_rest_still_reads(
     nvml = one_gpu()
     nvml.fail("nvmlDeviceGetPowerUsage", pynvml.NVMLError_NotSupported)
 
-    with caplog.at_level(logging.DEBUG, logger="llm_mcp.gpu"):
+    with caplog.at_level(logging.DEBUG, logger="llm_mcp.hardware.gpu"):
         gpu = sampler_for(nvml, clock).sample().gpus[0]
 
     assert gpu.power_w is None
@@ -261,7 +261,7 @@ def test_a_missing_function_reads_as_na_is_logged_once_and_not_looked_up_again(
     nvml.remove("nvmlDeviceGetEnforcedPowerLimit")
     sampler = sampler_for(nvml, clock, slow_field_ttl=1.0)
 
-    with caplog.at_level(logging.WARNING, logger="llm_mcp.gpu"):
+    with caplog.at_level(logging.WARNING, logger="llm_mcp.hardware.gpu"):
         for _ in range(3):
             gpu = sampler.sample().gpus[0]
             clock.advance(2)
@@ -271,7 +271,7 @@ def test_a_missing_function_reads_as_na_is_logged_once_and_not_looked_up_again(
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1
     assert "nvmlDeviceGetEnforcedPowerLimit" in messages[0]
-    assert caplog.records[0].name == "llm_mcp.gpu"
+    assert caplog.records[0].name == "llm_mcp.hardware.gpu"
 
 
 @pytest.mark.parametrize(
@@ -296,7 +296,7 @@ def test_any_other_nvml_error_reads_as_na_and_is_logged_once(
     nvml.fail("nvmlDeviceGetTemperature", pynvml.NVMLError_GpuIsLost)
     sampler = sampler_for(nvml, clock)
 
-    with caplog.at_level(logging.WARNING, logger="llm_mcp.gpu"):
+    with caplog.at_level(logging.WARNING, logger="llm_mcp.hardware.gpu"):
         temps = [sampler.sample().gpus[0].temperature_c for _ in range(3)]
 
     assert temps == [None, None, None]

@@ -8,7 +8,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from llm_mcp.line_feed import LineFeed
+from llm_mcp.core.line_feed import LineFeed
 
 pytestmark = pytest.mark.anyio
 

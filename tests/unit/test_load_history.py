@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.load_history import KEEP, LoadHistory, progress_fraction
+from llm_mcp.core.load_history import KEEP, LoadHistory, progress_fraction
 
 
 def test_no_history_means_no_estimate(tmp_path: Path) -> None:

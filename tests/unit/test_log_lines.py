@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_mcp.log_lines import LineAssembler, cut_marker, cut_text
+from llm_mcp.runtime.log_lines import LineAssembler, cut_marker, cut_text
 
 TS1 = "2026-12-01T10:00:00.000000001Z"
 TS2 = "2026-12-01T10:00:00.000000002Z"

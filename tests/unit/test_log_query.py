@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from llm_mcp import protocol
-from llm_mcp.log_query import FilterTimeout, LineFilter, query_logs
-from llm_mcp.logbook import Logbook
+from llm_mcp.core.log_query import FilterTimeout, LineFilter, query_logs
+from llm_mcp.core.logbook import Logbook
 from llm_mcp.protocol import ProtocolError
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_mcp.log_signals import (
+from llm_mcp.runtime.log_signals import (
     FAILURE_PATTERNS,
     exit_failure,
     match_failure,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.logbook import Logbook, LogLine
+from llm_mcp.core.logbook import Logbook, LogLine
 
 
 class Clock:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_mcp.safe_files import (
+from llm_mcp.util.safe_files import (
     UnsafePathError,
     open_private,
     open_private_fd,

@@ -9,7 +9,7 @@ from typing import Any
 import psutil
 import pytest
 
-from llm_mcp.system import (
+from llm_mcp.hardware.system import (
     ContainerStats,
     SystemSample,
     SystemSampler,

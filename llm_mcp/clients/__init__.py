@@ -1,0 +1,1 @@
+"""Everything that talks to the daemon: socket client, CLI, MCP server, check."""

@@ -1,0 +1,1 @@
+"""models.conf, engines and the compose template: what the user wrote, checked."""

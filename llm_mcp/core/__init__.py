@@ -1,0 +1,1 @@
+"""The scheduler: jobs, one supervisor per container, logs, events, pre-flight, bench."""

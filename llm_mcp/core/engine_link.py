@@ -1,0 +1,132 @@
+"""Whether the container engine answers, and getting back to it by itself when it does not.
+
+Anyone who sees EngineUnavailable reports it here (`lost`); one loop then pings the
+engine with a growing pause (0.5 s doubling to 5 s) until it answers, and calls
+`on_back` so the core can adopt what runs. The daemon never ends because an engine
+went away: an engine outage is a state, shown in `status` as `docker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+
+from llm_mcp.runtime.base import EngineUnavailable, Runtime, RuntimeFailure
+from llm_mcp.runtime.log_signals import Failure
+
+log = logging.getLogger("llm_mcp.engine")
+
+DOCKER_UNAVAILABLE = "docker_unavailable"
+
+
+def backoff(first: float = 0.5, cap: float = 5.0) -> Iterator[float]:
+    """0.5, 1, 2, 4, 5, 5, ... seconds."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
+
+class EngineLink:
+    def __init__(self, ping: Callable[[], None], *, first_delay: float = 0.5, max_delay: float = 5.0,
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
+        self._ping = ping
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self._limiter = limiter
+        self.available = True
+        self.since = time.time()
+        self.problem: EngineUnavailable | None = None
+        self._lost = anyio.Event()
+        self._back = anyio.Event()
+        self._back.set()
+        self._poke = anyio.Event()
+
+    def lost(self, problem: EngineUnavailable) -> bool:
+        """Record that the engine did not answer; True when it was thought available until now."""
+        self.problem = problem
+        if not self.available:
+            return False
+        log.warning("the engine stopped answering: %s (%s)", problem.message, problem.detail)
+        self.available = False
+        self.since = time.time()
+        self._back = anyio.Event()
+        self._lost.set()
+        return True
+
+    def poke(self) -> None:
+        """Try again now (someone wants the engine), instead of after the current pause."""
+        self._poke.set()
+
+    async def wait_back(self) -> None:
+        await self._back.wait()
+
+    async def run(self, on_back: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await self._lost.wait()
+            await self._until_it_answers()
+            self._lost = anyio.Event()
+            self.available, self.since, self.problem = True, time.time(), None
+            log.info("the engine answers again")
+            self._back.set()
+            await on_back()  # it may report the engine lost again: then the loop goes round
+
+    async def _until_it_answers(self) -> None:
+        for delay in backoff(self.first_delay, self.max_delay):
+            self._poke = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._poke.wait()
+            try:
+                await anyio.to_thread.run_sync(self._ping, limiter=self._limiter)
+            except EngineUnavailable as exc:
+                self.problem = exc
+                continue
+            return
+
+    def to_dict(self) -> dict[str, Any]:
+        problem = self.problem if not self.available else None
+        return {"available": self.available, "since": self.since,
+                "message": problem.message if problem else None,
+                "hint": problem.hint if problem else None}
+
+
+def outage_failure(problem: EngineUnavailable | None) -> Failure:
+    """What a job that the outage ended says."""
+    message = problem.message if problem is not None else "Docker stopped answering"
+    return Failure(DOCKER_UNAVAILABLE, message, reconnect_hint(problem))
+
+
+def reconnect_hint(problem: EngineUnavailable | None) -> str:
+    first = problem.hint if problem is not None and problem.hint else (
+        "start Docker (`sudo systemctl start docker`, or `dockerd`)")
+    return f"{first}; llm-mcp reconnects by itself and adopts the container if it still runs"
+
+
+async def follow_events(runtime: Runtime, link: EngineLink, on_event: Callable[[str, str], None],
+                        new_stop: Callable[[], threading.Event], shutdown: threading.Event, *,
+                        lost: Callable[[EngineUnavailable], None],
+                        limiter: anyio.CapacityLimiter | None = None) -> None:
+    """Follow the engine's container events for as long as it answers, again when it is back.
+
+    The event stream is the first thing to end when an engine goes away: then a ping
+    tells an engine that went from a stream that merely closed.
+    """
+    while not shutdown.is_set():
+        await link.wait_back()
+        try:
+            await anyio.to_thread.run_sync(runtime.events, on_event, new_stop(), limiter=limiter,
+                                           abandon_on_cancel=True)
+            if shutdown.is_set():
+                return
+            await anyio.to_thread.run_sync(runtime.ping, limiter=limiter)
+        except EngineUnavailable as exc:
+            lost(exc)
+            continue
+        except RuntimeFailure as exc:
+            log.warning("docker events: %s; retrying", exc)
+        await anyio.sleep(1)

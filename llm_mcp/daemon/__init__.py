@@ -1,0 +1,1 @@
+"""The daemon process: socket server, method table, HTTP listeners."""

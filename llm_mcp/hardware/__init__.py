@@ -1,0 +1,1 @@
+"""GPUs (NVML), the host (psutil), GGUF headers and the memory-fit estimate."""

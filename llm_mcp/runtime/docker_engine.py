@@ -1,0 +1,486 @@
+"""The Docker Engine, through the Docker SDK: the only module that imports `docker`.
+
+Blocking calls by design (the SDK is synchronous); the lifecycle runs them in
+worker threads. Every operation is restricted to containers carrying our labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import docker  # noqa: TID251 - this module is the Docker boundary
+import docker.errors  # noqa: TID251
+import docker.types  # noqa: TID251
+import requests
+
+from llm_mcp.config.compose import (
+    LABEL_HASH,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_PROFILE,
+    MANAGED_BY,
+    ContainerSpec,
+)
+from llm_mcp.runtime.base import ContainerGone, ContainerInfo, DockerUnavailable, RuntimeFailure, StartError
+from llm_mcp.runtime.docker_log_stream import DockerLogDecoder
+from llm_mcp.runtime.docker_problem import describe, docker_host
+from llm_mcp.runtime.log_lines import LineAssembler
+from llm_mcp.runtime.log_signals import Failure
+
+log = logging.getLogger("llm_mcp.docker")
+
+__all__ = ["ContainerGone", "ContainerInfo", "DockerRuntime", "DockerUnavailable", "RuntimeFailure",
+           "StartError"]
+
+
+@contextlib.contextmanager
+def _translated(what: str, host: str | None) -> Iterator[None]:
+    """The one place where the Docker SDK's and its HTTP stack's errors become ours."""
+    try:
+        yield
+    except RuntimeFailure:
+        raise
+    except docker.errors.NotFound as exc:
+        raise ContainerGone(f"{what}: {exc.explanation or exc}") from None
+    except (requests.ConnectionError, requests.Timeout, ConnectionError, FileNotFoundError) as exc:
+        raise _unavailable(exc, host) from None
+    except docker.errors.APIError as exc:
+        raise RuntimeFailure(f"{what}: Docker answered {exc.status_code}: {exc.explanation or exc}") from None
+    except docker.errors.DockerException as exc:
+        # Raised before any request, e.g. the client could not read the engine's API version.
+        raise _unavailable(exc, host) from None
+    except requests.RequestException as exc:
+        raise RuntimeFailure(f"{what}: {exc}") from None
+    except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+        # Anything else the SDK's stack throws (a malformed answer, os.environ changing under
+        # requests' proxy lookup): still the engine call failing, never a daemon-ending bug.
+        log.warning("docker %s failed unexpectedly", what, exc_info=True)
+        raise RuntimeFailure(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def _unavailable(exc: BaseException, host: str | None) -> DockerUnavailable:
+    problem = describe(str(exc), host)
+    return DockerUnavailable(problem.sentence, hint=problem.hint, detail=str(exc))
+
+
+def _is_slice_timeout(exc: BaseException) -> bool:
+    """A read timeout we asked for (waits run in 1 s slices), not an engine that went away."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or (
+        isinstance(exc, requests.ConnectionError) and "read timed out" in str(exc).lower())
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(head + "+00:00").timestamp()
+    return stamp + (float("0." + frac[:6]) if frac else 0.0)
+
+
+def _info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State", {})
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        profile=labels.get(LABEL_PROFILE, ""),
+        config_hash=labels.get(LABEL_HASH, ""),
+        image=attrs.get("Config", {}).get("Image", ""),
+        started_at=_parse_time(state.get("StartedAt")),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        pid=state.get("Pid") or None,
+    )
+
+
+def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
+    text = message.lower()
+    if "port is already allocated" in text or "address already in use" in text:
+        port = next(iter(spec.ports.values()), ("", 0))
+        return Failure("port_in_use", f"port {port[1]} on {port[0]} is already in use",
+                       "stop whatever listens there (`ss -ltnp`) or change 'port' in models.conf")
+    if "bind source path does not exist" in text or "no such file or directory" in text:
+        return Failure("models_dir_missing", "a mounted host path does not exist",
+                       "check models_dir in models.conf (run `llm-mcp check`)")
+    if "could not select device driver" in text or "nvidia" in text:
+        return Failure("gpu_unavailable", "Docker cannot give the container a GPU",
+                       "install the NVIDIA Container Toolkit, or use compose/compose.cpu.yaml")
+    return Failure("docker_error", "Docker refused to start the container",
+                   "read the detail; `docker info` shows whether the engine is healthy")
+
+
+class DockerRuntime:
+    """The Runtime (llm_mcp.runtime.base) on a Docker Engine: DOCKER_HOST, or `base_url` when given."""
+
+    def __init__(self, instance: str, client: docker.DockerClient | None = None,
+                 base_url: str | None = None) -> None:
+        self.instance = instance
+        self.base_url = base_url
+        self._client = client
+        self._ping_api: docker.APIClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return self.base_url or docker_host()
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(what, self.host)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                with self._errors("connect"):  # the SDK asks the engine its API version here
+                    self._client = (docker.DockerClient(base_url=self.base_url, timeout=30)
+                                    if self.base_url else docker.from_env(timeout=30))
+            return self._client
+
+    def ping(self) -> None:
+        """Quick: its own connection with a 3 s timeout, so a hung engine is noticed too."""
+        with self._errors("ping"):
+            if self._ping_api is None:
+                self._ping_api = (docker.APIClient(base_url=self.base_url, timeout=3) if self.base_url
+                                  else docker.from_env(timeout=3).api)
+            self._ping_api.ping()
+
+    def _filters(self) -> dict[str, Any]:
+        return {"label": [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]}
+
+    def managed(self) -> list[ContainerInfo]:
+        """Our containers (any state), newest first."""
+        with self._errors("list containers"):
+            found = self.client.api.containers(all=True, filters=self._filters())
+        infos = [info for item in found if (info := self.inspect(item["Id"])) is not None]
+        return sorted(infos, key=lambda i: i.started_at or 0.0, reverse=True)
+
+    def inspect(self, container_id: str) -> ContainerInfo | None:
+        try:
+            with self._errors("inspect"):
+                attrs = self.client.api.inspect_container(container_id)
+        except ContainerGone:
+            return None
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != MANAGED_BY or labels.get(LABEL_INSTANCE) != self.instance:
+            return None  # not ours: invisible
+        return _info(attrs)
+
+    def image_present(self, image: str) -> bool:
+        try:
+            with self._errors("inspect image"):
+                self.client.api.inspect_image(image)  # type: ignore[no-untyped-call]
+        except ContainerGone:  # NotFound (ImageNotFound is one)
+            return False
+        return True
+
+    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        if not self.image_present(spec.image):
+            raise StartError(Failure("image_missing", f"the image '{spec.image}' is not on this "
+                                     "machine", f"docker pull {spec.image} (or build it)"), spec.image)
+        self._remove_stale_by_name(spec.name)
+        with self._errors("create"):
+            return self._create_and_start(spec)
+
+    def _create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        api = self.client.api
+        host_config = api.create_host_config(
+            port_bindings={k: v for k, v in spec.ports.items()},
+            mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                    for m in spec.mounts],
+            device_requests=[docker.types.DeviceRequest(
+                driver=d.driver, count=d.count, device_ids=list(d.device_ids),
+                capabilities=[list(d.capabilities)] if d.capabilities else [])
+                for d in spec.device_requests] or None,
+            ipc_mode=spec.ipc_mode,
+            shm_size=spec.shm_size,
+            ulimits=[docker.types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits]
+            or None,
+            restart_policy={"Name": spec.restart} if spec.restart else None,
+            network_mode=spec.network_mode,
+            cap_add=list(spec.cap_add) or None,
+            tmpfs=spec.tmpfs or None,
+            init=spec.init,
+        )
+        try:
+            created = api.create_container(
+                spec.image,
+                command=list(spec.command),
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                name=spec.name,
+                labels=spec.labels,
+                environment=spec.environment or None,
+                ports=[tuple(k.split("/")) for k in spec.ports] or None,
+                host_config=host_config,
+                stop_signal=spec.stop_signal,
+                stop_timeout=spec.stop_timeout,
+                user=spec.user,
+                working_dir=spec.working_dir,
+                detach=True,
+            )
+        except docker.errors.APIError as exc:
+            detail = str(exc.explanation or exc)
+            raise StartError(classify_start_error(detail, spec), detail) from None
+        container_id = created["Id"]
+        try:
+            api.start(container_id)
+        except docker.errors.APIError as exc:
+            detail = str(exc.explanation or exc)
+            self._force_remove(container_id)
+            raise StartError(classify_start_error(detail, spec), detail) from None
+        info = self.inspect(container_id)
+        if info is None:
+            raise StartError(Failure("docker_error", "the container vanished right after start",
+                                     "check `docker events`"), container_id)
+        return info
+
+    def _remove_stale_by_name(self, name: str) -> None:
+        """A leftover container of ours with the same name would block create: remove it."""
+        try:
+            with self._errors("inspect"):
+                attrs = self.client.api.inspect_container(name)
+        except ContainerGone:
+            return
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != MANAGED_BY:
+            raise StartError(Failure("name_conflict", f"a container named '{name}' exists and is "
+                                     "not managed by llm-mcp",
+                                     f"rename or remove it yourself (`docker rm -f {name}`); "
+                                     "llm-mcp never touches containers it did not label"), name)
+        self._force_remove(attrs["Id"])
+
+    def _force_remove(self, container_id: str) -> None:
+        try:
+            with self._errors("remove"):
+                self.client.api.remove_container(container_id, force=True)
+        except ContainerGone:
+            pass
+        except RuntimeFailure as exc:
+            if isinstance(exc, DockerUnavailable) or "already in progress" not in str(exc):
+                raise
+
+    def stop_and_remove(self, container_id: str, grace: float) -> int | None:
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL; remove. Returns the exit code."""
+        if self.inspect(container_id) is None:
+            return None
+        try:
+            with self._errors("stop"):
+                # A paused container cannot receive SIGTERM: Docker kills it at once (fine).
+                self.client.api.stop(container_id, timeout=max(0, round(grace)))
+        except ContainerGone:
+            return None
+        except DockerUnavailable:
+            raise
+        except RuntimeFailure as exc:
+            log.warning("stop %s: %s", container_id[:12], exc)
+        info = self.inspect(container_id)
+        self._force_remove(container_id)
+        return info.exit_code if info else None
+
+    def wait(self, container_id: str, cancel: threading.Event | None = None) -> ContainerInfo | None:
+        """Block until the container stops (or `cancel` is set); its final state.
+
+        Returns None when it was removed (or on cancel). Waits in 1 s slices so that a
+        daemon shutting down is never held by this thread. An engine going away raises
+        DockerUnavailable: the container may well still run (--live-restore).
+        """
+        while cancel is None or not cancel.is_set():
+            try:
+                with self._errors("wait"):
+                    try:
+                        self.client.api.wait(container_id, timeout=1 if cancel is not None else None)
+                    except (requests.Timeout, requests.ConnectionError) as exc:
+                        if _is_slice_timeout(exc):
+                            continue
+                        raise
+            except ContainerGone:
+                return None
+            except DockerUnavailable:
+                raise
+            except RuntimeFailure as exc:
+                log.debug("wait %s: %s", container_id[:12], exc)
+            info = self.inspect(container_id)
+            if info is None or not info.running:
+                return info
+            # Still running: the engine let go of the wait without an exit (it is shutting
+            # down, or it answered an error). Wait again; an engine that is gone raises above.
+            if cancel is not None and cancel.wait(0.2):
+                break
+        return None
+
+    def follow_logs(
+        self,
+        container_id: str,
+        on_line: Callable[[str, str], None],
+        stop: threading.Event,
+        since: float | None = None,
+    ) -> None:
+        """Call on_line(docker_timestamp, text) per line until the container stops or `stop`.
+
+        Never raises: a stream that cannot start or breaks just ends (the exit waiter and
+        the events watcher are the ones that report a gone container or engine).
+        """
+        try:
+            with self._errors("logs"):
+                stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
+                                              since=since if since and since > 0 else None)
+        except RuntimeFailure as exc:
+            log.debug("logs %s: %s", container_id[:12], exc)
+            stop.set()
+            return
+        closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
+        closer.start()
+        bulk = _bulk_body(self.client.api, stream)
+        # Else docker-py's chunks: one log entry each; a long line comes as several (see log_lines).
+        lines: DockerLogDecoder | LineAssembler = bulk[0] if bulk is not None else LineAssembler()
+        try:
+            if bulk is not None:
+                decoder, body = bulk
+                while not stop.is_set() and not decoder.done:
+                    data = body.read1(65536)
+                    if not data:
+                        break
+                    for ts, text in decoder.feed(data):
+                        on_line(normalize_timestamp(ts), text)
+                    if len(data) < _COALESCE_BELOW:
+                        # A trickle: let lines gather in the socket buffer for a moment, so a
+                        # server printing 1,000 lines/s costs 100 wake-ups, not 1,000.
+                        stop.wait(_COALESCE_SECONDS)
+            else:
+                for chunk in stream:
+                    for ts, text in lines.feed(chunk):
+                        on_line(normalize_timestamp(ts), text)
+                    if stop.is_set():
+                        break
+        except (docker.errors.DockerException, requests.RequestException, OSError, ValueError,
+                AttributeError):
+            pass  # stream closed under us: the stop path
+        finally:
+            stop.set()
+            _close_stream(stream)
+            for ts, text in lines.flush():
+                on_line(normalize_timestamp(ts), text)
+
+    def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
+        """Call on_event(action, container_id) for our containers until `stop` or the stream ends.
+
+        Raises DockerUnavailable when the stream cannot start; a stream that breaks just ends.
+        """
+        with self._errors("events"):
+            stream = self.client.api.events(decode=True, filters={**self._filters(), "type": "container"})
+        closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
+        closer.start()
+        try:
+            for event in stream:
+                action = str(event.get("Action") or event.get("status") or "")
+                actor = event.get("id") or event.get("Actor", {}).get("ID")
+                on_event(action.split(":", maxsplit=1)[0], str(actor))
+                if stop.is_set():
+                    break
+        except (docker.errors.DockerException, requests.RequestException, OSError, ValueError,
+                AttributeError):
+            pass
+        finally:
+            stop.set()
+            _close_stream(stream)
+
+    def container_pids(self, container_id: str) -> set[int]:
+        """Host PIDs of the container's processes, to mark its GPU memory as ours; never raises."""
+        try:
+            with self._errors("top"):
+                top = self.client.api.top(container_id, ps_args="-eo pid")
+        except RuntimeFailure:
+            return set()
+        pids = set()
+        for row in top.get("Processes") or []:
+            try:
+                pids.add(int(row[0]))
+            except (ValueError, IndexError):
+                continue
+        return pids
+
+    def stats(self, container_id: str) -> dict[str, Any] | None:
+        """One `docker stats` sample; None when there is none (never raises: it feeds a sampler)."""
+        try:
+            with self._errors("stats"):
+                result: dict[str, Any] = self.client.api.stats(container_id, stream=False)
+        except RuntimeFailure:
+            return None
+        return result
+
+    def memory_stats(self, container_id: str) -> dict[str, Any] | None:
+        """A one-shot stats document (no CPU delta, ~10 ms instead of `stats`' 1-2 s) for the
+        pre-flight's memory figures; None when there is none (never raises)."""
+        try:
+            with self._errors("stats"):
+                result: dict[str, Any] = self.client.api.stats(container_id, stream=False, one_shot=True)
+        except RuntimeFailure:
+            return None
+        return result
+
+
+_COALESCE_BELOW = 16384
+_COALESCE_SECONDS = 0.01
+
+
+def _bulk_body(api: Any, stream: Any) -> tuple[DockerLogDecoder, Any] | None:
+    """A followed log's body to read in large pieces, and its decoder; None: read via docker-py.
+
+    docker-py reads a log two small reads per frame; that cost the daemon more CPU than
+    all it does with a line. This reaches the response's socket file the way docker-py's
+    own CancellableStream.close does, for the plain multiplexed stream over a Unix or
+    TCP socket; anything else (a TTY stream, ssh, a changed docker-py) takes the slow path.
+    """
+    base_url = str(getattr(api, "base_url", ""))
+    if "ssh" in base_url or "npipe" in base_url:
+        return None
+    try:
+        if getattr(stream._stream, "__name__", "") != "_multiplexed_response_stream_helper":
+            return None
+        response = stream._response
+        body, chunked = response.raw._fp.fp, bool(response.raw._fp.chunked)
+        if not callable(getattr(body, "read1", None)):
+            return None
+        # docker-py does this when its generator starts; a quiet server must not time us out.
+        api._disable_socket_timeout(api._get_raw_response_socket(response))
+    except Exception:  # internals moved: the slow path still works
+        log.debug("bulk log reading unavailable", exc_info=True)
+        return None
+    return DockerLogDecoder(chunked=chunked), body
+
+
+def normalize_timestamp(ts: str) -> str:
+    """Docker trims trailing zeros of nanoseconds; pad so timestamps compare as strings."""
+    if not ts.endswith("Z"):
+        return ts
+    head, dot, frac = ts[:-1].partition(".")
+    return f"{head}.{(frac if dot else '').ljust(9, '0')[:9]}Z"
+
+
+def _close_when(stop: threading.Event, stream: Any) -> None:
+    stop.wait()
+    _close_stream(stream)
+
+
+def _close_stream(stream: Any) -> None:
+    """Unblock a reader of a Docker stream and give its connection back.
+
+    CancellableStream.close() only shuts the socket of a stream still open; one that
+    ended by itself (the container exited) keeps its connection until garbage
+    collection, which leaks a socket per container run. Closing the response frees it.
+    """
+    try:
+        stream.close()
+    except Exception:
+        log.debug("closing docker stream", exc_info=True)
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        try:
+            response.close()
+        except Exception:
+            log.debug("closing docker response", exc_info=True)

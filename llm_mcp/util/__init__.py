@@ -1,0 +1,1 @@
+"""Small helpers every layer uses: private files, locks, terminal-safe text."""
