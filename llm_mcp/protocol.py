@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_mcp.core.events import TOPICS
-
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # a request never needs more; longer lines close the connection
 
@@ -115,8 +113,7 @@ def parse_request(line: bytes) -> Request:
 MAX_SECONDS = 86400.0  # a wait longer than a day is a mistake, not a plan
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Topic = Literal["state", "job", "log", "gpu", "system"]
-_ALL_TOPICS: tuple[Topic, ...] = ("state", "job", "log", "gpu", "system")
-assert _ALL_TOPICS == TOPICS  # one list of topics: events.TOPICS
+TOPICS: tuple[Topic, ...] = ("state", "job", "log", "gpu", "system")  # the one list (events, monitor)
 
 
 class Params(BaseModel):
@@ -151,7 +148,21 @@ class JobParams(Params):
     timeout: Seconds = 600.0
 
 
+ModelId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class StopParams(Params):
+    """Stop every running model (unload_all)."""
+
+    force: bool = False
+    wait: bool = True
+    timeout: Seconds = 120.0
+
+
+class UnloadParams(Params):
+    """Stop one running model; the others keep serving."""
+
+    model: ModelId
     force: bool = False
     wait: bool = True
     timeout: Seconds = 120.0
@@ -171,10 +182,11 @@ class TailLogsParams(Params):
     lines: int = Field(100, ge=0, le=10000)
     filter: str = Field("", max_length=1000)
     run: Literal["all", "current", "previous"] = "all"
+    model: ModelId | None = None  # only this model's lines (and the notes about it); None: all
 
 
 class SubscribeParams(Params):
-    topics: list[Topic] = Field(default_factory=lambda: list(_ALL_TOPICS), max_length=len(TOPICS) * 4)
+    topics: list[Topic] = Field(default_factory=lambda: list(TOPICS), max_length=len(TOPICS) * 4)
     capacity: int = Field(2000, ge=1, le=100_000)  # events queued per subscriber before the oldest drop
 
 
@@ -186,6 +198,7 @@ PARAMS: dict[str, type[Params]] = {
     "job": JobParams,
     "tail_logs": TailLogsParams,
     "stop": StopParams,
+    "unload": UnloadParams,
     "subscribe": SubscribeParams,
     "unsubscribe": NoParams,
     "config": NoParams,

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 
-TOPICS = ("state", "job", "log", "gpu", "system")
 MAX_QUEUE_BYTES = 8 * 1024 * 1024
 EVENT_OVERHEAD = 300  # bytes an event costs beyond a log line's text
 
