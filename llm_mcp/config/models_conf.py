@@ -14,6 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_mcp.config.binds import is_loopback, parse_bind
+from llm_mcp.config.engines import (
+    ENGINE_KEYS,
+    ENGINE_SECTION,
+    LOCAL,
+    TLS_FILES,
+    EngineSettings,
+    gpus_text,
+    parse_address,
+    parse_declared_gpus,
+    parse_gpus,
+    parse_url,
+    undeclared,
+    url_host,
+)
+
 DEFAULT_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 # Flags the profile keys own: setting them in `flags` would fight the container spec.
@@ -71,13 +87,23 @@ class Profile:
     image: str
     models_dir: Path
     host: str
-    port: int
+    port: int | None  # the host port; None: `auto` (Docker picks a free one, read back from the container)
     compose_file: Path
     load_timeout: float
     stall_timeout: float
     drain_timeout: float
     stop_grace: float
     verify: bool
+    # Placement (docs/models-conf.md "Placement"); the defaults are the single-container behaviour.
+    engine: str = LOCAL
+    gpus: tuple[str, ...] | None = None  # None: all; (): none (CPU only); else normalised indices/UUIDs
+    exclusive: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def gpus_text(self) -> str:
+        """`gpus` as written in models.conf and on the wire: "all", "none" or "0,1"."""
+        return gpus_text(self.gpus)
 
     def server_args(self) -> list[str]:
         """llama-server's argv (after the entrypoint); never passes through a shell."""
@@ -113,7 +139,11 @@ class Profile:
             "bench": self.bench,
             "description": self.description,
             "image": self.image,
-            "port": self.port,
+            "port": self.port if self.port is not None else "auto",
+            "engine": self.engine,
+            "gpus": self.gpus_text,
+            "exclusive": self.exclusive,
+            "aliases": list(self.aliases),
         }
 
 
@@ -140,6 +170,18 @@ class Config:
     # Valid but risky settings, each "file:line: [section] key: why" (shown by check and status).
     warnings: tuple[str, ...] = ()
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    # Always holds LOCAL; the [engine NAME] sections besides it.
+    engines: Mapping[str, EngineSettings] = field(default_factory=lambda: {LOCAL: EngineSettings(LOCAL)})
+
+    def engine_of(self, profile: Profile | str) -> EngineSettings:
+        """The engine a profile (or profile id) runs on."""
+        name = (self.profile(profile) if isinstance(profile, str) else profile).engine
+        return self.engines[name]
+
+    @property
+    def gpu_uuids(self) -> dict[str, tuple[str, ...]]:
+        """engine -> its declared GPU UUIDs in index order (placement.conflict's `gpu_uuids`)."""
+        return {name: e.gpu_uuids for name, e in self.engines.items() if e.gpu_uuids}
 
     def profile(self, profile_id: str) -> Profile:
         try:
@@ -369,6 +411,40 @@ def _instance(raw: str) -> str:
     return value
 
 
+def _port(raw: str) -> int | None:
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return int(_int("port")(raw))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or auto (Docker picks a free port)") from None
+
+
+def _gpus(raw: str) -> tuple[str, ...] | None:
+    return parse_gpus(raw)
+
+
+def _engine_ref(raw: str) -> str:
+    value = raw.strip()
+    if not PROFILE_ID.match(value):
+        raise ValueError(f"'{value}' is not an engine name: the NAME of an [engine NAME] section, a slug "
+                         f"(lowercase letters, digits, '.', '_' or '-'), or {LOCAL}")
+    return value
+
+
+def _aliases(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in raw.split(","):
+        alias = item.strip()
+        if not PROFILE_ID.match(alias):
+            raise ValueError(f"'{alias}' is not a valid alias: like a profile id, a slug of lowercase "
+                             "letters, digits, '.', '_' or '-' (several: a, b)")
+        if alias in out:
+            raise ValueError(f"'{alias}' is listed twice")
+        out.append(alias)
+    return tuple(out)
+
+
 PROFILE_KEYS: dict[str, Parser] = {
     "name": _limited("name", _text),
     "model": _limited("model", _model_file),
@@ -384,16 +460,20 @@ PROFILE_KEYS: dict[str, Parser] = {
     "image": _limited("image", _image),
     "models_dir": _limited("models_dir", _dir),
     "host": _host,
-    "port": _int("port"),
+    "port": _port,
     "compose_file": _limited("compose_file", _path),
     "load_timeout": _seconds("load_timeout"),
     "stall_timeout": _seconds("stall_timeout"),
     "drain_timeout": _seconds("drain_timeout"),
     "stop_grace": _seconds("stop_grace"),
     "verify": _bool,
+    "engine": _engine_ref,
+    "gpus": _gpus,
+    "exclusive": _bool,
+    "aliases": _aliases,
 }
 DEFAULTS_ONLY_KEYS: dict[str, Parser] = {"instance": _instance, "default": str.strip}
-NOT_IN_DEFAULTS = {"name", "model"}
+NOT_IN_DEFAULTS = {"name", "model", "aliases"}
 
 BUILTIN_DEFAULTS = {
     "image": DEFAULT_IMAGE,
@@ -407,6 +487,9 @@ BUILTIN_DEFAULTS = {
     "stop_grace": "10",
     "verify": "true",
     "bench": "false",
+    "engine": LOCAL,
+    "gpus": "all",
+    "exclusive": "false",
 }
 
 
@@ -536,12 +619,15 @@ def parse_config(text: str, path: Path) -> Config:
 
     profiles: dict[str, Profile] = {}
     warnings: list[str] = []
+    engines = _engine_sections(parser, fail, base_dir, warnings)
     for section in parser.sections():
-        if section in ("defaults", DAEMON_SECTION):
+        if section in ("defaults", DAEMON_SECTION) or _engine_header(section) is not None:
             continue
         if not PROFILE_ID.match(section):
+            hint = (f" (an engine section is [{ENGINE_SECTION} NAME], NAME a slug)"
+                    if section.split()[:1] == [ENGINE_SECTION] else "")
             raise fail(section, None, "a profile id must be a slug: lowercase letters, digits, "
-                       "'.', '_' or '-', starting with a letter or digit (e.g. [glm-4.7-flash])")
+                       f"'.', '_' or '-', starting with a letter or digit (e.g. [glm-4.7-flash]){hint}")
         own = dict(parser.items(section))
         for key in own:
             if key not in PROFILE_KEYS:
@@ -563,18 +649,40 @@ def parse_config(text: str, path: Path) -> Config:
                 values["ubatch_size"] > values["batch_size"]:
             raise fail(section, "ubatch_size", f"{values['ubatch_size']} is larger than batch_size "
                        f"{values['batch_size']}; llama-server needs ubatch_size <= batch_size")
-        for key in ("models_dir", "compose_file"):
-            try:
-                values[key] = _resolve(base_dir, values[key])
-                if key == "models_dir":
-                    _check_models_dir(values[key])
-            except ValueError as exc:
-                raise fail(section if key in own else "defaults", key, str(exc)) from None
+        def set_in(key: str) -> str:
+            return section if key in own else "defaults"  # noqa: B023 - used within this iteration
+
+        engine = engines.get(values["engine"])
+        if engine is None:
+            raise fail(set_in("engine"), "engine", f"unknown engine '{values['engine']}'; "
+                       f"{_suggest(values['engine'], list(engines))}valid engines: {', '.join(engines)} "
+                       f"(define others in an [{ENGINE_SECTION} NAME] section)")
+        try:
+            values["compose_file"] = _resolve(base_dir, values["compose_file"])
+        except ValueError as exc:
+            raise fail(set_in("compose_file"), "compose_file", str(exc)) from None
+        try:
+            values["models_dir"] = _profile_models_dir(values["models_dir"], "models_dir" in own, engine,
+                                                       base_dir)
+        except ValueError as exc:
+            raise fail(set_in("models_dir"), "models_dir", str(exc)) from None
+        if engine.gpus is not None and values["gpus"]:
+            missing = undeclared(values["gpus"], engine.gpus)
+            if missing:
+                raise fail(set_in("gpus"), "gpus", f"GPU {', '.join(missing)} is not among engine "
+                           f"{engine.name}'s declared gpus ({', '.join(engine.gpus)})")
+        port_text = values["port"] if values["port"] is not None else "auto"
         if not ipaddress.ip_address(values["host"]).is_loopback:
-            origin = section if "host" in own else "defaults"
-            note = str(fail(origin, "host", f"{values['host']} is not a loopback address: llama-server "
-                            f"(no API key by default) is reachable from other machines on port "
-                            f"{values['port']}; use 127.0.0.1 unless that is what you want"))
+            note = str(fail(set_in("host"), "host", f"{values['host']} is not a loopback address: "
+                            f"llama-server (no API key by default) is reachable from other machines on "
+                            f"port {port_text}; use 127.0.0.1 unless that is what you want"))
+            if note not in warnings:
+                warnings.append(note)
+        elif engine.remote and not is_loopback(engine.address):
+            note = str(fail(set_in("engine"), "engine", f"engine {engine.name} is reached at "
+                            f"{engine.address}, but the port is published on {values['host']} of that "
+                            f"host, which only it can reach; set host = 0.0.0.0 (or that host's own "
+                            f"address) in [{section}], or address = 127.0.0.1 with an SSH tunnel"))
             if note not in warnings:
                 warnings.append(note)
         profiles[section] = Profile(
@@ -600,6 +708,10 @@ def parse_config(text: str, path: Path) -> Config:
             drain_timeout=values["drain_timeout"],
             stop_grace=values["stop_grace"],
             verify=values["verify"],
+            engine=engine.name,
+            gpus=values["gpus"],
+            exclusive=values["exclusive"],
+            aliases=values.get("aliases", ()),
         )
     if not profiles:
         raise ConfigError(path, None, None, "no profiles: add a section such as [my-model] with "
@@ -607,10 +719,126 @@ def parse_config(text: str, path: Path) -> Config:
     if default_profile is not None and default_profile not in profiles:
         raise fail("defaults", "default", f"'{default_profile}' is not a profile; valid ids: "
                    f"{', '.join(profiles)}")
+    _check_aliases(profiles, fail)
     daemon = _daemon_section(parser, fail, warnings)
     return Config(path=path, instance=instance, profiles=profiles,
                   default_profile=default_profile, source_text=text, warnings=tuple(warnings),
-                  daemon=daemon)
+                  daemon=daemon, engines=engines)
+
+
+Fail = Callable[[str, str | None, str], ConfigError]
+
+
+def _check_aliases(profiles: Mapping[str, Profile], fail: Fail) -> None:
+    """An alias names one profile: never a profile id, never another profile's alias."""
+    owner: dict[str, str] = {}
+    for profile in profiles.values():
+        for alias in profile.aliases:
+            if alias in profiles:
+                raise fail(profile.id, "aliases", f"'{alias}' is the id of a profile"
+                           f"{'' if alias != profile.id else ' (this one)'}; an alias must be another name")
+            if alias in owner:
+                raise fail(profile.id, "aliases", f"'{alias}' is already an alias of [{owner[alias]}]")
+            owner[alias] = profile.id
+
+
+def _profile_models_dir(raw: str, own: bool, engine: EngineSettings, base_dir: Path) -> Path:
+    """The profile's own models_dir, else its engine's, else the one from [defaults] (or built in)."""
+    if not own and engine.models_dir is not None:
+        return engine.models_dir
+    if engine.remote and not own:
+        raise ValueError(f"engine {engine.name} runs on another host and sets no models_dir: set "
+                         f"models_dir (the directory on that host) in [{ENGINE_SECTION} {engine.name}]")
+    return _engine_models_dir(raw, engine.remote, base_dir)
+
+
+def _engine_models_dir(raw: str, remote: bool, base_dir: Path) -> Path:
+    """A local models_dir is resolved here; a remote one is a path on that host, taken as written."""
+    if not remote:
+        path = _resolve(base_dir, raw)
+        _check_models_dir(path)
+        return path
+    if not raw.startswith("/"):
+        raise ValueError(f"'{raw}' must be an absolute path on the engine's host ('~' and relative "
+                         "paths would be read on this machine)")
+    path = Path(raw)
+    if path in _SYSTEM_DIRS or ".." in path.parts:
+        raise ValueError(f"{path} is a system directory or climbs with '..'; the container would see "
+                         "more than the models. Use the directory that holds the GGUF files")
+    return path
+
+
+# ---- [engine NAME] ---------------------------------------------------------------------
+
+
+def _engine_header(section: str) -> str | None:
+    """NAME of an `[engine NAME]` header, else None (`[engine]` alone stays a profile id, as before)."""
+    parts = section.split()
+    if len(parts) == 2 and parts[0] == ENGINE_SECTION and PROFILE_ID.match(parts[1]):
+        return parts[1]
+    return None
+
+
+def _engine_sections(parser: configparser.ConfigParser, fail: Fail, base_dir: Path,
+                     warnings: list[str]) -> dict[str, EngineSettings]:
+    engines = {LOCAL: EngineSettings(LOCAL)}
+    seen: set[str] = set()
+    for section in parser.sections():
+        name = _engine_header(section)
+        if name is None:
+            continue
+        if name in seen:  # `[engine  x]` and `[engine x]`: two sections to configparser
+            raise fail(section, None, f"engine {name} is defined twice")
+        seen.add(name)
+        engines[name] = _engine(section, dict(parser.items(section)), fail, base_dir, warnings)
+    return engines
+
+
+def _engine(section: str, own: dict[str, str], fail: Fail, base_dir: Path,
+            warnings: list[str]) -> EngineSettings:
+    name = section.split()[1]
+    for key in own:
+        if key not in ENGINE_KEYS:
+            raise fail(section, key, f"unknown key; {_suggest(key, list(ENGINE_KEYS))}valid keys: "
+                       f"{', '.join(ENGINE_KEYS)}")
+
+    def parsed(key: str, parse: Parser) -> Any:
+        try:
+            return parse(own[key])
+        except ValueError as exc:
+            raise fail(section, key, str(exc)) from None
+
+    url = parsed("url", parse_url) if "url" in own else None
+    scheme = url.partition("://")[0] if url else None
+    tls_keys = [key for key in (*TLS_FILES, "tls_verify") if key in own]
+    if tls_keys and scheme != "tcp":
+        raise fail(section, tls_keys[0], "TLS settings apply to a tcp:// url only (unix:// is a local "
+                   "socket, ssh:// is encrypted by SSH)")
+    files = [key for key in TLS_FILES if key in own]
+    if files and len(files) < len(TLS_FILES):
+        absent = [key for key in TLS_FILES if key not in own]
+        raise fail(section, files[0], f"set all of {', '.join(TLS_FILES)} or none; missing: "
+                   f"{', '.join(absent)}")
+    tls = {key: parsed(key, lambda raw: _resolve(base_dir, _path(raw))) for key in files}
+    verify = parsed("tls_verify", _bool) if "tls_verify" in own else True
+    remote = scheme in ("tcp", "ssh")
+    models_dir = None
+    if "models_dir" in own:
+        models_dir = parsed("models_dir", lambda raw: _engine_models_dir(PROFILE_KEYS["models_dir"](raw),
+                                                                         remote, base_dir))
+    gpus = parsed("gpus", parse_declared_gpus) if "gpus" in own else None
+    address = parsed("address", parse_address) if "address" in own else (
+        url_host(url) if url and remote else "127.0.0.1")
+    if scheme == "tcp" and url and not files and not is_loopback(url_host(url)):
+        warnings.append(str(fail(section, "url", f"{url} without TLS: anyone who reaches that port "
+                                 "controls the Docker Engine (root on that host); set tls_ca, tls_cert "
+                                 "and tls_key")))
+    if not verify:
+        warnings.append(str(fail(section, "tls_verify", "false: the engine's certificate is not checked, "
+                                 "so anyone in between can pose as it")))
+    return EngineSettings(name=name, url=url, tls_ca=tls.get("tls_ca"), tls_cert=tls.get("tls_cert"),
+                          tls_key=tls.get("tls_key"), tls_verify=verify, models_dir=models_dir,
+                          gpus=gpus, address=address)
 
 
 def load_config(path: Path) -> Config:
@@ -630,11 +858,8 @@ DAEMON_SECTION = "daemon"  # not a profile: settings of the daemon process itsel
 DAEMON_KEYS = ("http", "http_allow_remote")
 
 
-def _daemon_section(parser: configparser.ConfigParser, fail: Callable[[str, str | None, str], ConfigError],
-                    warnings: list[str]) -> DaemonSettings:
+def _daemon_section(parser: configparser.ConfigParser, fail: Fail, warnings: list[str]) -> DaemonSettings:
     """[daemon] http = HOST:PORT (the HTTP API, served by every daemon), http_allow_remote = bool."""
-    from llm_mcp.config.binds import is_loopback, parse_bind
-
     if not parser.has_section(DAEMON_SECTION):
         return DaemonSettings()
     own = dict(parser.items(DAEMON_SECTION))
