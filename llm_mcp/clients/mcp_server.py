@@ -1,9 +1,10 @@
 """`llm-mcp serve`: the MCP server, a thin client of the daemon.
 
-Four tools (list_models, status, switch_model, tail_logs) over stdio or
-streamable HTTP. The server owns nothing: every call goes to the daemon through
-the socket, so several `serve` processes share one model, and a cancelled
-switch_model call leaves the job running in the daemon.
+Six tools (list_models, status, switch_model, unload_model, tail_logs, fit_model)
+over stdio or streamable HTTP. The server owns nothing: every call goes to the
+daemon through the socket, so several `serve` processes share the same models, and
+a cancelled switch_model call leaves the job running in the daemon. The output
+schemas are the daemon's own shapes (llm_mcp.wire) plus a summary for people.
 
 Imports stay light (no Docker SDK, no NVML, no Textual): `serve` starts once per
 Claude Code session and must answer `tools/list` quickly.
@@ -32,6 +33,9 @@ from llm_mcp.clients.client import DaemonClient, DaemonUnavailable
 from llm_mcp.clients.render import failure_log
 from llm_mcp.protocol import ProtocolError
 from llm_mcp.util.terminal_text import json_text, visible, visible_lines
+from llm_mcp.wire import Job, Logs, ModelEntry, ModelList, Profile, RunningModel, Status
+
+__all__ = ["Logs", "make_server", "run_serve"]
 
 log = logging.getLogger("llm_mcp.clients.mcp_server")
 
@@ -39,24 +43,30 @@ POLL_SECONDS = 1.0  # one progress notification per poll of the job
 MAX_LOG_LINES_IN_ERROR = 25
 
 INSTRUCTIONS = """\
-llm-mcp runs one local llama.cpp server (llama-server in Docker) at a time and switches it \
-between the model profiles of models.conf. Every client shares that one server.
+llm-mcp runs local llama.cpp servers (llama-server in Docker), one container per model \
+profile of models.conf. Several models serve at once when models.conf places them apart \
+(other GPUs, another engine, CPU only); two that would share a GPU, or a fixed port, replace \
+each other. Every client shares the same servers.
 
-- status: call it first, and whenever unsure. It says what is loaded and where (endpoint), \
-whether it is ready, a switch in flight, how the last switch ended, measured vs expected \
-speed, GPU offload and GPU memory.
-- list_models: the model ids switch_model accepts, which one is current, how long each \
-usually takes to load, and whether each fits in memory now (fit: fits, tight, wont_fit).
-- switch_model(model): replaces the running model. By default it waits until the new model \
-is ready and sends progress notifications (phase, estimated percentage). With wait=false it \
-returns a job id at once; then poll status. Switching to the model already loaded does \
-nothing. If another switch is in flight the call is refused: wait for it (status), or pass \
-force=true to cancel it. A model that will not fit in memory is refused before anything \
-stops (reason wont_fit, with the numbers; fit_model says what would fit; force=true loads it \
-anyway). On failure the previous model is restored (rollback=true) and the error carries the \
-reason, a hint and the last log lines.
-- tail_logs: the llama-server log. Use it after a failed switch (run="previous" for the run \
-before the current one) or to see what the server is doing; filter takes a regex.
+- status: call it first, and whenever unsure. It lists every running model with its engine, \
+GPUs, state and endpoint, the switches in flight, how the last switch ended, measured vs \
+expected speed, GPU offload and GPU memory.
+- list_models: the model ids switch_model accepts, which ones run, where each would run \
+(engine, gpus), what switching to it would replace (would_replace), how long each usually \
+takes to load, and whether each fits in memory now (fit: fits, tight, wont_fit).
+- switch_model(model): makes that model ready, stopping only the running models that \
+conflict with it (would_replace); the others keep serving. By default it waits until the \
+model is ready and sends progress notifications (phase, estimated percentage). With \
+wait=false it returns a job id at once; then poll status. A model already ready is left as \
+it is. If a switch that conflicts with it is in flight the call is refused: wait for it \
+(status), or pass force=true to cancel it. A model that will not fit in memory is refused \
+before anything stops (reason wont_fit, with the numbers; fit_model says what would fit; \
+force=true loads it anyway). On failure the models it stopped are restored (rollback=true) \
+and the error carries the reason, a hint and the last log lines.
+- unload_model(model): stops one running model and frees its memory; the others keep serving.
+- tail_logs: the llama-server logs. Use it after a failed switch (run="previous" for the run \
+before the current one) or to see what a server is doing; model picks one model's lines; \
+filter takes a regex.
 - fit_model(model): before switching to a large model, whether it fits in GPU and host \
 memory (from the GGUF header and the profile's flags), and which n_gpu_layers, --n-cpu-moe \
 or ctx_size would fit.
@@ -70,163 +80,17 @@ PHASE_FLOOR: dict[str, float] = {
 }
 
 
-# ---- output models ------------------------------------------------------------------
-
-GpuLayers = Annotated[int | Literal["all", "auto"] | None, Field(
-    description="the profile's n_gpu_layers: a layer count, \"all\" or \"auto\"; null: the image's default")]
+# ---- output models (the daemon's shapes are in llm_mcp.wire) --------------------------
 
 
-class Spread(BaseModel):
-    median: float
-    min: float
-    max: float
-
-
-class Measured(BaseModel):
-    date: float = Field(description="when it was measured (unix time)")
-    image: str = Field(description="the llama-server image it ran on")
-    runs: int = Field(description="measured runs (after one warm-up)")
-    prompt_tokens: int
-    gen_tokens: int
-    load_seconds: Spread
-    prompt_tps: Spread = Field(description="prompt processing, tokens/s (llama-server's timings)")
-    gen_tps: Spread = Field(description="generation, tokens/s (llama-server's timings)")
-    memory_bytes: int | None = Field(None, description="memory the model used")
-    memory_source: Literal["nvml", "container"] | None = Field(
-        None, description="nvml: GPU memory of its processes; container: the container's memory")
-
-
-class FitDeviceVerdict(BaseModel):
-    device: str = Field(description='"host" or "gpuN"')
-    need_bytes: int = Field(description="what the profile needs there (the estimate's total)")
-    free_bytes: int | None = Field(description="free there for a switch: free now plus what the running "
-                                   "model holds; null if unknown")
-    verdict: Literal["fits", "tight", "wont_fit", "unknown"]
-
-
-class ProfileFit(BaseModel):
-    verdict: Literal["fits", "tight", "wont_fit", "unknown"] = Field(
-        description="fits; tight (within the estimate's error band); wont_fit (switch_model refuses it "
-        "unless force=true); unknown (see error)")
-    message: str = Field(description="one line: the deciding device, what it needs, what is free")
-    devices: list[FitDeviceVerdict] = Field(default_factory=list)
-    error: str | None = Field(None, description="why the verdict is unknown (model file unreadable, ...)")
-
-
-class ModelEntry(BaseModel):
-    id: str = Field(description="the id switch_model takes")
-    name: str = Field(description="display name")
-    description: str = ""
-    model: str = Field(description="the GGUF file under models_dir")
-    model_present: bool = Field(description="whether the model file exists")
-    current: bool = Field(description="whether this is the loaded model")
-    ctx_size: int | None = None
-    n_gpu_layers: GpuLayers = None
-    override_tensor: str | None = Field(None, description="the -ot regex (tensor placement)")
-    batch_size: int | None = None
-    ubatch_size: int | None = None
-    flags: list[str] = Field(default_factory=list, description="extra llama-server arguments")
-    speed: float | None = Field(None, description="expected generation speed, tokens/s")
-    bench: bool = False
-    estimated_load_seconds: float | None = Field(
-        None, description="median of recent loads; null before the first")
-    fit: ProfileFit | None = Field(None, description="pre-flight: does it fit in GPU and host memory, "
-                                   "counting the running model's memory as free (it would be replaced)")
-    measured: Measured | None = Field(None, description="the latest `llm-mcp bench` of this profile as "
-                                      "configured now (same image and flags); null if none")
-
-
-class ModelList(BaseModel):
-    models: list[ModelEntry]
-    current: str | None = Field(description="id of the loaded model, or null")
-
-
-class PhaseMark(BaseModel):
-    phase: str
-    at: float = Field(description="seconds after the job began")
-
-
-class JobInfo(BaseModel):
-    id: str = Field(description="job id; status reports on it")
-    kind: str = Field(description="switch | stop | adopt | crash | bench (`llm-mcp bench`: profile is "
-                      "the one being measured)")
-    profile: str | None = Field(description="target model id")
-    name: str = Field("", description="target model's display name")
-    phase: str = Field(description="queued, draining, stopping_previous, starting, loading, loading_model, "
-                       "loading_tensors, creating_context, model_loaded, listening, restoring_previous, "
-                       "then the result")
-    phases: list[PhaseMark] = Field(default_factory=list)
-    elapsed: float = Field(description="seconds since the job began")
-    estimate: float | None = Field(None, description="expected load seconds (past loads); null if unknown")
-    progress: float | None = Field(None, description="estimated fraction done, 0..1; null if unknown")
-    done: bool
-    result: str | None = Field(None, description="ready | failed | cancelled | stopped (a bench: done | "
-                               "failed); null while running")
-    reason: str | None = Field(None, description="why it failed: a stable code")
-    message: str | None = None
-    hint: str | None = Field(None, description="what to do about the failure")
-    detail: str = ""
-    log_lines: list[str] = Field(default_factory=list, description="last log lines of a failed load")
-    previous: str | None = Field(None, description="the model to restore on failure")
-    restored: bool | None = Field(None, description="whether the previous model was restored")
-    replaced_by: str | None = Field(None, description="the job that cancelled this one")
-    load_seconds: float | None = None
-
-
-class SwitchResult(JobInfo):
-    summary: str = Field(description="one line for people")
+class SwitchResult(Job):
+    summary: str = Field(description="one line for people, saying what the switch replaced")
     waited: bool = Field(description="false when wait=false: the job runs on; poll status")
 
 
-class LoadedModel(BaseModel):
-    id: str
-    name: str
-    model: str
-    ctx_size: int | None = None
-    n_gpu_layers: GpuLayers = None
-    override_tensor: str | None = None
-    speed: float | None = None
-
-
-class ContainerInfo(BaseModel):
-    id: str
-    name: str = ""
-    image: str = ""
-    uptime: float | None = Field(None, description="seconds")
-
-
-class SpeedInfo(BaseModel):
-    measured_tps: float | None = Field(None, description="measured generation speed, tokens/s")
-    expected_tps: float | None = Field(None, description="the profile's 'speed'")
-    ratio: float | None = None
-    as_expected: bool | None = Field(None, description="measured >= 80% of expected")
-    source: str | None = Field(None, description="verification (a test completion), log, or bench "
-                               "(the stored `llm-mcp bench` result)")
-    bench_tps: float | None = Field(None, description="the bench's median generation speed, tokens/s")
-
-
-class OffloadInfo(BaseModel):
-    layers: int = Field(description="layers llama-server put on the GPU")
-    total: int
-    expected: GpuLayers = None
-    matches: bool | None = None
-
-
-class GpuInfo(BaseModel):
-    index: int
-    name: str | None = None
-    utilization_pct: float | None = None
-    memory_used_mib: float | None = None
-    memory_total_mib: float | None = None
-    temperature_c: int | None = None
-    power_w: float | None = None
-
-
-class GpuSummary(BaseModel):
-    available: bool
-    reason: str | None = Field(None, description="why no GPU is visible")
-    driver_version: str | None = None
-    gpus: list[GpuInfo] = Field(default_factory=list)
+class UnloadResult(Job):
+    summary: str = Field(description="one line for people: what stopped, what keeps serving")
+    running: list[str] = Field(default_factory=list, description="the models still running after it")
 
 
 class DaemonInfo(BaseModel):
@@ -236,69 +100,17 @@ class DaemonInfo(BaseModel):
     config: str | None = None
 
 
-class DockerState(BaseModel):
-    available: bool = Field(description="false while the Docker Engine does not answer; the daemon "
-                            "reconnects by itself and adopts the running container again")
-    since: float | None = Field(None, description="unix time of the last change")
-    message: str | None = None
-    hint: str | None = None
-
-
-class StateDir(BaseModel):
-    path: str
-    writable: bool = Field(description="false when run logs or load times cannot be saved (full or "
-                           "read-only disk); logs are then kept in memory only")
-    error: str | None = None
-
-
-class HealthDetail(BaseModel):
-    status: str | None = None
-    since: float | None = None
-    message: str | None = None
-    hint: str | None = None
-
-
-class Status(BaseModel):
-    summary: str = Field(description="one line for people")
-    state: str = Field(description="stopped | starting | loading | ready | stopping | failed")
-    reason: str | None = None
-    reason_code: str | None = Field(None, description="machine-readable reason, e.g. docker_unavailable, "
-                                    "switch_interrupted")
-    hint: str | None = None
-    docker: DockerState | None = None
-    state_dir: StateDir | None = None
-    since: float | None = Field(None, description="unix time of the last state change")
-    model: LoadedModel | None = Field(None, description="the loaded (or loading) model")
-    endpoint: str | None = Field(None, description="llama-server's base URL (OpenAI-compatible /v1)")
-    container: ContainerInfo | None = None
-    health: str | None = Field(None, description="ok | loading | unresponsive (ready but not answering "
-                               "/health: paused or hung) | error")
-    health_detail: HealthDetail | None = None
-    stale_config: bool = Field(False, description="models.conf changed since the model started")
-    job: JobInfo | None = Field(None, description="the switch in flight, if any")
-    last_switch: JobInfo | None = Field(None, description="how the last job ended")
-    speed: SpeedInfo | None = None
-    offload: OffloadInfo | None = None
-    gpu: GpuSummary | None = None
+class StatusResult(Status):
+    summary: str = Field(description="for people: one line per running model (id, engine, GPUs, state, "
+                         "endpoint), then the GPUs and warnings")
+    model: Profile | None = Field(None, description="the primary model (loaded or loading): the target of "
+                                  "the most recent switch, else the newest running one")
     daemon: DaemonInfo | None = None
-    config_warnings: list[str] = Field(default_factory=list, description="valid but risky models.conf "
-                                       "settings (file:line: [section] key: why)")
 
 
-class LogLine(BaseModel):
-    seq: int
-    time: float = Field(description="unix time")
-    run: str = Field(description="container id; empty for llm-mcp's own notes and separators")
-    kind: str = Field(description="log | separator | note")
-    text: str
-
-
-class Logs(BaseModel):
-    run: str
-    lines: list[LogLine]
-    truncated: bool = Field(False, description="true when older matching lines were left out to keep "
-                            "the reply small; ask for fewer lines")
-    omitted: int = Field(0, description="how many matching lines were left out")
+class ModelListResult(ModelList):
+    summary: str = Field(description="for people: one line per model: where it runs (engine/gpus), whether "
+                         "it runs, and what a switch to it would replace")
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -311,8 +123,28 @@ async def _call(client: DaemonClient, method: str, **params: Any) -> Any:
     except ProtocolError as exc:
         raise tool_error(describe_error(exc)) from None
     except (DaemonUnavailable, ConnectionError, OSError) as exc:
-        raise tool_error(f"the llm-mcp daemon is not available: {exc}\nhint: run `llm-mcp check`; the "
-                         "daemon log is under the state dir (daemon.log)") from None
+        raise tool_error(_unavailable_text(exc)) from None
+
+
+def _unavailable_text(exc: BaseException) -> str:
+    return (f"the llm-mcp daemon is not available: {exc}\nhint: run `llm-mcp check`; the daemon log is "
+            "under the state dir (daemon.log)")
+
+
+async def _running_ids(client: DaemonClient) -> list[str]:
+    status = Status.model_validate(await _call(client, "status", gpu=False))
+    return [m.id for m in status.running_models() if m.state not in ("stopped", "failed")]
+
+
+async def _not_running(client: DaemonClient, model: str, exc: ProtocolError) -> str:
+    """unload_model of a model that does not run: say which ones do."""
+    valid = exc.data.get("valid")
+    running = [str(v) for v in valid] if exc.reason == "not_running" and isinstance(valid, list) \
+        else await _running_ids(client)
+    what = "is not a model of models.conf" if exc.code == protocol.UNKNOWN_MODEL else "is not running"
+    listed = f"running: {', '.join(running)}" if running else "nothing is running"
+    return (f"'{model}' {what}; {listed} [reason: {exc.reason or 'not_running'}]\nhint: unload_model takes "
+            "the id of a running model (status lists them)")
 
 
 def tool_error(text: str) -> ToolError:
@@ -410,63 +242,155 @@ def failure_text(job: dict[str, Any]) -> str:
 
 def switch_summary(job: dict[str, Any], waited: bool) -> str:
     name = job.get("name") or job.get("profile")
+    stops = [str(s) for s in job.get("stops") or [] if s != job.get("profile")]
+    replaced = f"; it replaced {', '.join(stops)}" if stops else ""
     if job.get("result") == "ready":
         if job.get("detail") == "already loaded":
             return f"{name} is already loaded and ready"
         took = job.get("load_seconds") or job.get("elapsed")
-        return f"{name} is ready (loaded in {float(took or 0):.1f}s)"
+        return f"{name} is ready (loaded in {float(took or 0):.1f}s){replaced}"
     if not waited:
-        return (f"switching to {name}: job {job.get('id')}, phase {job.get('phase')}; "
+        stopping = f"; stopping {', '.join(stops)}" if stops else ""
+        return (f"switching to {name}: job {job.get('id')}, phase {job.get('phase')}{stopping}; "
                 "call status to follow it")
     return f"switch to {name}: {job.get('result') or job.get('phase')}"
 
 
+def unload_summary(job: dict[str, Any], running: list[str]) -> str:
+    name = job.get("name") or job.get("profile")
+    left = f"still running: {', '.join(running)}" if running else "nothing else is running"
+    if job.get("result") == "stopped":
+        return f"{name} ({job.get('profile')}) is stopped; {left}"
+    if not job.get("done"):
+        return f"{name} is still stopping (job {job.get('id')}); call status to follow it; {left}"
+    return f"unload of {name}: {job.get('result')} {job.get('message') or ''}".rstrip() + f"; {left}"
+
+
 def status_summary(status: dict[str, Any]) -> str:
+    """One line for one model (as a single-model daemon always said), one line per model for several."""
+    running = Status.model_validate(status).running_models()
+    if len(running) > 1:
+        return _several_summary(status, running)
     state = status.get("state")
     profile = status.get("profile") or {}
     name = f"{profile.get('name')} ({profile.get('id')})" if profile else None
+    where = ""
+    if status.get("models") is not None and running:
+        where = f" (engine {running[0].engine}, gpus {running[0].gpus})"
     if state == "ready" and name:
-        parts = [f"ready: {name} at {status.get('endpoint')}"]
+        parts = [f"ready: {name} at {status.get('endpoint')}{where}"]
     elif state in ("starting", "loading") and name:
-        parts = [f"{state} {name}"]
+        parts = [f"{state} {name}{where}"]
     elif state == "stopped":
         parts = ["stopped: no model loaded"]
     else:
         parts = [str(state)]
     if status.get("reason") and (state != "ready" or status.get("stale_config")):
         parts.append(str(status["reason"]))
-    job = status.get("job")
-    if job:
-        parts.append(f"{job.get('kind')} job {job.get('id')}: {progress_message(job, percent(job))}")
-    speed = status.get("speed") or {}
-    if speed.get("measured_tps") is not None:
-        expected = speed.get("expected_tps")
-        verdict = {True: "as expected", False: "SLOWER than expected", None: "no expected speed set"}
-        versus = f" vs {expected:g} expected ({verdict[speed.get('as_expected')]})" if expected else ""
-        parts.append(f"speed {speed['measured_tps']:g} t/s{versus}")
-    offload = status.get("offload")
-    if offload:
-        match = {True: "matches the profile", False: "DOES NOT match the profile",
-                 None: ""}[offload.get("matches")]
-        parts.append(f"offload {offload['layers']}/{offload['total']} layers {match}".rstrip())
+    parts += _job_part(status.get("job")) + _speed_part(status.get("speed"))
+    parts += _offload_part(status.get("offload"))
     gpu = status.get("gpu")
     if gpu:
         parts.append(_gpu_line(gpu))
-    last = status.get("last_switch")
-    if last and last.get("result") == "failed":
-        parts.append(f"last switch to {last.get('profile')} failed ({last.get('reason')})")
-    if status.get("health") == "unresponsive":
-        detail = status.get("health_detail") or {}
-        parts.append(f"NOT ANSWERING: {detail.get('message') or 'the server does not answer /health'}")
-        if detail.get("hint"):
-            parts.append(f"hint: {detail['hint']}")
-    state_dir = status.get("state_dir") or {}
-    if state_dir.get("writable") is False:
-        parts.append(f"state dir NOT WRITABLE ({state_dir.get('error')}): logs kept in memory only")
+    parts += _last_part(status.get("last_switch")) + _health_parts(status)
+    parts += _state_dir_part(status)
     if status.get("hint") and state != "ready":
         parts.append(f"hint: {status['hint']}")
     parts += [f"warning: {w}" for w in status.get("config_warnings") or []]
     return visible("; ".join(parts))
+
+
+def model_line(m: RunningModel) -> str:
+    """One running model for people: id, state, engine, GPUs, endpoint, then what is notable."""
+    raw = m.model_dump(mode="json")
+    head = " · ".join([f"{m.id} ({m.name or m.id}): {m.state}", f"engine {m.engine}", f"gpus {m.gpus}",
+                       m.endpoint or "no endpoint"])
+    parts = [head]
+    if m.reason and (m.state != "ready" or m.stale_config):
+        parts.append(m.reason)
+    parts += _job_part(raw.get("job")) + _speed_part(raw.get("speed")) + _offload_part(raw.get("offload"))
+    parts += _last_part(raw.get("last_switch")) + _health_parts(raw)
+    if m.hint and m.state != "ready":
+        parts.append(f"hint: {m.hint}")
+    return "; ".join(parts)
+
+
+def _several_summary(status: dict[str, Any], running: list[RunningModel]) -> str:
+    ready = sum(m.state == "ready" for m in running)
+    lines = [f"{len(running)} models ({ready} ready):"] + [f"- {model_line(m)}" for m in running]
+    listed = {m.job.id for m in running if m.job is not None}
+    others = [j.model_dump(mode="json") for j in Status.model_validate(status).jobs_in_flight()
+              if j.id not in listed]
+    tail = [p for j in others for p in _job_part(j)]
+    if status.get("gpu"):
+        tail.append(_gpu_line(status["gpu"]))
+    tail += _state_dir_part(status)
+    tail += [f"warning: {w}" for w in status.get("config_warnings") or []]
+    if tail:
+        lines.append("; ".join(tail))
+    return "\n".join(visible(line) for line in lines)  # a newline inside a field stays escaped
+
+
+def _job_part(job: dict[str, Any] | None) -> list[str]:
+    if not job:
+        return []
+    return [f"{job.get('kind')} job {job.get('id')}: {progress_message(job, percent(job))}"]
+
+
+def _speed_part(speed: dict[str, Any] | None) -> list[str]:
+    if not speed or speed.get("measured_tps") is None:
+        return []
+    expected = speed.get("expected_tps")
+    verdict = {True: "as expected", False: "SLOWER than expected", None: "no expected speed set"}
+    versus = f" vs {expected:g} expected ({verdict[speed.get('as_expected')]})" if expected else ""
+    return [f"speed {speed['measured_tps']:g} t/s{versus}"]
+
+
+def _offload_part(offload: dict[str, Any] | None) -> list[str]:
+    if not offload:
+        return []
+    match = {True: "matches the profile", False: "DOES NOT match the profile",
+             None: ""}[offload.get("matches")]
+    return [f"offload {offload['layers']}/{offload['total']} layers {match}".rstrip()]
+
+
+def _last_part(last: dict[str, Any] | None) -> list[str]:
+    if last and last.get("result") == "failed":
+        return [f"last switch to {last.get('profile')} failed ({last.get('reason')})"]
+    return []
+
+
+def _health_parts(d: dict[str, Any]) -> list[str]:
+    if d.get("health") != "unresponsive":
+        return []
+    detail = d.get("health_detail") or {}
+    parts = [f"NOT ANSWERING: {detail.get('message') or 'the server does not answer /health'}"]
+    if detail.get("hint"):
+        parts.append(f"hint: {detail['hint']}")
+    return parts
+
+
+def _state_dir_part(status: dict[str, Any]) -> list[str]:
+    state_dir = status.get("state_dir") or {}
+    if state_dir.get("writable") is False:
+        return [f"state dir NOT WRITABLE ({state_dir.get('error')}): logs kept in memory only"]
+    return []
+
+
+def models_summary(models: list[ModelEntry]) -> str:
+    """One line per profile: whether it runs, where, and what a switch to it would replace."""
+    lines = []
+    for m in models:
+        where = m.where + (", exclusive" if m.exclusive else "")
+        if m.is_running:
+            what = f"{m.running or 'running'} on {where}"
+        else:
+            replaces = (f"a switch replaces {', '.join(m.would_replace)}" if m.would_replace
+                        else "a switch stops nothing")
+            what = f"not running; would run on {where}; {replaces}"
+        fit = f"; fit {m.fit.verdict}" if m.fit is not None and m.fit.verdict != "fits" else ""
+        lines.append(f"{m.id} ({m.name or m.id}): {what}{fit}")
+    return "\n".join(visible(line) for line in lines)  # a newline inside a field stays escaped
 
 
 def _gpu_line(gpu: dict[str, Any]) -> str:
@@ -489,22 +413,28 @@ def make_server(client: DaemonClient) -> MCPServer:
     server: MCPServer = MCPServer("llm-mcp", version=__version__, instructions=INSTRUCTIONS,
                                   log_level="WARNING")
 
-    async def list_models() -> Annotated[CallToolResult, ModelList]:
-        """The model profiles of models.conf: the ids switch_model accepts, which one is loaded,
-        each one's context size, GPU layers, expected speed, usual load time and whether it fits
-        in memory now (fit)."""
+    async def list_models() -> Annotated[CallToolResult, ModelListResult]:
+        """The model profiles of models.conf: the ids switch_model accepts, which ones run
+        (running: their state), where each runs (engine, gpus, exclusive), what switching to it
+        would stop (would_replace: the running models that conflict with it; the others keep
+        serving), each one's context size, GPU layers, expected speed, usual load time and
+        whether it fits in memory now (fit)."""
         data = await _call(client, "list_models")
         models = [ModelEntry.model_validate(m) for m in data.get("models", [])]
-        return tool_result(ModelList(models=models, current=next((m.id for m in models if m.current), None)))
+        current = next((m.id for m in models if m.is_running), None)
+        return tool_result(ModelListResult(models=models, current=current, summary=models_summary(models)))
 
-    async def status() -> Annotated[CallToolResult, Status]:
-        """What is loaded and whether it is ready: state, model, endpoint, the switch in flight
-        (job, phase, estimated percentage), how the last switch ended, measured vs expected
-        speed, GPU offload vs the profile, and a GPU summary. Call it before switching."""
+    async def status() -> Annotated[CallToolResult, StatusResult]:
+        """Every running model (models: id, engine, GPUs, state, endpoint, health, speed, memory,
+        the job in flight), how the last switch ended, measured vs expected speed, GPU offload vs
+        the profile, and a GPU summary. The top-level state, model and endpoint describe the
+        primary model (the target of the latest switch). Call it before switching."""
         data = await _call(client, "status", gpu=True)
         hello = client.hello
-        return tool_result(Status.model_validate({
+        wire = Status.model_validate(data)
+        return tool_result(StatusResult.model_validate({
             **data,
+            "models": [m.model_dump(mode="json") for m in wire.running_models()],
             "summary": status_summary(data),
             "model": data.get("profile"),
             "daemon": {"pid": hello.get("pid"), "version": hello.get("version"),
@@ -522,16 +452,18 @@ def make_server(client: DaemonClient) -> MCPServer:
         force: Annotated[bool, Field(description="replace a switch in flight, do not wait for "
                                      "running generations to finish, and load even when the pre-flight "
                                      "says it will not fit")] = False,
-        rollback: Annotated[bool, Field(description="on failure, restore the model that was "
-                                        "loaded before")] = True,
+        rollback: Annotated[bool, Field(description="on failure, restore the models it "
+                                        "stopped")] = True,
     ) -> Annotated[CallToolResult, SwitchResult]:
-        """Load a model, replacing the one running (one model runs at a time, shared by every
-        client). Waits until it is ready and reports progress (phase and estimated percentage);
-        a no-op when the model is already loaded. A request for the model already loading joins
-        that switch; one for another model is refused unless force=true. A model that will not
-        fit in memory is refused before anything stops (wont_fit, with the numbers), unless
-        force=true. On failure the error gives the reason, a hint and the last log lines, and the
-        previous model is restored."""
+        """Make a model ready, stopping only the running models that conflict with it (the same
+        GPU or fixed port on the same engine, or an exclusive profile: list_models shows them as
+        would_replace); every other model keeps serving, and every client shares them. Waits
+        until it is ready and reports progress (phase and estimated percentage); the result's
+        stops lists what it replaced. A no-op when the model is already ready. A request for a
+        model already loading joins that switch; one that conflicts with a switch in flight is
+        refused unless force=true. A model that will not fit in memory is refused before
+        anything stops (wont_fit, with the numbers), unless force=true. On failure the error
+        gives the reason, a hint and the last log lines, and what it stopped is restored."""
         job = await _call(client, "switch", model=model, force=force, rollback=rollback, wait=False)
         if not wait:
             return _switch_result(job, waited=False)
@@ -560,18 +492,47 @@ def make_server(client: DaemonClient) -> MCPServer:
                        Field(description="current: the running container; previous: the one before "
                              "it (after a failed switch); all: every run with switch separators")
                        ] = "current",
+        model: Annotated[str | None, Field(description="only this model's lines (and llm-mcp's notes "
+                                           "about it); default: every model's")] = None,
     ) -> Annotated[CallToolResult, Logs]:
-        """The llama-server log, kept across switches and daemon restarts. Use it after a failed
-        switch (run="previous" is the run before the current one) or to see what the server
-        is doing."""
-        data = await _call(client, "tail_logs", lines=lines, filter=filter or "", run=run)
+        """The llama-server logs, kept across switches and daemon restarts; each line names the
+        model that printed it. Use it after a failed switch (run="previous" is the run before
+        the current one) or to see what a server is doing."""
+        params: dict[str, Any] = {"lines": lines, "filter": filter or "", "run": run}
+        if model:
+            params["model"] = model
+        data = await _call(client, "tail_logs", **params)
         return tool_result(Logs.model_validate(data))
+
+    async def unload_model(
+        model: Annotated[str, Field(description="the id of a running model (status lists them)")],
+        *,
+        force: Annotated[bool, Field(description="do not wait for running generations to finish, and "
+                                     "cancel a load of it in flight")] = False,
+    ) -> Annotated[CallToolResult, UnloadResult]:
+        """Stop one running model and free its memory; every other model keeps serving. Waits
+        until its container is gone. A model that is not running is an error that lists the
+        running ones."""
+        try:
+            job = await client.call("unload", model=model, force=force, wait=True)
+        except ProtocolError as exc:
+            if exc.reason in ("not_running", "unknown_model") or exc.code in (protocol.NOT_FOUND,
+                                                                                protocol.UNKNOWN_MODEL):
+                raise tool_error(await _not_running(client, model, exc)) from None
+            raise tool_error(describe_error(exc)) from None
+        except (DaemonUnavailable, ConnectionError, OSError) as exc:
+            raise tool_error(_unavailable_text(exc)) from None
+        running = await _running_ids(client)
+        summary = visible(unload_summary(job, running))
+        return tool_result(UnloadResult.model_validate({**job, "running": running, "summary": summary}))
 
     read_only: dict[str, bool] = {"read_only_hint": True, "open_world_hint": False}
     tools: list[tuple[Callable[..., Any], str, dict[str, bool]]] = [
         (list_models, "List models", read_only),
         (status, "Status", read_only),
         (switch_model, "Switch model", {"read_only_hint": False, "destructive_hint": True,
+                                        "idempotent_hint": True, "open_world_hint": False}),
+        (unload_model, "Unload model", {"read_only_hint": False, "destructive_hint": True,
                                         "idempotent_hint": True, "open_world_hint": False}),
         (tail_logs, "Tail logs", read_only),
     ]
