@@ -19,14 +19,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from llm_mcp.clients.client import DaemonUnavailable
-from llm_mcp.protocol import BUSY, ProtocolError
-from monitor.connection import TOPICS, ClientFactory, MonitorClient
+from llm_mcp.protocol import BUSY, TOPICS, ProtocolError
+from monitor.connection import ClientFactory, MonitorClient
 from monitor.format import duration, visible
 from monitor.model import Model
 from monitor.profile_facts import device_line, fit_sentence, parse_fit
 from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen
 from monitor.styles import APP_CSS
-from monitor.widgets import GpuPanel, LogView, StatusBar, SwitchPanel, SystemPanel
+from monitor.widgets import GpuPanel, LogView, ModelRows, StatusBar, SwitchPanel, SystemPanel
 from monitor.widgets.switch_panel import phase_label
 
 LOG_FLUSH_S = 0.1  # log lines are written in batches at most this often
@@ -36,7 +36,7 @@ BACKFILL_LINES = 1000
 EVENT_CAPACITY = 10000
 RETRY_S = (0.5, 1.0, 2.0, 4.0)
 DASHBOARD_ACTIONS = frozenset({"pick", "compare", "stop", "filter", "jump", "follow", "top", "bottom", "wrap",
-                               "timestamps", "dismiss_failure", "escape", "help"})
+                               "timestamps", "dismiss_failure", "escape", "help", "log_source"})
 
 
 class MonitorApp(App[None]):
@@ -55,6 +55,7 @@ class MonitorApp(App[None]):
         Binding("g", "top", "top", show=False),
         Binding("G", "bottom", "bottom", show=False),
         Binding("w", "wrap", "wrap"),
+        Binding("l", "log_source", "log: all/model"),  # in the footer only when there is a choice
         Binding("t", "timestamps", "timestamps", show=False),
         Binding("x", "dismiss_failure", "close panel", show=False),
         Binding("escape", "escape", "clear filter", show=False),
@@ -83,6 +84,7 @@ class MonitorApp(App[None]):
         # The dashboard's widgets, kept by reference: while an overlay is open the
         # app's queries search the overlay, but the dashboard keeps updating.
         self.status_bar = StatusBar(self.model, id="status")
+        self.model_rows = ModelRows(self.model, id="models")
         self.gpu_panel = GpuPanel(self.model, id="gpu")
         self.system_panel = SystemPanel(self.model, id="system")
         self.switch_panel = SwitchPanel(self.model, id="switch")
@@ -95,6 +97,7 @@ class MonitorApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield self.status_bar
+        yield self.model_rows
         with self.panels:
             yield self.gpu_panel
             yield self.system_panel
@@ -123,9 +126,16 @@ class MonitorApp(App[None]):
 
     def _render_all(self) -> None:
         self.status_bar.refresh()
+        self._render_rows()
         self._render_gpu()
         self.system_panel.refresh(layout=True)
         self._render_switch()
+
+    def _render_rows(self) -> None:
+        rows = self.model_rows
+        rows.display = rows.has_content
+        rows.refresh(layout=True)
+        self.refresh_bindings()
 
     def _render_gpu(self) -> None:
         """Without a GPU the panel shrinks to a line or two and the system panel takes the width."""
@@ -172,7 +182,7 @@ class MonitorApp(App[None]):
                     await self._connect(client)
                     attempt = 0
                     first = True
-                    async for event in client.events(TOPICS, capacity=EVENT_CAPACITY):
+                    async for event in client.events(list(TOPICS), capacity=EVENT_CAPACITY):
                         if first:
                             first = False
                             self._start_catch_up()
@@ -282,6 +292,7 @@ class MonitorApp(App[None]):
         elif topic == "state":
             self.model.apply_state(data)
             self.status_bar.refresh(layout=True)
+            self._render_rows()
             self._want_status()
         elif topic == "job":
             if self.model.apply_job(data):
@@ -297,18 +308,22 @@ class MonitorApp(App[None]):
             self._write_lines(lines)
 
     def _write_lines(self, lines: list[dict[str, Any]]) -> None:
-        batch: list[tuple[int, float, str, str]] = []
+        batch: list[tuple[int, float, str, str, str | None]] = []
         last = self._last_seq
         for line in lines:
             seq = int(line.get("seq") or 0)
             if seq <= last:
                 continue
             last = seq
+            model = line.get("model")
             batch.append((seq, float(line.get("time") or 0.0), str(line.get("kind") or "log"),
-                          str(line.get("text") or "")))
+                          str(line.get("text") or ""), None if model is None else str(model)))
         self._last_seq = last
         if batch:
+            known = len(self.log_view.models)
             self.log_view.add(batch)
+            if len(self.log_view.models) != known:
+                self.refresh_bindings()
 
     def _want_status(self) -> None:
         if not self._status_pending:
@@ -359,6 +374,8 @@ class MonitorApp(App[None]):
             return False  # an overlay is open: its own keys only (each overlay binds q to quit)
         if action == "stop" and self.readonly:
             return None
+        if action == "log_source" and len(self.log_sources()) < 3 and self.log_view.source is None:
+            return False  # one model or none: nothing to choose between
         return True
 
     def _usable(self) -> MonitorClient | None:
@@ -533,6 +550,17 @@ class MonitorApp(App[None]):
 
     def action_wrap(self) -> None:
         self.log_view.toggle_wrap()
+
+    def log_sources(self) -> list[str | None]:
+        """What `l` cycles through: all, then each running model, then any other the log names."""
+        ids = dict.fromkeys([*self.model.running_ids(), *self.log_view.models])
+        return [None, *ids]
+
+    def action_log_source(self) -> None:
+        sources = self.log_sources()
+        current = self.log_view.source
+        following = sources.index(current) + 1 if current in sources else 0
+        self.log_view.set_source(sources[following % len(sources)])
 
     def action_timestamps(self) -> None:
         self.log_view.toggle_timestamps()

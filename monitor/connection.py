@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-TOPICS = ["state", "job", "log", "gpu", "system"]
-
 
 class MonitorClient(Protocol):
     hello: dict[str, Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
@@ -11,9 +12,19 @@ from rich.text import Text
 # drawn through the project's one escaping function (control characters shown as \x1b).
 from llm_mcp.util.terminal_text import visible
 
-__all__ = ["bar", "clip", "duration", "gib", "pct", "ratio_pct", "sparkline", "visible"]
+__all__ = ["bar", "clip", "duration", "gib", "pct", "placement", "ratio_pct", "sparkline", "visible"]
 
 SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def placement(row: dict[str, Any]) -> str:
+    """Where a model runs: `local · GPU 0,1`, `local · all GPUs`, `local · CPU` (+ `· excl`)."""
+    gpus = str(row.get("gpus") or "all")
+    place = {"all": "all GPUs", "none": "CPU"}.get(gpus, f"GPU {gpus}")
+    text = f"{row.get('engine') or 'local'} · {place}"
+    return text + " · excl" if row.get("exclusive") else text
+
+
 def clip(text: str, width: int) -> str:
     """`text` cut to `width` cells, with an ellipsis when something was cut."""
     if width <= 0:

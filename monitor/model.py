@@ -58,13 +58,51 @@ class Model:
         profile = self.profile
         return str(profile["id"]) if profile and self.state == "ready" else None
 
-    def uptime(self) -> float | None:
-        container = self.status.get("container") or {}
+    def uptime(self, row: dict[str, Any] | None = None) -> float | None:
+        """The container's uptime: the primary model's, or that of `row` (one of `running`)."""
+        container = (self.status if row is None else row).get("container") or {}
         started = container.get("started_at")
         if isinstance(started, int | float):
             return max(0.0, self.clock() - float(started))
         uptime = container.get("uptime")
         return float(uptime) if isinstance(uptime, int | float) else None
+
+    # ---- several models ----------------------------------------------------------
+
+    @property
+    def several(self) -> bool:
+        """The daemon reports a list of models (one that runs several at once)."""
+        return isinstance(self.status.get("models"), list)
+
+    @property
+    def running(self) -> list[dict[str, Any]]:
+        """One row per model with a container or a recent failure, oldest start first.
+
+        An older daemon reports one model in the top-level fields: its row is made from them.
+        """
+        if not self.connected:
+            return []
+        rows = self.status.get("models")
+        if isinstance(rows, list):
+            return [row for row in rows if isinstance(row, dict) and row.get("id") is not None]
+        profile = self.profile
+        if profile is None or self.state in ("stopped", "unknown"):
+            return []
+        keys = ("state", "since", "reason", "hint", "endpoint", "container", "health", "speed", "offload")
+        return [{"id": profile.get("id"), "name": profile.get("name"), "profile": profile,
+                 **{key: self.status.get(key) for key in keys}}]
+
+    @property
+    def primary_id(self) -> str | None:
+        """The model the single-model fields describe (status.primary; else the profile's id)."""
+        primary = self.status.get("primary")
+        if primary is not None:
+            return str(primary)
+        profile = self.profile
+        return str(profile["id"]) if profile and profile.get("id") is not None else None
+
+    def running_ids(self) -> list[str]:
+        return [str(row["id"]) for row in self.running]
 
     def job_elapsed(self) -> float:
         job = self.job or {}
@@ -112,16 +150,14 @@ class Model:
             self.last_job = last
 
     def apply_state(self, data: dict[str, Any]) -> None:
-        for key in ("state", "reason", "hint"):
-            if key in data:
-                self.status[key] = data[key]
-        if data.get("speed") is not None:
-            speed = dict(self.status.get("speed") or {})
-            speed["measured_tps"] = data["speed"]
-            expected = speed.get("expected_tps")
-            if expected:
-                speed["ratio"] = round(float(data["speed"]) / float(expected), 3)
-            self.status["speed"] = speed
+        """A state event: its model's row changes; the top-level fields only for the primary model."""
+        model = data.get("model", data.get("profile"))
+        for row in self.status.get("models") or []:
+            if isinstance(row, dict) and model is not None and row.get("id") == model:
+                _apply_state_to(row, data)
+        primary = self.primary_id
+        if not self.several or model is None or primary is None or model == primary:
+            _apply_state_to(self.status, data)
 
     def _is_finished(self, job: dict[str, Any]) -> bool:
         return job.get("id") is not None and job.get("id") in self.finished
@@ -162,3 +198,16 @@ class Model:
     def apply_system(self, data: dict[str, Any]) -> None:
         self.system = data
         self.cpu_history.append(data.get("cpu_pct"))
+
+
+def _apply_state_to(target: dict[str, Any], data: dict[str, Any]) -> None:
+    for key in ("state", "reason", "hint"):
+        if key in data:
+            target[key] = data[key]
+    if data.get("speed") is not None:
+        speed = dict(target.get("speed") or {})
+        speed["measured_tps"] = data["speed"]
+        expected = speed.get("expected_tps")
+        if expected:
+            speed["ratio"] = round(float(data["speed"]) / float(expected), 3)
+        target["speed"] = speed

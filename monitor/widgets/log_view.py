@@ -4,6 +4,9 @@ Only the visible rows are rendered (a ScrollView with `render_line`), so a
 burst of thousands of lines costs one layout of the new lines and one frame.
 Scrolling up pauses the follow and counts the lines that arrive meanwhile;
 End, `f`, `G` or scrolling back to the bottom resumes it.
+
+With several models the view shows all of them (each line tagged with its
+model, dimmed) or one (`source`); lines that name no model show under "all" only.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from monitor.format import visible
+from monitor.format import clip, visible
 from monitor.log_filter import LogFilter, compile_filter
 
 _LEVEL = re.compile(r"^\d+\.\d{2}\.\d{3}\.\d{3} ([EW]) ")
@@ -33,6 +36,8 @@ _LEVEL_STYLE = {"E": Style(color="red"), "W": Style(color="yellow")}
 _KIND_STYLE = {"separator": Style(color="cyan", bold=True), "note": Style(color="magenta", italic=True)}
 _MATCH_STYLE = Style(color="black", bgcolor="yellow", bold=True)
 _CURRENT_STYLE = Style(bgcolor="#3a3a6a")
+_TAG_STYLE = Style(dim=True)
+TAG_MAX = 12  # cells of a model tag; longer ids are cut with an ellipsis
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +47,7 @@ class LogEntry:
     time: float
     kind: str  # "log" | "separator" | "note"
     text: str
+    model: str | None = None  # the profile id of the container that printed it; None: daemon-wide
 
 
 class LogView(ScrollView, can_focus=True):
@@ -77,6 +83,9 @@ class LogView(ScrollView, can_focus=True):
         self._programmatic = False
         self._cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(1024)
         self._base_style: Style | None = None
+        self.source: str | None = None  # the model whose lines show; None: all
+        self.models: dict[str, None] = {}  # models seen in the log, in order
+        self._tag_width = 0
 
     # ---- content -----------------------------------------------------------------
 
@@ -92,14 +101,21 @@ class LogView(ScrollView, can_focus=True):
         """The text of every row the current filter lets through (one per entry)."""
         return [entry.text for entry, start in self._rows if start == 0]
 
-    def add(self, lines: Iterable[tuple[int, float, str, str]]) -> None:
-        """Append (seq, time, kind, text) lines in one layout pass."""
+    def add(self, lines: Iterable[tuple[int, float, str, str, str | None]]) -> None:
+        """Append (seq, time, kind, text, model) lines in one layout pass."""
+        batch = list(lines)
+        for line in batch:
+            if line[4] is not None and line[4] not in self.models:
+                self.models[line[4]] = None
+        if self._tag_width != self._wanted_tag_width():  # a second model: every line gets its tag
+            self._tag_width = self._wanted_tag_width()
+            self._add_entries(batch)
+            self._prune()
+            self._relayout()
+            return
         new_rows: list[tuple[LogEntry, int]] = []
         matched = added = 0
-        for seq, when, kind, text in lines:
-            self._counter += 1
-            entry = LogEntry(self._counter, seq, when, kind, visible(text.expandtabs()))
-            self._entries.append(entry)
+        for entry in self._add_entries(batch):
             added += 1
             rows = self._layout_entry(entry)
             if rows:
@@ -121,6 +137,21 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
         self._update_subtitle()
 
+    def _add_entries(self, lines: list[tuple[int, float, str, str, str | None]]) -> list[LogEntry]:
+        added = []
+        for seq, when, kind, text, model in lines:
+            self._counter += 1
+            entry = LogEntry(self._counter, seq, when, kind, visible(text.expandtabs()), model)
+            self._entries.append(entry)
+            added.append(entry)
+        return added
+
+    def _wanted_tag_width(self) -> int:
+        """No tags while one model (or none) has printed: they would say nothing."""
+        if len(self.models) < 2:
+            return 0
+        return min(TAG_MAX, max(cell_len(visible(m)) for m in self.models))
+
     def _set_virtual_size(self, size: Size) -> None:
         """Grow the scrollable area without a layout pass of the whole screen.
 
@@ -136,10 +167,12 @@ class LogView(ScrollView, can_focus=True):
         self._scroll_update(size)
 
     def note(self, text: str, kind: str = "note") -> None:
-        self.add([(0, time.time(), kind, text)])
+        self.add([(0, time.time(), kind, text, None)])
 
     def clear(self) -> None:
         self._entries.clear()
+        self.models.clear()
+        self._tag_width = 0
         self._rows.clear()
         self._current = None
         self._width = 0
@@ -162,13 +195,24 @@ class LogView(ScrollView, can_focus=True):
 
     # ---- layout ------------------------------------------------------------------
 
-    def _display(self, entry: LogEntry) -> str:
+    def _stamp(self, entry: LogEntry) -> str:
         if self.timestamps and entry.time:
-            stamp = time.strftime("%H:%M:%S", time.localtime(entry.time))
-            return f"{stamp} {entry.text}"
-        return entry.text
+            return time.strftime("%H:%M:%S ", time.localtime(entry.time))
+        return ""
+
+    def _tag(self, entry: LogEntry) -> str:
+        width = self._tag_width
+        if not width or self.source is not None:
+            return ""
+        tag = clip(visible(entry.model or ""), width)
+        return tag + " " * (width - cell_len(tag) + 1)
+
+    def _display(self, entry: LogEntry) -> str:
+        return f"{self._stamp(entry)}{self._tag(entry)}{entry.text}"
 
     def _shown(self, entry: LogEntry) -> bool:
+        if self.source is not None and entry.model != self.source:
+            return False
         return self.pattern is None or entry.kind == "separator" or bool(self.pattern.search(entry.text))
 
     def _wrap_width(self) -> int:
@@ -217,6 +261,12 @@ class LogView(ScrollView, can_focus=True):
         self._relayout()
         if self.pattern is not None and self.pattern.too_slow:
             self._relayout()  # the lines before it gave up were matched as a regex: all as text now
+
+    def set_source(self, model: str | None) -> None:
+        """Show only `model`'s lines; None: every model's, tagged."""
+        self.source = model
+        self._current = None
+        self._relayout()
 
     def toggle_wrap(self) -> None:
         self.wrap = not self.wrap
@@ -333,6 +383,13 @@ class LogView(ScrollView, can_focus=True):
         else:
             parts.append("paused · End/f follow")
         self.border_subtitle = " · ".join(parts)
+        self.border_title = self.title()
+
+    def title(self) -> str:
+        """`log`; with several models `log · all` or `log · MODEL`."""
+        if self.source is not None:
+            return f"log · {_escape(visible(self.source))}"
+        return "log · all" if len(self.models) > 1 else "log"
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -365,6 +422,11 @@ class LogView(ScrollView, can_focus=True):
             text.stylize(_KIND_STYLE[entry.kind])
         elif level := _LEVEL.match(entry.text):
             text.stylize(_LEVEL_STYLE[level.group(1)])
+        tag = self._tag(entry)
+        if tag:  # where the tag lies in this row (a wrapped line's later rows have none)
+            begin = len(self._stamp(entry)) - start
+            if begin + len(tag) > 0:
+                text.stylize(_TAG_STYLE, max(0, begin), begin + len(tag))
         if current:
             text.stylize(_CURRENT_STYLE)
         if self.pattern is not None and entry.kind != "separator":

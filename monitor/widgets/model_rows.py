@@ -1,0 +1,86 @@
+"""A row per running model, under the header, when more than one runs.
+
+With one model the header is its row (as before several models could run), so the
+table only takes room when it tells something the header cannot. Narrow terminals
+cut the ids and drop the health column (a health that is not ok still shows, in
+the state cell); from WIDE columns on, every column shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widget import Widget
+
+from monitor.format import clip, duration, placement, visible
+from monitor.levels import STATE_STYLE
+from monitor.model import Model
+from monitor.widgets.status_bar import STATE_ICON
+
+WIDE = 100  # columns from which the health column and whole ids show
+NARROW_ID = 18  # cells for an id below WIDE
+WIDE_ID = 32
+PRIMARY_MARK = "★"
+
+
+def speed_cell(speed: Any) -> Text:
+    if not isinstance(speed, dict) or not isinstance(speed.get("measured_tps"), int | float):
+        return Text("-", "bright_black")
+    ratio = speed.get("ratio")
+    style = "green" if not isinstance(ratio, int | float) or ratio >= 0.8 else "yellow"
+    return Text(f"{speed['measured_tps']:.1f} t/s", style)
+
+
+class ModelRows(Widget):
+    DEFAULT_CSS = """
+    ModelRows { height: auto; padding: 0 1; display: none; }
+    """
+
+    def __init__(self, model: Model, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+
+    @property
+    def has_content(self) -> bool:
+        return len(self.model.running) > 1
+
+    def render(self) -> Table:
+        wide = self.size.width >= WIDE or self.size.width == 0
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold bright_black",
+                      expand=False, pad_edge=False)
+        table.add_column("", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("model", no_wrap=True)
+        table.add_column("where", no_wrap=True)
+        table.add_column("speed", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("health", no_wrap=True)
+        table.add_column("uptime", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("", overflow="ellipsis", no_wrap=True)
+        primary = self.model.primary_id
+        for row in self.model.running:
+            table.add_row(*self._cells(row, row.get("id") == primary, wide))
+        return table
+
+    def _cells(self, row: dict[str, Any], primary: bool, wide: bool) -> list[Text]:
+        state = str(row.get("state") or "unknown")
+        state_cell = Text(f"{STATE_ICON.get(state, '?')} {state}", STATE_STYLE.get(state, "bold"))
+        health = row.get("health")
+        health_bad = state == "ready" and health not in (None, "ok")
+        if health_bad and not wide:
+            state_cell.append(f" ({visible(str(health))})", "yellow")
+        model_id = visible(str(row.get("id")))
+        cells = [Text(PRIMARY_MARK if primary else "", "bold yellow"), state_cell,
+                 Text(clip(model_id, WIDE_ID if wide else NARROW_ID), "bold" if primary else ""),
+                 Text(visible(placement(row)), "bright_black"), speed_cell(row.get("speed"))]
+        if wide:
+            cells.append(Text(visible(str(health or "-")), "yellow" if health_bad else "bright_black"))
+        uptime = self.model.uptime(row) if state == "ready" else None
+        cells.append(Text("" if uptime is None else f"up {duration(uptime)}"))
+        if wide:
+            note = row.get("reason") if state != "ready" else row.get("health_detail") if health_bad else None
+            cells.append(Text(visible(str(note or "")), "red" if state == "failed" else "bright_black"))
+        return cells
