@@ -63,12 +63,18 @@ class LineFilter:
 
 
 async def query_logs(logbook: Logbook, *, lines: int = 100, filter: str = "", run: str = "all",
-                     max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
-    """The tail_logs result: {"lines", "run", "truncated", "omitted"}; ProtocolError on bad input."""
+                     model: str | None = None, max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
+    """The tail_logs result: {"lines", "run", "model", "truncated", "omitted"}; ProtocolError on
+    bad input.
+
+    With a model: only its lines (its container's, and the notes and separators about it), and
+    "current"/"previous" are its runs. A model that never ran has no lines, not an error (the
+    daemon checks ids against models.conf).
+    """
     if run not in RUNS:
         raise ProtocolError(protocol.INVALID_PARAMS, f"run must be one of {', '.join(RUNS)}")
     wanted = max(0, min(int(lines), MAX_LINES))
-    selected, path = logbook.select(run)  # on the loop: the ring changes only here
+    selected, path = logbook.select(run, model)  # on the loop: the ring changes only here
     try:
         async with _scanners():
             found, omitted = await anyio.to_thread.run_sync(
@@ -83,7 +89,7 @@ async def query_logs(logbook: Logbook, *, lines: int = 100, filter: str = "", ru
             "reason": "filter_timeout",
             "hint": f"the filter must scan the log within {SCAN_DEADLINE_S:g} s; avoid nested "
                     "repetition such as (.*)* or (a+)+"}) from None
-    return {"lines": found, "run": run, "truncated": omitted > 0, "omitted": omitted}
+    return {"lines": found, "run": run, "model": model, "truncated": omitted > 0, "omitted": omitted}
 
 
 def _scanners() -> anyio.CapacityLimiter:
@@ -113,7 +119,7 @@ def _scan(source: Callable[[], list[LogLine]], filter_text: str, wanted: int,
             if len(matched) >= wanted:
                 break
     out: list[dict[str, Any]] = []
-    used = 200  # the envelope: {"jsonrpc", "id", "result": {"run", "truncated", "omitted"}}
+    used = 400  # the envelope: {"jsonrpc", "id", "result": {"run", "model", "truncated", "omitted"}}
     for line in matched:
         entry = line.to_dict()
         size = len(json.dumps(entry)) + 1

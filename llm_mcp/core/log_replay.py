@@ -29,10 +29,15 @@ def recent_records(path: Path | None) -> tuple[float | None, set[tuple[str, str]
         return None, set()
     try:
         with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - (1 << 20)))
-            records = handle.read().decode("utf-8", "replace").splitlines()[1:]
+            start = max(0, path.stat().st_size - (1 << 20))
+            handle.seek(start)
+            data = handle.read()
     except OSError:
         return None, set()
+    if start > 0:
+        data = data[data.find(b"\n") + 1:]  # drop the record cut in half
+    # On "\n" only: splitlines() also splits on \r, \f, \x85, \u2028... which a line may hold.
+    records = [r for r in data.decode("utf-8", "replace").split("\n") if r]
     pairs = [(ts, text) for ts, _, text in (r.partition(" ") for r in records)
              if not text.startswith(("[llm-mcp] ", "--- "))]
     stamps = [s for ts, _ in pairs if (s := docker_ts_seconds(ts)) is not None]

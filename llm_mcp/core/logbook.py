@@ -78,6 +78,7 @@ class _RunWriter:
     fd: int | None = None  # None: memory only (files failing, or the state dir not writable)
     pending: list[bytes] = field(default_factory=list)  # flushed per batch
     size: int = 0  # bytes in the file, written or pending
+    whole: int = 0  # bytes of the file that end on a whole record (a failed write may leave half of one)
     truncated: bool = False  # reached max_file_bytes: further lines only in memory
 
 
@@ -231,15 +232,21 @@ class Logbook:
         except OSError as exc:
             self._files_failed(exc)
             return False
+        writer.whole += len(data)
         return True
 
     def _open_files(self, new: _RunWriter) -> None:
         """Open the new run's file; after a failure, every open run's file again (appending)."""
         retry = self.write_error is not None
         try:
-            for writer in [new, *(w for w in self._open.values() if retry and w.fd is None and w is not new)]:
-                writer.fd = open_private_fd(writer.path, "a")
-                writer.size = os.fstat(writer.fd).st_size
+            new.fd = open_private_fd(new.path, "a")
+            new.size = new.whole = os.fstat(new.fd).st_size
+            for writer in self._open.values():
+                if retry and writer.fd is None and writer is not new:
+                    writer.fd = open_private_fd(writer.path, "a")
+                    if os.fstat(writer.fd).st_size > writer.whole:  # drop the half record the failure left
+                        os.ftruncate(writer.fd, writer.whole)
+                    writer.size = writer.whole = os.fstat(writer.fd).st_size
             self._prune()
         except OSError as exc:
             self._files_failed(exc)

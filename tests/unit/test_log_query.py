@@ -99,3 +99,41 @@ def test_the_line_filter_raises_filter_timeout_within_its_bound() -> None:
         matcher.search(LINE.format(1), timeout=0.1)
     assert time.monotonic() - started < 2
     assert matcher.search("ABC", timeout=0.1)
+
+
+async def test_a_query_by_model_gives_only_its_lines_and_the_notes_about_it(tmp_path: Path) -> None:
+    book = Logbook(tmp_path / "logs")
+    book.begin_run("a" * 12, "alpha")
+    book.begin_run("b" * 12, "beta")
+    for i in range(5):
+        book.append(f"alpha {i}", run="a" * 12, flush=False)
+        book.append(f"beta {i}", run="b" * 12, flush=False)
+    book.note("alpha is ready", model="alpha")
+    book.note("Docker answers again")
+    result = await query_logs(book, lines=3, filter="", run="all", model="alpha")
+    assert [(ln["text"], ln["model"]) for ln in result["lines"]] == [
+        ("alpha 3", "alpha"), ("alpha 4", "alpha"), ("alpha is ready", "alpha")]
+    assert result["model"] == "alpha" and result["run"] == "all"
+    current = await query_logs(book, lines=100, filter=r"[24]$", run="current", model="beta")
+    assert [ln["text"] for ln in current["lines"]] == ["beta 2", "beta 4"]
+    everything = await query_logs(book, lines=100)
+    assert everything["model"] is None and len(everything["lines"]) == 12  # daemon-wide notes too
+    for run in ("all", "current", "previous"):  # a model that never ran: no lines, no error
+        unknown = await query_logs(book, lines=100, run=run, model="gamma")
+        assert unknown["lines"] == [] and unknown["truncated"] is False
+    book.close()
+
+
+async def test_a_query_for_a_models_previous_run_reads_its_file(tmp_path: Path) -> None:
+    book = Logbook(tmp_path / "logs", capacity=3)
+    book.begin_run("1" * 12, "alpha")
+    book.append("alpha first run")
+    book.end_run()
+    book.begin_run("2" * 12, "alpha")
+    book.begin_run("3" * 12, "beta")
+    for i in range(5):  # the first run leaves the ring
+        book.append(f"beta {i}", run="3" * 12)
+    result = await query_logs(book, lines=10, run="previous", model="alpha")
+    book.close()
+    assert [(ln["text"], ln["model"], ln["run"]) for ln in result["lines"]] == [
+        ("alpha first run", "alpha", "1" * 12)]
