@@ -231,7 +231,8 @@ def check_ports(config: Config, runtime: Any | None) -> list[Finding]:
     out = []
     seen: dict[tuple[str, int], list[Profile]] = {}
     for profile in config.profiles.values():
-        seen.setdefault((profile.host, profile.port), []).append(profile)
+        if profile.port is not None:  # `port = auto`: Docker picks a free one when it starts
+            seen.setdefault((profile.host, profile.port), []).append(profile)
     for (host, port), profiles in seen.items():
         if port in ours:
             out.append(Finding("port", "ok", f"{host}:{port} is held by our container {ours[port]}"))

@@ -94,8 +94,10 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter)
         return p
 
-    add("models", "list the profiles in models.conf (* marks the running one)")
-    add("status", "the model's state, health, speed vs expected, GPU offload and last switch")
+    add("models", "list the profiles in models.conf: * marks the running ones, WHERE where each runs, "
+        "REPLACES what a switch to it would stop")
+    add("status", "each running model's state, health, speed vs expected, GPU offload and last switch")
+    add("ps", "one line per running model: id, engine, GPUs, state, memory, endpoint, uptime")
     switch = add("switch", "switch to a model and wait until it is ready (or failed)")
     switch.add_argument("model", metavar="ID", nargs="?",
                         help="profile id (see `llm-mcp models`); default: models.conf's `default`")
@@ -114,8 +116,12 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     logs.add_argument("--run", choices=("all", "current", "previous"), default="all",
                       help="all runs with switch separators (default), the current container, or the "
                       "previous one")
-    stop = add("stop", "stop the model (the daemon keeps running)")
-    stop.add_argument("--force", action="store_true", help="also cancel a switch in flight")
+    stop = add("stop", "stop one model (with ID; the others keep serving) or every model (the daemon keeps "
+               "running)")
+    stop.add_argument("model", metavar="ID", nargs="?", help="the running model to stop (`llm-mcp ps` lists "
+                      "them); default: every model")
+    stop.add_argument("--force", action="store_true",
+                      help="also cancel a switch in flight, and don't wait for generation to finish")
     add("check", "diagnose the setup: config, Docker, images, model files, GPU, port, daemon")
     bench = add("bench", "load each profile, measure load time, prompt and generation tokens/s and "
                 "memory, store them (`models` shows them), then put back the model that ran")
@@ -252,6 +258,12 @@ def _protocol_error(args: argparse.Namespace, exc: BaseException) -> int:
         model = exc.data.get("model") or "ID"
         return _fail(args, EXIT_WONT_FIT, "wont_fit", exc.message, f"`llm-mcp fit {model} --suggest` shows "
                      "settings that fit; repeat with --force to load it anyway", **data)
+    if exc.reason == "not_running":
+        running = [str(v) for v in exc.data.get("valid") or []]
+        listed = f"running: {', '.join(running)}" if running else "nothing is running"
+        message = exc.message if listed in exc.message else f"{exc.message} ({listed})"
+        return _fail(args, EXIT_FAILED, "not_running", message, "`llm-mcp ps` lists the running models",
+                     **data)
     code = {
         protocol.UNKNOWN_MODEL: EXIT_USAGE, protocol.CONFIG_ERROR: EXIT_USAGE,
         protocol.INVALID_PARAMS: EXIT_USAGE, protocol.DOCKER_UNAVAILABLE: EXIT_UNAVAILABLE,
@@ -453,12 +465,28 @@ async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
 async def cmd_stop(client: Any, args: argparse.Namespace) -> int:
     from llm_mcp.clients import render
 
-    job = await client.call("stop", force=args.force, wait=True)
+    if args.model is not None:
+        job = await client.call("unload", model=args.model, force=args.force, wait=True)
+    else:
+        job = await client.call("stop", force=args.force, wait=True)
     if args.json:
         _emit(job)
     else:
         _print(render.outcome(job) if job.get("done") else f"still stopping (job {job['id']})")
     return EXIT_OK if job.get("result") == "stopped" else EXIT_FAILED
+
+
+async def cmd_ps(client: Any, args: argparse.Namespace) -> int:
+    from llm_mcp.clients import render
+    from llm_mcp.runtime.docker_problem import docker_down
+    from llm_mcp.wire import Status
+
+    result = await client.call("status", gpu=False)
+    if args.json:
+        _emit([m.model_dump(mode="json") for m in Status.model_validate(result).running_models()])
+    else:
+        _print(render.ps_table(result))
+    return EXIT_UNAVAILABLE if docker_down(result) else EXIT_OK
 
 
 async def cmd_bench(client: Any, args: argparse.Namespace) -> int:
@@ -523,6 +551,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 CLIENT_COMMANDS: dict[str, Command] = {
     "models": cmd_models,
     "status": cmd_status,
+    "ps": cmd_ps,
     "switch": cmd_switch,
     "logs": cmd_logs,
     "stop": cmd_stop,

@@ -14,6 +14,7 @@ from typing import Any
 from llm_mcp.runtime.docker_problem import status_words
 from llm_mcp.util.failure_lines import failure_lines
 from llm_mcp.util.terminal_text import visible
+from llm_mcp.wire import ModelEntry, RunningModel, Status
 
 FAILURE_LOG_LINES = 25
 
@@ -54,25 +55,36 @@ def _num(value: Any, suffix: str = "") -> str:
 
 
 def models_table(models: Sequence[Mapping[str, Any]]) -> str:
+    """The profiles: * marks the running ones; WHERE is engine/gpus; REPLACES (shown when a switch
+    would stop something) lists the running models a switch to that row would stop."""
+    entries = [ModelEntry.model_validate(m) for m in models]
+    replaces = any(e.would_replace and not e.is_running for e in entries)
     rows = []
-    for m in models:
-        marker = "*" if m.get("current") else " "
+    for m, e in zip(models, entries, strict=True):
         model = str(m.get("model", ""))
         if m.get("model_present") is False:
             model += " (missing)"
-        rows.append([
-            marker, str(m.get("id", "")), str(m.get("name", "")), model, _num(m.get("ctx_size")),
-            _num(m.get("n_gpu_layers")), _num(m.get("speed"), " t/s"), measured_speed(m.get("measured")),
+        row = [
+            "*" if e.is_running else " ", str(m.get("id", "")), str(m.get("name", "")), model,
+            visible(e.where), _num(m.get("ctx_size")), _num(m.get("n_gpu_layers")),
+            _num(m.get("speed"), " t/s"), measured_speed(m.get("measured")),
             duration(m.get("estimated_load_seconds")) if m.get("estimated_load_seconds") else "-",
-            fit_word(m.get("fit")), "bench" if m.get("bench") else "",
-        ])
-    out = table([" ", "ID", "NAME", "MODEL", "CTX", "GPU LAYERS", "SPEED", "MEASURED", "LOAD", "FIT", ""],
-                rows)
+            fit_word(m.get("fit")),
+        ]
+        if replaces:
+            row.append(visible(",".join(e.would_replace)) if e.would_replace and not e.is_running else "-")
+        rows.append([*row, "bench" if m.get("bench") else ""])
+    headers = [" ", "ID", "NAME", "MODEL", "WHERE", "CTX", "GPU LAYERS", "SPEED", "MEASURED", "LOAD", "FIT"]
+    out = table([*headers, *(["REPLACES"] if replaces else []), ""], rows)
     out += "".join(f"\n{line}" for line in fit_notes(models))
-    if not any(m.get("current") for m in models):
+    running = [e for e in entries if e.is_running]
+    if not running:
         out += "\n(no model running; `llm-mcp switch ID` starts one)"
     else:
-        out += "\n* running now"
+        states = [f"{e.id} {e.running}" for e in running if e.running and e.running != "ready"]
+        out += "\n* running now" + (f" ({', '.join(states)})" if states else "")
+        if replaces:
+            out += "; REPLACES: what a switch to that model would stop (the others keep serving)"
     return out
 
 
@@ -144,8 +156,12 @@ def _gpu(gpu: Mapping[str, Any] | None) -> list[str]:
 
 
 def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
+    """One block for one model (exactly as a single-model daemon's status read), one block per
+    running model when there are several."""
     now = now or time.time()
-    profile = s.get("profile") or {}
+    running = Status.model_validate(s).running_models()
+    if len(running) > 1:
+        return _several_status(s, running, now)
     reason, hint = s.get("reason"), s.get("hint")
     docker = status_words(s)  # a sentence and its fix, not the Docker SDK's exception text
     if docker is not None:
@@ -154,41 +170,106 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
     if hint:
         lines.append(f"hint:       {hint}")
     lines += [f"warning:    {w}" for w in s.get("config_warnings") or []]
+    profile = s.get("profile") or {}
     if profile:
         lines.append(f"model:      {profile.get('name')} [{profile.get('id')}] {profile.get('model', '')}")
-    if s.get("stale_config"):
+    lines += _model_lines(s, now)
+    return "\n".join(lines + _status_tail(s))
+
+
+def _model_lines(m: Mapping[str, Any], now: float) -> list[str]:
+    """What one model's block says after its name and state."""
+    lines = []
+    if m.get("stale_config"):
         lines.append("config:     models.conf changed since this container started; switch again to apply")
-    if s.get("endpoint"):
-        lines.append(f"endpoint:   {s['endpoint']}")
-    container = s.get("container")
+    if m.get("endpoint"):
+        lines.append(f"endpoint:   {m['endpoint']}")
+    container = m.get("container")
     if container:
         name = f"{container['name']} " if container.get("name") else ""
         lines.append(f"container:  {name}{container.get('id')} ({container.get('image')})")
         lines.append(f"uptime:     {duration(container.get('uptime'))}")
-    if s.get("health"):
-        detail = s.get("health_detail") or {}
-        lines.append(f"health:     {s['health']}" + (f" ({detail['message']})" if detail.get("message")
+    if m.get("memory_bytes") is not None:
+        lines.append(f"memory:     {_bytes(m['memory_bytes'])}")
+    if m.get("health"):
+        detail = m.get("health_detail") or {}
+        lines.append(f"health:     {m['health']}" + (f" ({detail['message']})" if detail.get("message")
                                                        else ""))
         if detail.get("hint"):
             lines.append(f"            {detail['hint']}")
-    speed = _speed(s.get("speed"))
+    speed = _speed(m.get("speed"))
     if speed:
         lines.append(f"speed:      {speed}")
-    offload = _offload(s.get("offload"))
+    offload = _offload(m.get("offload"))
     if offload:
         lines.append(f"offload:    {offload}")
-    job = s.get("job")
-    if job:
+    job = m.get("job")
+    if job and not job.get("done"):
         lines.append(f"switching:  {progress_line(job)} (job {job.get('id')})")
-    last = s.get("last_switch")
+    last = m.get("last_switch")
     if last:
         lines.append(f"last:       {last_switch(last, now)}")
+    return lines
+
+
+def _status_tail(s: Mapping[str, Any]) -> list[str]:
+    lines = []
     state_dir = s.get("state_dir") or {}
     if state_dir.get("writable") is False:
         lines.append(f"state dir:  NOT WRITABLE ({state_dir.get('error')}): logs only in memory, "
                      f"load times not saved; free space in {state_dir.get('path')}")
-    lines += _gpu(s.get("gpu"))
-    return "\n".join(lines)
+    return lines + _gpu(s.get("gpu"))
+
+
+def _several_status(s: Mapping[str, Any], running: Sequence[RunningModel], now: float) -> str:
+    ready = sum(m.state == "ready" for m in running)
+    lines = [f"models:     {len(running)} ({ready} ready)"]
+    docker = status_words(s)
+    if docker is not None:
+        lines += [f"docker:     {docker.sentence}", f"hint:       {docker.hint}"]
+    lines += [f"engine:     {e.name}: {e.message or 'not answering'}" + (f" ({e.hint})" if e.hint else "")
+              for e in Status.model_validate(s).engines if not e.available]
+    lines += [f"warning:    {w}" for w in s.get("config_warnings") or []]
+    for m in running:
+        raw = m.model_dump(mode="json")
+        profile = m.profile
+        file = f" {profile.model}" if profile is not None and profile.model else ""
+        lines += ["", f"model:      {m.name or m.id} [{m.id}]{file}",
+                  f"state:      {m.state}" + (f" ({m.reason})" if m.reason else "")]
+        if m.hint and m.state != "ready":
+            lines.append(f"hint:       {m.hint}")
+        lines.append(f"placement:  engine {m.engine}, gpus {m.gpus}" + (", exclusive" if m.exclusive else ""))
+        lines += _model_lines(raw, now)
+    listed = {m.job.id for m in running if m.job is not None}
+    others = [j for j in Status.model_validate(s).jobs_in_flight() if j.id not in listed]
+    tail = [f"job:        {progress_line(j.model_dump(mode='json'))} ({j.kind} job {j.id})" for j in others]
+    tail += _status_tail(s)
+    return "\n".join(lines + (["", *tail] if tail else []))
+
+
+# ---- llm-mcp ps --------------------------------------------------------------------------
+
+
+def ps_table(s: Mapping[str, Any], now: float | None = None) -> str:
+    """One row per running model, as compact as `ollama ps`."""
+    running = Status.model_validate(s).running_models()
+    if not running:
+        return "nothing is running (`llm-mcp switch ID` starts a model; `llm-mcp models` lists them)"
+    rows = []
+    for m in running:
+        state = m.state
+        if m.job is not None and not m.job.done and m.job.progress is not None and m.state != "ready":
+            state += f" {m.job.progress:.0%}"
+        uptime = m.container.uptime if m.container is not None else None
+        rows.append([visible(m.id), visible(m.engine), visible(m.gpus), state,
+                     _gib(m.memory_bytes), visible(m.endpoint or "-"), duration(uptime)])
+    return table(["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "ENDPOINT", "UPTIME"], rows)
+
+
+def _gib(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / (1 << 30):.1f} GiB" if value >= 1 << 30 else f"{value / (1 << 20):.0f} MiB"
 
 
 def last_switch(job: Mapping[str, Any], now: float | None = None) -> str:
@@ -229,8 +310,15 @@ def outcome(job: Mapping[str, Any]) -> str:
         if job.get("detail") == "already loaded":
             return f"{name} is already loaded and ready"
         took = job.get("load_seconds") or job.get("elapsed")
-        return f"{name} is ready (loaded in {duration(took)})"
+        stops = [str(x) for x in job.get("stops") or [] if x != job.get("profile")]
+        return f"{name} is ready (loaded in {duration(took)})" + (f"; it replaced {', '.join(stops)}"
+                                                                 if stops else "")
     if result == "stopped":
+        stops = [str(x) for x in job.get("stops") or []]
+        if job.get("kind") == "unload":
+            return f"{name or job.get('profile')} is stopped; the other models keep serving"
+        if len(stops) > 1:
+            return f"every model is stopped ({', '.join(stops)})"
         return "the model is stopped"
     if result == "cancelled":
         return f"the switch to {name} was cancelled ({job.get('detail') or 'replaced'})"
