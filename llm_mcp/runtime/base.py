@@ -1,9 +1,12 @@
 """What the lifecycle core needs from a container runtime, and how a runtime fails.
 
-The core never sees a third-party exception: an adapter (docker_runtime.DockerRuntime
-today; an in-memory runtime for fast scheduling tests next) translates every error
-of its engine into the types below, in one place, the way httpx maps its transports'.
-Every method is blocking; the core calls them from worker threads.
+The core never sees a third-party exception: an adapter (docker_engine.DockerRuntime,
+and the in-memory stand-in of runtime.memory) translates every error of its engine
+into the types below, in one place, the way httpx maps its transports'. Every method
+is blocking, and bounded in time; the core calls them from worker threads.
+
+One runtime talks to one engine (a Docker Engine: local socket, tcp:// or ssh://);
+several engines are several runtimes, each knowing its engine's name.
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ from typing import Any, Protocol
 from llm_mcp.config.compose import ContainerSpec
 from llm_mcp.runtime.log_signals import Failure
 
-__all__ = ["ContainerGone", "ContainerInfo", "DockerUnavailable", "EngineUnavailable", "Runtime",
-           "RuntimeFailure", "StartError"]
+__all__ = ["DEFAULT_ENGINE", "LABEL_ENGINE", "ContainerGone", "ContainerInfo", "DockerUnavailable",
+           "EngineUnavailable", "Runtime", "RuntimeFailure", "StartError"]
+
+# Which engine a container was started on. Containers of the single-engine version have
+# no such label; they ran on the local engine, so that is what its absence means.
+LABEL_ENGINE = "io.llm-mcp.engine"
+DEFAULT_ENGINE = "local"
+SERVER_PORT = "8080/tcp"  # llama-server's port inside the container (compose/compose.yaml)
 
 
 class RuntimeFailure(Exception):
@@ -31,11 +40,13 @@ class EngineUnavailable(RuntimeFailure):
     engine's own words for the log.
     """
 
-    def __init__(self, message: str, *, hint: str = "", detail: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", detail: str = "", engine: str = DEFAULT_ENGINE,
+                 ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.detail = detail
+        self.engine = engine  # the engine's name, as in models.conf
 
 
 DockerUnavailable = EngineUnavailable  # the name the rest of llm-mcp and its docs use
@@ -66,6 +77,9 @@ class ContainerInfo:
     exit_code: int | None
     oom_killed: bool
     pid: int | None
+    engine: str = DEFAULT_ENGINE  # the engine it runs on (its label; "local" when unlabelled)
+    host_port: int | None = None  # the host port published for llama-server; None when none is
+
 
     @property
     def short_id(self) -> str:
@@ -80,8 +94,21 @@ class ContainerInfo:
 class Runtime(Protocol):
     """The container operations of the core; only our own (labelled) containers are visible.
 
-    Any method may raise EngineUnavailable; the others say per method.
+    Any method may raise EngineUnavailable; the others say per method. No call blocks
+    for long on an engine that stopped answering: ping answers within 2 s, others
+    within their own timeouts; `wait`, `follow_logs` and `events` end on their events.
     """
+
+    @property
+    def engine(self) -> str:
+        """The engine's name (models.conf `[engine NAME]`; "local" for the default one)."""
+
+    @property
+    def host(self) -> str:
+        """Where the engine is (its URL: unix://..., tcp://..., ssh://...), for messages."""
+
+    def published_host(self, bind_ip: str) -> str:
+        """The host name to reach a port this engine publishes on `bind_ip`, from this machine."""
 
     def ping(self) -> None:
         """Return when the engine answers; raise EngineUnavailable (quickly) when not."""
@@ -92,8 +119,15 @@ class Runtime(Protocol):
     def inspect(self, container_id: str) -> ContainerInfo | None:
         """The container now, or None when it does not exist (or is not ours)."""
 
+    def image_present(self, image: str) -> bool:
+        """Whether the engine has the image."""
+
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create and start one container; raise StartError when the engine refuses."""
+        """Create and start one container; raise StartError when the engine refuses.
+
+        The container is labelled with this runtime's engine. A published host port 0
+        means any free port: the engine picks one, and `host_port` tells which.
+        """
 
     def stop_and_remove(self, container_id: str, grace: float) -> int | None:
         """SIGTERM, SIGKILL after `grace` seconds, remove; the exit code (None if it was gone)."""
@@ -110,6 +144,9 @@ class Runtime(Protocol):
 
     def stats(self, container_id: str) -> dict[str, Any] | None:
         """One resource sample in `docker stats` form, or None when there is none."""
+
+    def memory_stats(self, container_id: str) -> dict[str, Any] | None:
+        """A quick one-shot sample (no CPU figures) in `docker stats` form, or None; never raises."""
 
     def container_pids(self, container_id: str) -> set[int]:
         """Host PIDs of the container's processes (to attribute GPU memory); empty if unknown."""

@@ -1,21 +1,33 @@
-"""The Docker Engine, through the Docker SDK: the only module that imports `docker`.
+"""A Docker Engine, through the Docker SDK: the only module that imports `docker`.
 
-Blocking calls by design (the SDK is synchronous); the lifecycle runs them in
-worker threads. Every operation is restricted to containers carrying our labels.
+Blocking calls by design (the SDK is synchronous); the core runs them in worker
+threads. Every operation is restricted to containers carrying our labels, for this
+instance and this engine. One DockerRuntime per engine: the local socket, tcp://
+(with TLS) or ssh:// (through the `ssh` binary).
+
+Every call is bounded: connecting takes at most CONNECT_S, `ping` answers within
+PING_DEADLINE_S whatever the transport does, ordinary calls read for at most CALL_S,
+and the long waits (wait, logs, events) run in slices or end on their stop event.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import docker  # noqa: TID251 - this module is the Docker boundary
 import docker.errors  # noqa: TID251
+import docker.tls  # noqa: TID251
 import docker.types  # noqa: TID251
+import docker.utils  # noqa: TID251
 import requests
 
 from llm_mcp.config.compose import (
@@ -26,7 +38,17 @@ from llm_mcp.config.compose import (
     MANAGED_BY,
     ContainerSpec,
 )
-from llm_mcp.runtime.base import ContainerGone, ContainerInfo, DockerUnavailable, RuntimeFailure, StartError
+from llm_mcp.config.engines import EngineSettings
+from llm_mcp.runtime.base import (
+    DEFAULT_ENGINE,
+    LABEL_ENGINE,
+    SERVER_PORT,
+    ContainerGone,
+    ContainerInfo,
+    DockerUnavailable,
+    RuntimeFailure,
+    StartError,
+)
 from llm_mcp.runtime.docker_log_stream import DockerLogDecoder
 from llm_mcp.runtime.docker_problem import describe, docker_host
 from llm_mcp.runtime.log_lines import LineAssembler
@@ -35,11 +57,48 @@ from llm_mcp.runtime.log_signals import Failure
 log = logging.getLogger("llm_mcp.docker")
 
 __all__ = ["ContainerGone", "ContainerInfo", "DockerRuntime", "DockerUnavailable", "RuntimeFailure",
-           "StartError"]
+           "StartError", "TLSFiles"]
+
+CONNECT_S = 2.0  # connecting to an engine, in every call
+PING_S = 1  # a ping's connect and read timeout
+PING_DEADLINE_S = 2.0  # ping() returns by then whatever the transport does (ssh has no socket timeout)
+CALL_S = 30  # reading an ordinary call's answer (create, start and stop take seconds)
+WAIT_SLICE_S = 1  # `wait` asks again this often, so a cancel or a hung engine is noticed
+WAIT_PINGS_EVERY = 5  # slices: a hung engine would hold a wait forever without this ping
+
+
+class TLSFiles(NamedTuple):
+    """An engine's TLS material (paths), as `docker --tlsverify --tlscacert ...` takes it."""
+
+    ca: str | os.PathLike[str] | None
+    cert: str | os.PathLike[str] | None
+    key: str | os.PathLike[str] | None
+    verify: bool = True
+
+
+class _BoundedAPIClient(docker.APIClient):
+    """docker-py uses one number to connect and to read: connecting gets CONNECT_S at most.
+
+    Streams (events, logs) pass no read timeout; a dead tcp:// engine still fails to
+    connect within CONNECT_S instead of the operating system's minutes.
+    """
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, int | float) or timeout is None:
+            kwargs["timeout"] = (CONNECT_S if timeout is None else min(CONNECT_S, timeout), timeout)
+        return super().send(request, **kwargs)
+
+
+def engine_words(sentence: str, engine: str) -> str:
+    """"Docker is not running: ..." names the engine when there are several."""
+    if engine != DEFAULT_ENGINE and sentence.startswith("Docker "):
+        return f"Docker engine '{engine}' {sentence.removeprefix('Docker ')}"
+    return sentence
 
 
 @contextlib.contextmanager
-def _translated(what: str, host: str | None) -> Iterator[None]:
+def _translated(what: str, host: str | None, engine: str = DEFAULT_ENGINE) -> Iterator[None]:
     """The one place where the Docker SDK's and its HTTP stack's errors become ours."""
     try:
         yield
@@ -48,12 +107,12 @@ def _translated(what: str, host: str | None) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise ContainerGone(f"{what}: {exc.explanation or exc}") from None
     except (requests.ConnectionError, requests.Timeout, ConnectionError, FileNotFoundError) as exc:
-        raise _unavailable(exc, host) from None
+        raise _unavailable(exc, host, engine) from None
     except docker.errors.APIError as exc:
         raise RuntimeFailure(f"{what}: Docker answered {exc.status_code}: {exc.explanation or exc}") from None
     except docker.errors.DockerException as exc:
         # Raised before any request, e.g. the client could not read the engine's API version.
-        raise _unavailable(exc, host) from None
+        raise _unavailable(exc, host, engine) from None
     except requests.RequestException as exc:
         raise RuntimeFailure(f"{what}: {exc}") from None
     except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
@@ -63,9 +122,10 @@ def _translated(what: str, host: str | None) -> Iterator[None]:
         raise RuntimeFailure(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
-def _unavailable(exc: BaseException, host: str | None) -> DockerUnavailable:
+def _unavailable(exc: BaseException, host: str | None, engine: str = DEFAULT_ENGINE) -> DockerUnavailable:
     problem = describe(str(exc), host)
-    return DockerUnavailable(problem.sentence, hint=problem.hint, detail=str(exc))
+    return DockerUnavailable(engine_words(problem.sentence, engine), hint=problem.hint, detail=str(exc),
+                             engine=engine)
 
 
 def _is_slice_timeout(exc: BaseException) -> bool:
@@ -96,7 +156,59 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         exit_code=state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
         pid=state.get("Pid") or None,
+        engine=labels.get(LABEL_ENGINE) or DEFAULT_ENGINE,
+        host_port=_host_port(attrs),
     )
+
+
+def _host_port(attrs: dict[str, Any]) -> int | None:
+    """The host port published for llama-server: what Docker bound (a running container),
+    else the fixed port asked for; None for an auto port of a container that is not running."""
+    bound = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    asked = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    for ports in (bound, asked):
+        keys = [SERVER_PORT] if SERVER_PORT in ports else sorted(k for k in ports if k.endswith("/tcp"))
+        for key in keys:
+            for binding in ports.get(key) or []:
+                text = str(binding.get("HostPort") or "")
+                if text.isdigit() and int(text) > 0:
+                    return int(text)
+    return None
+
+
+def _port_bindings(ports: dict[str, tuple[str, int]]) -> dict[int | str, Any]:
+    """Port 0 means any free port: the SDK's None (an empty HostPort), which Docker fills in."""
+    return {key: (ip, port or None) for key, (ip, port) in ports.items()}
+
+
+def client_host(bind_ip: str) -> str:
+    """How this machine reaches a port published on `bind_ip` of itself."""
+    return "127.0.0.1" if bind_ip in ("", "0.0.0.0", "::") else bind_ip  # noqa: S104
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return ip == "localhost"
+
+
+def _call_within(seconds: float, fn: Callable[[], None]) -> tuple[bool, BaseException | None]:
+    """Run fn in a daemon thread for at most `seconds`: (whether it finished, what it raised)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=run, name="docker-ping", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return (True, outcome[0]) if outcome else (False, None)
 
 
 def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
@@ -116,42 +228,132 @@ def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
 
 
 class DockerRuntime:
-    """The Runtime (llm_mcp.runtime.base) on a Docker Engine: DOCKER_HOST, or `base_url` when given."""
+    """The Runtime (llm_mcp.runtime.base) on one Docker Engine: DOCKER_HOST, or `base_url` when given.
+
+    `engine` is the engine's name; only containers labelled with it (or, for "local",
+    with no engine label: the single-engine version's) are ours.
+    """
 
     def __init__(self, instance: str, client: docker.DockerClient | None = None,
-                 base_url: str | None = None) -> None:
+                 base_url: str | None = None, *, engine: str = DEFAULT_ENGINE,
+                 tls: TLSFiles | None = None, ssh_client: bool = True) -> None:
         self.instance = instance
         self.base_url = base_url
+        self._engine = engine
+        self._tls = tls
+        self._ssh_client = ssh_client
         self._client = client
         self._ping_api: docker.APIClient | None = None
+        self._pinging = False  # a ping thread that has not returned yet (a hung transport)
         self._lock = threading.Lock()
+        self._ping_lock = threading.Lock()
+
+    @classmethod
+    def for_engine(cls, name: str, url: str | None, tls: TLSFiles | None = None, *, instance: str,
+                   ssh_client: bool = True) -> DockerRuntime:
+        """The runtime of one engine: url unix://, tcp:// (TLS when `tls` is given: ca, cert,
+        key paths and whether to verify the engine) or ssh://user@host (through the `ssh`
+        binary and its config); url None: DOCKER_HOST, as `docker` does."""
+        return cls(instance, base_url=url or None, engine=name, tls=tls, ssh_client=ssh_client)
+
+    @classmethod
+    def for_settings(cls, settings: EngineSettings, *, instance: str) -> DockerRuntime:
+        """The runtime of models.conf's `[engine NAME]` section."""
+        files = (settings.tls_ca, settings.tls_cert, settings.tls_key)
+        tls = TLSFiles(*files, verify=settings.tls_verify) if any(files) else None
+        return cls.for_engine(settings.name, settings.url, tls, instance=instance)
+
+    @property
+    def engine(self) -> str:
+        return self._engine
 
     @property
     def host(self) -> str:
         return self.base_url or docker_host()
 
+    def published_host(self, bind_ip: str) -> str:
+        """A remote engine's ports are on its machine: its URL's host, unless bound to one address.
+
+        A port a remote engine publishes on loopback cannot be reached from here at all;
+        its host is still the best answer (the connection error then says where it tried).
+        """
+        parts = urlsplit(self.host)
+        if parts.scheme in ("tcp", "ssh", "http", "https") and parts.hostname:
+            if bind_ip in ("", "0.0.0.0", "::") or _is_loopback(bind_ip):  # noqa: S104
+                return parts.hostname
+            return bind_ip
+        return client_host(bind_ip)
+
     def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
-        return _translated(what, self.host)
+        return _translated(what, self.host, self._engine)
+
+    def _api(self, timeout: int, version: str | None = None) -> docker.APIClient:
+        """A bounded SDK client for this engine; version None asks the engine (one request)."""
+        if self.base_url is None:
+            env = docker.utils.kwargs_from_env()
+            base_url, tls = env.get("base_url"), env.get("tls", False)
+        else:
+            base_url = self.base_url
+            files = self._tls
+            tls = docker.tls.TLSConfig(
+                client_cert=(os.fspath(files.cert), os.fspath(files.key)) if files.cert and files.key
+                else None, ca_cert=os.fspath(files.ca) if files.ca else None,
+                verify=files.verify) if files else False
+        return _BoundedAPIClient(base_url=base_url, version=version, timeout=timeout, tls=tls,
+                                 use_ssh_client=self._ssh_client)
 
     @property
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                with self._errors("connect"):  # the SDK asks the engine its API version here
-                    self._client = (docker.DockerClient(base_url=self.base_url, timeout=30)
-                                    if self.base_url else docker.from_env(timeout=30))
+                self.ping()  # bounded; it learns the engine's API version, so this client asks nothing
+                assert self._ping_api is not None
+                with self._errors("connect"):
+                    api = self._api(CALL_S, self._ping_api.api_version)
+                client = docker.DockerClient.__new__(docker.DockerClient)
+                client.api = api
+                self._client = client
             return self._client
 
     def ping(self) -> None:
-        """Quick: its own connection with a 3 s timeout, so a hung engine is noticed too."""
-        with self._errors("ping"):
-            if self._ping_api is None:
-                self._ping_api = (docker.APIClient(base_url=self.base_url, timeout=3) if self.base_url
-                                  else docker.from_env(timeout=3).api)
-            self._ping_api.ping()
+        """Return when the engine answers; EngineUnavailable within PING_DEADLINE_S when it does not.
+
+        Its own connection with PING_S timeouts, in a thread of its own so that not even a
+        transport without socket timeouts (ssh) can hold the caller longer.
+        """
+        with self._ping_lock:
+            if self._pinging:  # the last one is still stuck: the engine is as unavailable as then
+                raise _unavailable(TimeoutError("timed out: the previous ping has not returned"),
+                                   self.host, self._engine)
+            self._pinging = True
+        started = time.monotonic()
+        finished, error = _call_within(PING_DEADLINE_S, self._ping_once)
+        if not finished:
+            log.debug("ping %s: no answer after %.1f s", self.host, time.monotonic() - started)
+            raise _unavailable(TimeoutError(f"timed out after {PING_DEADLINE_S:g} s"), self.host,
+                               self._engine)
+        if error is not None:
+            raise error
+
+    def _ping_once(self) -> None:
+        try:
+            with self._errors("ping"):
+                if self._ping_api is None:
+                    self._ping_api = self._api(PING_S)  # asks the engine its API version
+                self._ping_api.ping()
+        finally:
+            with self._ping_lock:
+                self._pinging = False
 
     def _filters(self) -> dict[str, Any]:
-        return {"label": [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]}
+        labels = [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]
+        if self._engine != DEFAULT_ENGINE:  # "local" also takes the unlabelled: filtered after
+            labels.append(f"{LABEL_ENGINE}={self._engine}")
+        return {"label": labels}
+
+    def _ours(self, labels: dict[str, str]) -> bool:
+        return (labels.get(LABEL_MANAGED) == MANAGED_BY and labels.get(LABEL_INSTANCE) == self.instance
+                and (labels.get(LABEL_ENGINE) or DEFAULT_ENGINE) == self._engine)
 
     def managed(self) -> list[ContainerInfo]:
         """Our containers (any state), newest first."""
@@ -166,9 +368,8 @@ class DockerRuntime:
                 attrs = self.client.api.inspect_container(container_id)
         except ContainerGone:
             return None
-        labels = attrs.get("Config", {}).get("Labels") or {}
-        if labels.get(LABEL_MANAGED) != MANAGED_BY or labels.get(LABEL_INSTANCE) != self.instance:
-            return None  # not ours: invisible
+        if not self._ours(attrs.get("Config", {}).get("Labels") or {}):
+            return None  # not ours (another instance's, another engine's, nobody's): invisible
         return _info(attrs)
 
     def image_present(self, image: str) -> bool:
@@ -189,8 +390,9 @@ class DockerRuntime:
 
     def _create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         api = self.client.api
+        labels = {**spec.labels, LABEL_ENGINE: self._engine}  # the engine it runs on, whatever the spec says
         host_config = api.create_host_config(
-            port_bindings={k: v for k, v in spec.ports.items()},
+            port_bindings=_port_bindings(spec.ports),
             mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
                     for m in spec.mounts],
             device_requests=[docker.types.DeviceRequest(
@@ -213,7 +415,7 @@ class DockerRuntime:
                 command=list(spec.command),
                 entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
                 name=spec.name,
-                labels=spec.labels,
+                labels=labels,
                 environment=spec.environment or None,
                 ports=[tuple(k.split("/")) for k in spec.ports] or None,
                 host_config=host_config,
@@ -286,16 +488,22 @@ class DockerRuntime:
         """Block until the container stops (or `cancel` is set); its final state.
 
         Returns None when it was removed (or on cancel). Waits in 1 s slices so that a
-        daemon shutting down is never held by this thread. An engine going away raises
-        DockerUnavailable: the container may well still run (--live-restore).
+        daemon shutting down is never held by this thread, and pings now and then, so
+        that an engine that hangs (or a network that drops everything) raises too.
+        An engine going away raises DockerUnavailable: the container may well still
+        run (--live-restore).
         """
+        slices = 0
         while cancel is None or not cancel.is_set():
             try:
                 with self._errors("wait"):
                     try:
-                        self.client.api.wait(container_id, timeout=1 if cancel is not None else None)
+                        self.client.api.wait(container_id, timeout=WAIT_SLICE_S)
                     except (requests.Timeout, requests.ConnectionError) as exc:
                         if _is_slice_timeout(exc):
+                            slices += 1
+                            if slices % WAIT_PINGS_EVERY == 0:
+                                self.ping()
                             continue
                         raise
             except ContainerGone:
@@ -370,6 +578,8 @@ class DockerRuntime:
         """Call on_event(action, container_id) for our containers until `stop` or the stream ends.
 
         Raises DockerUnavailable when the stream cannot start; a stream that breaks just ends.
+        The stream has no read timeout (it is quiet when nothing happens): a hung engine
+        is noticed by engine_link's pings, which then set `stop`.
         """
         with self._errors("events"):
             stream = self.client.api.events(decode=True, filters={**self._filters(), "type": "container"})
@@ -377,9 +587,11 @@ class DockerRuntime:
         closer.start()
         try:
             for event in stream:
+                actor = event.get("Actor") or {}
+                if not self._ours(actor.get("Attributes") or {}):  # a container event carries its labels
+                    continue
                 action = str(event.get("Action") or event.get("status") or "")
-                actor = event.get("id") or event.get("Actor", {}).get("ID")
-                on_event(action.split(":", maxsplit=1)[0], str(actor))
+                on_event(action.split(":", maxsplit=1)[0], str(event.get("id") or actor.get("ID")))
                 if stop.is_set():
                     break
         except (docker.errors.DockerException, requests.RequestException, OSError, ValueError,

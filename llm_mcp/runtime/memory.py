@@ -1,11 +1,13 @@
 """A STAND-IN container engine, in memory: the Runtime for fast tests of the core's scheduling.
 
-Not Docker. `MemoryEngine` holds the containers of every instance and a scripted
-"llama-server" in each; `MemoryRuntime(engine, instance)` is one instance's view of
-it with DockerRuntime's semantics (only containers labelled for that instance are
-visible; the same errors for the same situations; EngineUnavailable from every
-call while the engine is stopped); `engine.probe` answers /health and /slots from
-the same script, so no HTTP is involved. A test says how a profile's server
+Not Docker. `MemoryEngine` is one named engine: the containers of every instance
+and a scripted "llama-server" in each; `MemoryRuntime(engine, instance)` is one
+instance's view of it with DockerRuntime's semantics (only containers labelled for
+that instance and engine are visible; the same errors for the same situations;
+EngineUnavailable from every call while the engine is stopped; a host port 0
+publishes the next free port from 40000 up). Several engines are several
+MemoryEngines sharing one clock. `engine.probe` (or `probes(*engines)` for several)
+answers /health and /slots from the same script, so no HTTP is involved. A test says how a profile's server
 behaves (`Script`) and acts on containers the way a user with the docker CLI
 would (kill, stop, remove, pause, stop the engine).
 
@@ -22,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,15 +38,16 @@ from llm_mcp.config.compose import (
     MANAGED_BY,
     ContainerSpec,
 )
-from llm_mcp.runtime.base import ContainerInfo, EngineUnavailable, StartError
-from llm_mcp.runtime.docker_engine import classify_start_error
+from llm_mcp.runtime.base import DEFAULT_ENGINE, LABEL_ENGINE, ContainerInfo, EngineUnavailable, StartError
+from llm_mcp.runtime.docker_engine import classify_start_error, client_host, engine_words
 from llm_mcp.runtime.docker_problem import describe
 from llm_mcp.runtime.health import Completion, Health
 from llm_mcp.runtime.log_signals import Failure
 
-__all__ = ["MemoryEngine", "MemoryProbe", "MemoryRuntime", "OffsetClock", "Script"]
+__all__ = ["MemoryEngine", "MemoryProbe", "MemoryRuntime", "OffsetClock", "Script", "probes"]
 
-HOST = "memory://stand-in"
+HOST = "memory://stand-in"  # the local engine's URL; another engine's is memory://NAME
+FIRST_AUTO_PORT = 40000
 POLL_S = 0.02  # how often a blocked call looks at its stop/cancel event
 LOAD_LINES = ("llama_model_loader: loading model from /models/model.gguf",
               "load_tensors: offloaded 0/1 layers to GPU",
@@ -109,6 +112,7 @@ class _Container:
     t0: float  # clock
     status: str = "running"
     exit_code: int | None = 0
+    port: int | None = None  # the host port published (an auto one chosen at start)
     ready: bool = False
     pending: list[tuple[float, str, Any]] = field(default_factory=list)  # (due, what, arg), sorted
     lines: list[tuple[str, str]] = field(default_factory=list)  # (docker timestamp, text)
@@ -128,29 +132,47 @@ class _Container:
             id=self.id, name=self.name, status=self.status, profile=self.labels.get(LABEL_PROFILE, ""),
             config_hash=self.labels.get(LABEL_HASH, ""), image=self.spec.image,
             started_at=self.started_at, exit_code=self.exit_code, oom_killed=False,
-            pid=None)  # no host process: nothing of the host's GPU memory is attributed to it
+            pid=None,  # no host process: nothing of the host's GPU memory is attributed to it
+            engine=self.labels.get(LABEL_ENGINE) or DEFAULT_ENGINE,
+            host_port=self.port if self.running or self.fixed_port() else None)  # Docker's, see _host_port
+
+    def fixed_port(self) -> bool:
+        return any(port for _, port in self.spec.ports.values())
 
     def host_ports(self) -> set[int]:
-        return {port for _, port in self.spec.ports.values()}
+        """The host ports it holds: the fixed ones asked for, and the auto one it was given."""
+        ports = {port for _, port in self.spec.ports.values() if port}
+        return ports | {self.port} if self.port is not None else ports
 
 
 @dataclass(eq=False)
 class _Subscriber:
     instance: str
+    engine: str
     queue: list[tuple[str, str]] = field(default_factory=list)
 
 
 class MemoryEngine:
-    """One engine's containers (every instance's), their scripted servers, and its up/down state."""
+    """One engine's containers (every instance's), their scripted servers, and its up/down state.
 
-    def __init__(self, clock: OffsetClock | None = None) -> None:
+    `name` is the engine's name in models.conf; `live_restore` whether its containers
+    outlive the engine stopping (dockerd --live-restore) or stop with it.
+    """
+
+    def __init__(self, clock: OffsetClock | None = None, *, name: str = DEFAULT_ENGINE,
+                 live_restore: bool = True, address: str | None = None) -> None:
         self.clock = clock or OffsetClock()
+        self.name = name
+        self.host = HOST if name == DEFAULT_ENGINE else f"memory://{name}"
+        self.address = address  # where its published ports are reached; None: this machine
+        self.live_restore = live_restore
         self.up = True
         self.missing_images: set[str] = set()
         self._cond = threading.Condition()
         self._containers: dict[str, _Container] = {}
         self._scripts: dict[str, Script] = {}
         self._subscribers: list[_Subscriber] = []
+        self._next_port = FIRST_AUTO_PORT
 
     # ---- what a test says and does --------------------------------------------------------
 
@@ -222,13 +244,13 @@ class MemoryEngine:
         with self._cond:
             self._get(container_id).busy.append((self.clock() + seconds, slots))
 
-    def stop_engine(self, *, live_restore: bool = True) -> None:
-        """The engine stops answering. With live-restore its containers keep running (and
-        serving); without, they are stopped with it."""
+    def stop_engine(self, *, live_restore: bool | None = None) -> None:
+        """The engine stops answering. With live-restore (the engine's own setting unless
+        given) its containers keep running (and serving); without, they stop with it."""
         with self._cond:
             self._step()
             self.up = False
-            if not live_restore:
+            if not (self.live_restore if live_restore is None else live_restore):
                 for c in self._containers.values():
                     if c.running:
                         term = c.script.term_exit_code
@@ -268,9 +290,9 @@ class MemoryEngine:
     def _check(self) -> None:
         if not self.up:
             problem = describe("Error while fetching server API version: ('Connection aborted.', "
-                               "FileNotFoundError(2, 'No such file or directory'))", HOST)
-            raise EngineUnavailable(problem.sentence, hint=problem.hint,
-                                    detail="the stand-in engine was stopped by the test")
+                               "FileNotFoundError(2, 'No such file or directory'))", self.host)
+            raise EngineUnavailable(engine_words(problem.sentence, self.name), hint=problem.hint,
+                                    detail="the stand-in engine was stopped by the test", engine=self.name)
 
     def _get(self, container_id: str) -> _Container:
         c = self._containers.get(container_id)
@@ -289,7 +311,7 @@ class MemoryEngine:
 
     def _emit(self, c: _Container, action: str) -> None:
         for sub in self._subscribers:
-            if _labelled_for(c, sub.instance):
+            if _labelled_for(c, sub.instance, sub.engine):
                 sub.queue.append((action, c.id))
         self._cond.notify_all()
 
@@ -384,6 +406,11 @@ class MemoryEngine:
             self._emit(c, "destroy")
             detail = f"Bind for 0.0.0.0:{clash[0]} failed: port is already allocated"
             raise StartError(classify_start_error(detail, spec), detail)
+        c.port = next((port for _, port in spec.ports.values() if port), None)
+        if c.port is None and spec.ports:  # port 0: the next free one, as Docker's ephemeral range
+            while self._next_port in taken:
+                self._next_port += 1
+            c.port, self._next_port = self._next_port, self._next_port + 1
         c.status = "running"
         self._schedule(c)
         self._emit(c, "start")
@@ -395,53 +422,68 @@ class MemoryEngine:
 
 
 class MemoryRuntime:
-    """The Runtime (llm_mcp.runtime.base) of one instance on a MemoryEngine; a stand-in for DockerRuntime."""
+    """The Runtime (llm_mcp.runtime.base) of one instance on a MemoryEngine; a stand-in for DockerRuntime.
+
+    `engine` is the engine's name (as DockerRuntime's); `backend` the MemoryEngine itself.
+    """
 
     def __init__(self, engine: MemoryEngine, instance: str) -> None:
-        self.engine = engine
+        self.backend = engine
         self.instance = instance
-        self.base_url = HOST
+        self.base_url = engine.host
+
+    @property
+    def engine(self) -> str:
+        return self.backend.name
+
+    @property
+    def host(self) -> str:
+        return self.backend.host
+
+    def published_host(self, bind_ip: str) -> str:
+        return self.backend.address or client_host(bind_ip)
 
     def _ours(self, c: _Container | None) -> _Container | None:
-        if c is None or not _labelled_for(c, self.instance):
+        if c is None or not _labelled_for(c, self.instance, self.backend.name):
             return None
         return c
 
     def _look(self, container_id: str) -> _Container | None:
         """Ours by reference (condition held, engine checked, due events applied)."""
-        e = self.engine
+        e = self.backend
         e._check()
         e._step()
         return self._ours(e._find(container_id))
 
     def ping(self) -> None:
-        with self.engine._cond:
-            self.engine._check()
+        with self.backend._cond:
+            self.backend._check()
 
     def managed(self) -> list[ContainerInfo]:
-        with self.engine._cond:
-            self.engine._check()
-            self.engine._step()
-            infos = [c.info() for c in self.engine._containers.values() if self._ours(c)]
+        with self.backend._cond:
+            self.backend._check()
+            self.backend._step()
+            infos = [c.info() for c in self.backend._containers.values() if self._ours(c)]
         return sorted(infos, key=lambda i: i.started_at or 0.0, reverse=True)
 
     def inspect(self, container_id: str) -> ContainerInfo | None:
-        with self.engine._cond:
+        with self.backend._cond:
             c = self._look(container_id)
             return None if c is None else c.info()
 
     def image_present(self, image: str) -> bool:
-        with self.engine._cond:
-            self.engine._check()
-            return image not in self.engine.missing_images
+        with self.backend._cond:
+            self.backend._check()
+            return image not in self.backend.missing_images
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        with self.engine._cond:
-            self.engine._check()
-            return self.engine._create_and_start(spec)
+        stamped = replace(spec, labels={**spec.labels, LABEL_ENGINE: self.backend.name})  # as Docker's
+        with self.backend._cond:
+            self.backend._check()
+            return self.backend._create_and_start(stamped)
 
     def stop_and_remove(self, container_id: str, grace: float) -> int | None:
-        e = self.engine
+        e = self.backend
         with e._cond:
             c = self._look(container_id)
             if c is None:
@@ -465,7 +507,7 @@ class MemoryRuntime:
             return code
 
     def wait(self, container_id: str, cancel: threading.Event | None = None) -> ContainerInfo | None:
-        e = self.engine
+        e = self.backend
         with e._cond:
             while cancel is None or not cancel.is_set():
                 c = self._look(container_id)  # raises EngineUnavailable when the engine stops
@@ -479,7 +521,7 @@ class MemoryRuntime:
     def follow_logs(self, container_id: str, on_line: Callable[[str, str], None],
                     stop: threading.Event, since: float | None = None) -> None:
         """Never raises, like DockerRuntime's: it just ends (with the container, the engine or stop)."""
-        e = self.engine
+        e = self.backend
         sent = 0
         try:
             while not stop.is_set():
@@ -507,8 +549,8 @@ class MemoryRuntime:
 
     def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
         """Raises EngineUnavailable when the stream cannot start; ends when the engine stops."""
-        e = self.engine
-        sub = _Subscriber(self.instance)
+        e = self.backend
+        sub = _Subscriber(self.instance, self.backend.name)
         with e._cond:
             e._check()
             e._subscribers.append(sub)
@@ -530,8 +572,8 @@ class MemoryRuntime:
             stop.set()
 
     def stats(self, container_id: str) -> dict[str, Any] | None:
-        with self.engine._cond:
-            if not self.engine.up:
+        with self.backend._cond:
+            if not self.backend.up:
                 return None
             c = self._look(container_id)
             if c is None or not c.running:
@@ -547,13 +589,27 @@ class MemoryRuntime:
         return set()  # no host processes
 
 
-def _labelled_for(c: _Container, instance: str) -> bool:
-    """DockerRuntime's label filter: managed by llm-mcp, for this instance."""
-    return c.labels.get(LABEL_MANAGED) == MANAGED_BY and c.labels.get(LABEL_INSTANCE) == instance
+def _labelled_for(c: _Container, instance: str, engine: str) -> bool:
+    """DockerRuntime's label filter: managed by llm-mcp, for this instance and this engine."""
+    return (c.labels.get(LABEL_MANAGED) == MANAGED_BY and c.labels.get(LABEL_INSTANCE) == instance
+            and (c.labels.get(LABEL_ENGINE) or DEFAULT_ENGINE) == engine)
 
 
 def _seconds(ts: str) -> float:
     return datetime.strptime(ts[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+
+
+def probes(*engines: MemoryEngine) -> Callable[[str], MemoryProbe]:
+    """The probe_factory for several engines: the URL's host picks the engine (its `address`;
+    any other host is this machine's, the engine without an address)."""
+
+    def probe(base_url: str) -> MemoryProbe:
+        host = urlsplit(base_url).hostname
+        chosen = next((e for e in engines if e.address is not None and e.address == host), None)
+        chosen = chosen or next((e for e in engines if e.address is None), engines[0])
+        return chosen.probe(base_url)
+
+    return probe
 
 
 class MemoryProbe:
