@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
+import stat
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from llm_mcp.config.models_conf import Profile
+from llm_mcp.config.models_conf import PROFILE_ID, Profile
+from llm_mcp.util.safe_files import write_atomic
 
 LABEL_MANAGED = "io.llm-mcp.managed-by"
 LABEL_INSTANCE = "io.llm-mcp.instance"
 LABEL_PROFILE = "io.llm-mcp.profile"
 LABEL_HASH = "io.llm-mcp.config-hash"
+LABEL_ENGINE = "io.llm-mcp.engine"
 MANAGED_BY = "llm-mcp"
 
 SERVICE_KEYS = {
@@ -70,7 +74,8 @@ class ContainerSpec:
     command: tuple[str, ...]
     entrypoint: tuple[str, ...] | None = None
     environment: dict[str, str] = field(default_factory=dict)
-    ports: dict[str, tuple[str, int]] = field(default_factory=dict)  # "8080/tcp" -> (ip, port)
+    # "8080/tcp" -> (host ip, host port); port 0: Docker picks a free one (`port = auto`)
+    ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     device_requests: tuple[DeviceRequest, ...] = ()
@@ -188,7 +193,7 @@ def _ports(raw: Any, key: str, path: Path) -> dict[str, tuple[str, int]]:
     for item in raw:
         if isinstance(item, dict):
             _only(item, {"target", "published", "host_ip", "protocol"}, key, path)
-            target, published = item.get("target"), item.get("published")
+            target, published = item.get("target"), item.get("published") or 0
             ip, proto = str(item.get("host_ip", "0.0.0.0")), str(item.get("protocol", "tcp"))  # noqa: S104
         else:
             text, _, proto = str(item).partition("/")
@@ -200,8 +205,8 @@ def _ports(raw: Any, key: str, path: Path) -> dict[str, tuple[str, int]]:
                 ip, (published, target) = "0.0.0.0", pieces  # noqa: S104 - Compose's own default
             else:
                 raise ComposeError(path, key, f"'{item}' must publish a host port (HOST:CONTAINER)")
-        try:
-            out[f"{int(str(target))}/{proto}"] = (ip, int(str(published)))
+        try:  # an empty host port ("127.0.0.1::8080"): Docker picks one, as Compose does
+            out[f"{int(str(target))}/{proto}"] = (ip, int(str(published)) if str(published) else 0)
         except (TypeError, ValueError):
             raise ComposeError(path, key, f"'{item}' has a port that is not a number") from None
     return out
@@ -345,22 +350,30 @@ def _tmpfs(raw: Any, key: str, path: Path) -> dict[str, str]:
 # ---- the spec ------------------------------------------------------------------
 
 
-def container_name(instance: str) -> str:
-    return f"llm-mcp-{instance}"
+def container_name(instance: str, profile: str | None = None) -> str:
+    """`llm-mcp-<instance>-<profile>`; without a profile, the one-container name of earlier versions."""
+    return f"llm-mcp-{instance}" if profile is None else f"llm-mcp-{instance}-{profile}"
 
 
-def template_variables(profile: Profile, instance: str) -> dict[str, str]:
-    """The ${VARS} compose.yaml uses; also exactly what `.env` holds (plus the hash)."""
+def template_variables(profile: Profile, instance: str, port: int | None = None) -> dict[str, str]:
+    """The ${VARS} compose.yaml uses; also exactly what `.env` holds (plus the hash).
+
+    `port` publishes on that host port instead of the profile's; LLM_PORT is empty
+    for `port = auto` (the template's `${LLM_PORT-8080}` then lets Docker pick).
+    """
+    host_port = port if port is not None else profile.port
     return {
         "LLM_IMAGE": profile.image,
-        "LLM_CONTAINER_NAME": container_name(instance),
+        "LLM_CONTAINER_NAME": container_name(instance, profile.id),
         "LLAMA_ARGS": shlex.join(profile.server_args()),
         "LLM_HOST": profile.host,
-        "LLM_PORT": str(profile.port),
+        "LLM_PORT": str(host_port) if host_port is not None else "",
         "LLM_MODELS_DIR": str(profile.models_dir),
         "LLM_INSTANCE": instance,
         "LLM_PROFILE": profile.id,
         "LLM_STOP_GRACE": str(round(profile.stop_grace)),
+        "LLM_ENGINE": profile.engine,
+        "LLM_GPUS": profile.gpus_text,
     }
 
 
@@ -452,14 +465,55 @@ def config_hash(profile: Profile, instance: str) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def profile_spec(profile: Profile, instance: str) -> tuple[ContainerSpec, dict[str, str]]:
-    """The container for `profile`, and the variables (for `.env`) it was made from."""
-    env = {**template_variables(profile, instance), "LLM_CONFIG_HASH": config_hash(profile, instance)}
+def profile_spec(profile: Profile, instance: str,
+                 port: int | None = None) -> tuple[ContainerSpec, dict[str, str]]:
+    """The container for `profile`, and the variables (for `.env`) it was made from.
+
+    `port`: publish on this host port (see template_variables); the hash ignores it,
+    so a port Docker picked never makes the container look stale.
+    """
+    env = {**template_variables(profile, instance, port), "LLM_CONFIG_HASH": config_hash(profile, instance)}
     spec = render(profile.compose_file, env)
+    if profile.port is None and port is None:
+        _check_auto_port(spec, profile.compose_file)
     # The labels are how the daemon recognises its container; never trust the template for them.
     labels = {**spec.labels, LABEL_MANAGED: MANAGED_BY, LABEL_INSTANCE: instance,
-              LABEL_PROFILE: profile.id, LABEL_HASH: env["LLM_CONFIG_HASH"]}
-    return replace(spec, labels=labels), env
+              LABEL_PROFILE: profile.id, LABEL_HASH: env["LLM_CONFIG_HASH"], LABEL_ENGINE: profile.engine}
+    devices = _placed_devices(spec.device_requests, profile, profile.compose_file)
+    return replace(spec, labels=labels, device_requests=devices), env
+
+
+def _check_auto_port(spec: ContainerSpec, path: Path) -> None:
+    """`port = auto` must reach the template: a fixed host port there would be used silently."""
+    fixed = sorted({port for _, port in spec.ports.values() if port})
+    if fixed:
+        raise ComposeError(path, _service_key(path, "ports"), f"the profile sets port = auto, but the "
+                           f"template publishes host port {fixed[0]}; write the host port as "
+                           "${LLM_PORT-8080} (no ':'), empty for auto, so Docker picks a free port")
+
+
+def _service_key(path: Path, key: str) -> str:
+    """`services.<name>.<key>`, for an error about a template that rendered."""
+    return f"services.{_service(load_template(path), path)[0]}.{key}"
+
+
+def _is_gpu_request(request: DeviceRequest) -> bool:
+    return "gpu" in request.capabilities or request.driver == "nvidia"
+
+
+def _placed_devices(requests: tuple[DeviceRequest, ...], profile: Profile,
+                    path: Path) -> tuple[DeviceRequest, ...]:
+    """The template's GPU reservation, narrowed to the profile's `gpus` (`all` leaves it as written)."""
+    if profile.gpus is None:
+        return requests
+    if profile.gpus == ():
+        return tuple(r for r in requests if not _is_gpu_request(r))
+    if not any(_is_gpu_request(r) for r in requests):
+        raise ComposeError(path, _service_key(path, "deploy"), f"the profile sets gpus = "
+                           f"{profile.gpus_text}, but the template reserves no GPU (deploy.resources."
+                           "reservations.devices); use a GPU template (compose/compose.yaml), or gpus = none")
+    return tuple(replace(r, count=0, device_ids=profile.gpus) if _is_gpu_request(r) else r
+                 for r in requests)
 
 
 def env_file_text(env: dict[str, str], profile_id: str) -> str:
@@ -482,9 +536,74 @@ def env_file_text(env: dict[str, str], profile_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+ENV_SUFFIX = ".env"
+_ENV_HEADER = re.compile(r"# Written by llm-mcp for profile '(?P<id>[^']*)'")
+
+
+def env_file_path(directory: Path, profile_id: str) -> Path:
+    """`<profile>.env` in `directory`: the variables of that running model."""
+    if not PROFILE_ID.match(profile_id):
+        raise ValueError(f"'{profile_id}' is not a profile id")
+    return directory / f"{profile_id}{ENV_SUFFIX}"
+
+
 def write_env_file(directory: Path, env: dict[str, str], profile_id: str) -> Path:
-    target = directory / ".env"
-    tmp = directory / ".env.tmp"
-    tmp.write_text(env_file_text(env, profile_id), encoding="utf-8")
-    tmp.replace(target)
+    """Write `<profile>.env` and `.env` (the last model started, for `docker compose up` by hand).
+
+    Each is replaced at once (a new 0600 file renamed over it: a symlink there is
+    replaced, never written through). Returns the path of `.env`.
+    """
+    text = env_file_text(env, profile_id)
+    write_atomic(env_file_path(directory, profile_id), text, durable=False)
+    target = directory / ENV_SUFFIX
+    write_atomic(target, text, durable=False)
     return target
+
+
+def remove_env_file(directory: Path, profile_id: str) -> bool:
+    """Remove `<profile>.env` when llm-mcp wrote it (its header says so); True if removed.
+
+    `.env` stays: it is the last model started, as before several could run.
+    """
+    path = env_file_path(directory, profile_id)
+    if _env_file_profile(path) != profile_id:
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def env_files(directory: Path) -> dict[str, Path]:
+    """profile id -> its `<profile>.env`, for every file llm-mcp wrote there, sorted by id."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return {}
+    found: dict[str, Path] = {}
+    for name in names:
+        profile_id = name.removesuffix(ENV_SUFFIX)
+        if name.endswith(ENV_SUFFIX) and PROFILE_ID.match(profile_id):
+            path = directory / name
+            if _env_file_profile(path) == profile_id:
+                found[profile_id] = path
+    return found
+
+
+def _env_file_profile(path: Path) -> str | None:
+    """The profile id in the header of a regular file (not followed through a symlink), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    match = _ENV_HEADER.match(head)
+    return match.group("id") if match else None

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_mcp.config.compose import (
+    LABEL_ENGINE,
     LABEL_HASH,
     LABEL_INSTANCE,
     LABEL_MANAGED,
@@ -103,7 +104,7 @@ def test_a_shipped_template_renders_the_profile(setup: Path, kind: str) -> None:
     spec, env = profile_spec(qwen, cfg.instance)
 
     assert spec.image == "ghcr.io/ggml-org/llama.cpp:server-cuda"
-    assert spec.name == "llm-mcp-box"
+    assert spec.name == "llm-mcp-box-qwen"
     assert spec.command == tuple(qwen.server_args())  # an argv, split exactly as built
     assert spec.command[spec.command.index("--override-tensor") + 1] == (
         r"blk\.\d+\.ffn_(up|down|gate)_exps\.=CPU")
@@ -113,7 +114,7 @@ def test_a_shipped_template_renders_the_profile(setup: Path, kind: str) -> None:
     assert spec.mounts == (Mount(source=str(setup / "models"), target="/models", read_only=True),)
     assert spec.labels == {
         LABEL_MANAGED: MANAGED_BY, LABEL_INSTANCE: "box", LABEL_PROFILE: "qwen",
-        LABEL_HASH: env["LLM_CONFIG_HASH"],
+        LABEL_HASH: env["LLM_CONFIG_HASH"], LABEL_ENGINE: "local",
     }
     assert env["LLM_CONFIG_HASH"] == config_hash(qwen, "box")
     assert spec.stop_timeout == 7  # stop_grace_period: ${LLM_STOP_GRACE}s
@@ -173,7 +174,7 @@ def test_the_template_cannot_take_over_the_management_labels(setup: Path) -> Non
     spec, env = profile_spec(cfg.profile("a"), cfg.instance)
     assert path.exists()
     assert spec.labels == {"team": "ml", LABEL_MANAGED: MANAGED_BY, LABEL_INSTANCE: "box",
-                           LABEL_PROFILE: "a", LABEL_HASH: env["LLM_CONFIG_HASH"]}
+                           LABEL_PROFILE: "a", LABEL_HASH: env["LLM_CONFIG_HASH"], LABEL_ENGINE: "local"}
 
 
 def test_template_variables_are_what_env_holds(setup: Path) -> None:
@@ -182,7 +183,7 @@ def test_template_variables_are_what_env_holds(setup: Path) -> None:
     variables = template_variables(qwen, "box")
     assert variables == {
         "LLM_IMAGE": "ghcr.io/ggml-org/llama.cpp:server-cuda",
-        "LLM_CONTAINER_NAME": "llm-mcp-box",
+        "LLM_CONTAINER_NAME": "llm-mcp-box-qwen",
         "LLAMA_ARGS": shlex.join(qwen.server_args()),
         "LLM_HOST": "127.0.0.1",
         "LLM_PORT": "8123",
@@ -190,6 +191,8 @@ def test_template_variables_are_what_env_holds(setup: Path) -> None:
         "LLM_INSTANCE": "box",
         "LLM_PROFILE": "qwen",
         "LLM_STOP_GRACE": "7",
+        "LLM_ENGINE": "local",
+        "LLM_GPUS": "all",
     }
     _, env = profile_spec(qwen, "box")
     assert env == variables | {"LLM_CONFIG_HASH": config_hash(qwen, "box")}
