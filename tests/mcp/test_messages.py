@@ -11,11 +11,15 @@ from llm_mcp.clients.mcp_server import (
     check_bind,
     describe_error,
     failure_text,
+    models_summary,
     percent,
     progress_message,
     status_summary,
+    switch_summary,
+    unload_summary,
 )
 from llm_mcp.protocol import ProtocolError
+from llm_mcp.wire import ModelEntry
 
 
 def job(**fields: Any) -> dict[str, Any]:
@@ -117,3 +121,64 @@ def test_status_summary_says_the_state_dir_is_not_writable() -> None:
     summary = status_summary({"state": "stopped", "state_dir": {
         "path": "/s", "writable": False, "error": "No space left on device: /s/logs/x.log"}})
     assert "state dir NOT WRITABLE (No space left on device: /s/logs/x.log)" in summary
+
+
+# ---- several models --------------------------------------------------------------------
+
+def running(model_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": model_id, "name": model_id.title(), "state": "ready", "engine": "local", "gpus": "all",
+            "endpoint": f"http://127.0.0.1:{8000 + len(model_id)}", **fields}
+
+
+def test_status_summary_of_several_models_has_one_line_each_with_engine_gpus_state_endpoint() -> None:
+    status = {"state": "ready", "profile": {"id": "qwen", "name": "Qwen"}, "endpoint": "http://127.0.0.1:8004",
+              "models": [running("qwen", gpus="0"),
+                         running("embed", state="loading", gpus="none",
+                                 job=job(profile="embed", name="Embed"))],
+              "gpu": {"available": False, "reason": "no NVML"}}
+    assert status_summary(status).splitlines() == [
+        "2 models (1 ready):",
+        "- qwen (Qwen): ready · engine local · gpus 0 · http://127.0.0.1:8004",
+        "- embed (Embed): loading · engine local · gpus none · http://127.0.0.1:8005; switch job job-1: "
+        "loading_tensors · 42% of ~12s · 5.1s elapsed · Embed",
+        "GPU: none visible (no NVML)",
+    ]
+
+
+def test_status_summary_of_one_model_from_a_new_daemon_names_its_engine_and_gpus() -> None:
+    status = {"state": "ready", "profile": {"id": "qwen", "name": "Qwen"}, "endpoint": "http://127.0.0.1:8004",
+              "models": [running("qwen", gpus="0")]}
+    assert status_summary(status) == "ready: Qwen (qwen) at http://127.0.0.1:8004 (engine local, gpus 0)"
+
+
+def test_a_newline_in_a_reason_never_makes_a_line_of_its_own() -> None:
+    status = {"models": [running("a", state="failed", reason="x\n- b (B): ready"), running("b")]}
+    lines = status_summary(status).splitlines()
+    assert len(lines) == 3 and "\\x0a" in lines[1]
+
+
+def test_models_summary_says_where_each_runs_and_what_a_switch_replaces() -> None:
+    models = [ModelEntry.model_validate(m) for m in (
+        {"id": "qwen", "name": "Qwen", "running": "ready", "current": True, "gpus": "0"},
+        {"id": "big", "name": "Big", "would_replace": ["qwen"], "exclusive": True,
+         "fit": {"verdict": "tight", "message": "x"}},
+        {"id": "embed", "name": "Embed", "gpus": "none"},
+    )]
+    assert models_summary(models).splitlines() == [
+        "qwen (Qwen): ready on local/0",
+        "big (Big): not running; would run on local/all, exclusive; a switch replaces qwen; fit tight",
+        "embed (Embed): not running; would run on local/none; a switch stops nothing",
+    ]
+
+
+def test_switch_and_unload_summaries_say_what_stopped_and_what_keeps_serving() -> None:
+    done = job(result="ready", done=True, load_seconds=9.8, stops=["qwen", "embed"], profile="big",
+               name="Big")
+    assert switch_summary(done, waited=True) == "Big is ready (loaded in 9.8s); it replaced qwen, embed"
+    assert switch_summary({**done, "stops": []}, waited=True) == "Big is ready (loaded in 9.8s)"
+    started = job(stops=["qwen"], profile="big", name="Big")
+    assert switch_summary(started, waited=False) == ("switching to Big: job job-1, phase loading_tensors; "
+                                                     "stopping qwen; call status to follow it")
+    unloaded = {"kind": "unload", "profile": "embed", "name": "Embed", "result": "stopped", "done": True}
+    assert unload_summary(unloaded, ["qwen"]) == "Embed (embed) is stopped; still running: qwen"
+    assert unload_summary(unloaded, []) == "Embed (embed) is stopped; nothing else is running"

@@ -61,14 +61,16 @@ async def test_tools_list_matches_the_checked_in_snapshot(mcp: Client) -> None:
     for name in ("list_models", "status", "tail_logs"):
         hints = annotations[name]
         assert hints is not None and hints.read_only_hint is True
-    switch = annotations["switch_model"]
-    assert switch is not None and switch.destructive_hint is True and switch.idempotent_hint is True
+    for name in ("switch_model", "unload_model"):
+        hints = annotations[name]
+        assert hints is not None and hints.destructive_hint is True and hints.idempotent_hint is True
     assert all(t.output_schema for t in tools)
 
 
 async def test_instructions_say_when_to_use_each_tool(mcp: Client) -> None:
     text = mcp.instructions or ""
-    for name in ("status", "list_models", "switch_model", "tail_logs", "wait=false", "force=true"):
+    for name in ("status", "list_models", "switch_model", "unload_model", "tail_logs", "wait=false",
+                 "force=true", "would_replace", "keep serving"):
         assert name in text
 
 
