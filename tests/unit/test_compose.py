@@ -24,8 +24,12 @@ from llm_mcp.config.compose import (
     Mount,
     Ulimit,
     config_hash,
+    container_name,
+    env_file_path,
     env_file_text,
+    env_files,
     profile_spec,
+    remove_env_file,
     render,
     template_variables,
     write_env_file,
@@ -552,6 +556,137 @@ def test_config_hash_changes_with_flags_model_instance_and_template(setup: Path)
     assert config_hash(base, "box") not in (before, "")  # no template: still a hash, never a crash
 
 
+def test_config_hash_changes_with_placement_but_not_with_what_only_schedules(setup: Path) -> None:
+    base = config_hash(_profile(setup), "box")
+    for extra in ("gpus = 0\n", "gpus = none\n", "port = auto\n"):
+        assert config_hash(_profile(setup, extra), "box") != base, extra
+    engine = "[engine other]\nurl = unix:///run/other.sock\n"
+    moved = config(setup, f"[a]\nmodel = a.gguf\nflags = --jinja\nengine = other\n\n{engine}").profile("a")
+    assert config_hash(moved, "box") != base
+    # exclusive and aliases decide what may run beside it, not what the container is.
+    assert config_hash(_profile(setup, "exclusive = true\naliases = x, y\n"), "box") == base
+
+
+# -- placement: one container per profile, port = auto, GPUs ------------------------
+
+AUTO_TEMPLATE = "compose.auto.yaml"
+
+
+@pytest.fixture
+def auto_template(setup: Path) -> Path:
+    """The shipped GPU template with the host port written so that an empty LLM_PORT means auto."""
+    path = setup / "compose" / AUTO_TEMPLATE
+    text = TEMPLATES["gpu"].read_text(encoding="utf-8")
+    assert "${LLM_PORT:-8080}" in text
+    path.write_text(text.replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"), encoding="utf-8")
+    return path
+
+
+def test_each_profile_gets_its_own_container_name(setup: Path) -> None:
+    cfg = config(setup, "[a]\nmodel = a.gguf\n[b]\nmodel = b.gguf\n")
+    names = {profile_spec(p, cfg.instance)[0].name for p in cfg.profiles.values()}
+    assert names == {"llm-mcp-box-a", "llm-mcp-box-b"}
+    assert container_name("box", "a") == "llm-mcp-box-a"
+    assert container_name("box") == "llm-mcp-box"  # the one-container name of earlier versions
+
+
+@pytest.mark.parametrize("line", ["127.0.0.1::8080", "127.0.0.1:${EMPTY}:8080"])
+def test_an_empty_host_port_means_docker_picks_one(setup: Path, line: str) -> None:
+    spec = render(write_template(setup, service(f"{BASE}ports: ['{line}']\n")), {"EMPTY": ""})
+    assert spec.ports == {"8080/tcp": ("127.0.0.1", 0)}
+
+
+def test_a_long_form_port_without_published_means_docker_picks_one(setup: Path) -> None:
+    body = f"{BASE}ports: [{{target: 8080, host_ip: 127.0.0.1}}]\n"
+    spec = render(write_template(setup, service(body)), {})
+    assert spec.ports == {"8080/tcp": ("127.0.0.1", 0)}
+
+
+def test_port_auto_leaves_llm_port_empty_and_docker_picks(setup: Path, auto_template: Path) -> None:
+    cfg = config(setup, "[a]\nmodel = a.gguf\nport = auto\n", template=AUTO_TEMPLATE)
+    a = cfg.profile("a")
+    spec, env = profile_spec(a, cfg.instance)
+    assert env["LLM_PORT"] == ""
+    assert spec.ports == {"8080/tcp": ("127.0.0.1", 0)}
+    pinned = config(setup, "[a]\nmodel = a.gguf\nport = 8123\n", template=AUTO_TEMPLATE).profile("a")
+    assert profile_spec(pinned, "box")[0].ports == {"8080/tcp": ("127.0.0.1", 8123)}
+
+
+def test_a_chosen_port_is_published_without_changing_the_hash(setup: Path, auto_template: Path) -> None:
+    a = config(setup, "[a]\nmodel = a.gguf\nport = auto\n", template=AUTO_TEMPLATE).profile("a")
+    spec, env = profile_spec(a, "box", port=40123)
+    assert spec.ports == {"8080/tcp": ("127.0.0.1", 40123)}
+    assert env["LLM_PORT"] == "40123"
+    assert env["LLM_CONFIG_HASH"] == config_hash(a, "box") == profile_spec(a, "box")[1]["LLM_CONFIG_HASH"]
+    assert template_variables(a, "box", port=40123)["LLM_PORT"] == "40123"
+
+
+def test_port_auto_with_a_template_that_pins_the_port_is_an_error(setup: Path) -> None:
+    # The shipped templates say ${LLM_PORT:-8080}: empty would silently become 8080.
+    a = config(setup, "[a]\nmodel = a.gguf\nport = auto\n").profile("a")
+    with pytest.raises(ComposeError) as info:
+        profile_spec(a, "box")
+    assert info.value.key == "services.llama-server.ports"
+    assert "port = auto" in str(info.value) and "${LLM_PORT-8080}" in str(info.value)
+
+
+def test_listed_gpus_become_device_ids(setup: Path) -> None:
+    gpus = "1, gpu-8A3C9E1F-2B4D-4C6E-9F10-1A2B3C4D5E6F"  # a UUID in any case, as nvidia-smi prints it
+    a = config(setup, f"[a]\nmodel = a.gguf\ngpus = {gpus}\n").profile("a")
+    spec, env = profile_spec(a, "box")
+    ids = ("1", "GPU-8a3c9e1f-2b4d-4c6e-9f10-1a2b3c4d5e6f")
+    assert spec.device_requests == (DeviceRequest(driver="nvidia", count=0, device_ids=ids,
+                                                  capabilities=("gpu",)),)
+    assert env["LLM_GPUS"] == ",".join(ids)
+
+
+def test_gpus_none_removes_the_gpu_reservation(setup: Path) -> None:
+    a = config(setup, "[a]\nmodel = a.gguf\ngpus = none\n").profile("a")
+    spec, env = profile_spec(a, "box")
+    assert spec.device_requests == ()
+    assert env["LLM_GPUS"] == "none"
+    cpu = config(setup, "[a]\nmodel = a.gguf\ngpus = none\n", template="compose.cpu.yaml").profile("a")
+    assert profile_spec(cpu, "box")[0].device_requests == ()
+
+
+def test_gpus_all_keeps_the_template_as_written(setup: Path) -> None:
+    a = config(setup, "[a]\nmodel = a.gguf\ngpus = all\n").profile("a")
+    assert profile_spec(a, "box")[0].device_requests == (GPU,)
+
+
+def test_only_the_gpu_request_is_narrowed(setup: Path) -> None:
+    devices = """
+        deploy:
+          resources:
+            reservations:
+              devices:
+                - {driver: nvidia, count: all, capabilities: [gpu]}
+                - {driver: other, count: 1, capabilities: [fpga]}
+    """
+    write_template(setup, service(textwrap.dedent(BASE) + textwrap.dedent(devices)))
+    cfg = config(setup, "[a]\nmodel = a.gguf\ngpus = 0\ncompose_file = compose/custom.yaml\n")
+    requests = profile_spec(cfg.profile("a"), "box")[0].device_requests
+    assert requests == (DeviceRequest("nvidia", 0, ("0",), ("gpu",)),
+                        DeviceRequest("other", 1, (), ("fpga",)))
+
+
+def test_listed_gpus_with_a_cpu_template_is_an_error(setup: Path) -> None:
+    a = config(setup, "[a]\nmodel = a.gguf\ngpus = 0\n", template="compose.cpu.yaml").profile("a")
+    with pytest.raises(ComposeError) as info:
+        profile_spec(a, "box")
+    assert info.value.key == "services.llama-server.deploy"
+    assert "gpus = 0" in str(info.value) and "reserves no GPU" in str(info.value)
+
+
+def test_the_engine_is_a_label_and_its_models_dir_the_mount(setup: Path) -> None:
+    (setup / "remote-models").mkdir()
+    cfg = config(setup, "[a]\nmodel = a.gguf\nengine = box2\n\n"
+                 "[engine box2]\nurl = unix:///run/box2.sock\nmodels_dir = remote-models\n")
+    spec, env = profile_spec(cfg.profile("a"), "box")
+    assert spec.labels[LABEL_ENGINE] == env["LLM_ENGINE"] == "box2"
+    assert spec.mounts == (Mount(source=str(setup / "remote-models"), target="/models", read_only=True),)
+
+
 # -- .env ----------------------------------------------------------------------------
 
 
@@ -587,6 +722,58 @@ def test_write_env_file_writes_dot_env_beside_the_template(setup: Path) -> None:
     assert not (setup / "compose" / ".env.tmp").exists()
     write_env_file(qwen.compose_file.parent, {"A": "1"}, "other")  # replaced, not appended
     assert target.read_text(encoding="utf-8").splitlines()[1:] == ['A="1"']
+
+
+def test_each_running_model_has_its_env_file_and_dot_env_is_the_last(setup: Path) -> None:
+    cfg = config(setup, "[a]\nmodel = a.gguf\n[b]\nmodel = b.gguf\n")
+    directory = setup / "compose"
+    envs = {p.id: profile_spec(p, cfg.instance)[1] for p in cfg.profiles.values()}
+    for profile_id, env in envs.items():
+        write_env_file(directory, env, profile_id)
+    assert env_files(directory) == {"a": directory / "a.env", "b": directory / "b.env"}
+    for profile_id, env in envs.items():
+        assert _read_env(env_file_path(directory, profile_id).read_text(encoding="utf-8")) == env
+        assert (env_file_path(directory, profile_id).stat().st_mode & 0o777) == 0o600
+    last = (directory / "b.env").read_text(encoding="utf-8")
+    assert (directory / ".env").read_text(encoding="utf-8") == last
+
+    assert remove_env_file(directory, "a") is True
+    assert env_files(directory) == {"b": directory / "b.env"}
+    assert remove_env_file(directory, "a") is False  # already gone: not an error
+    assert (directory / ".env").exists()  # the last started stays, as before
+
+
+def test_env_files_ignore_what_llm_mcp_did_not_write(setup: Path) -> None:
+    directory = setup / "compose"
+    (directory / "secrets.env").write_text("TOKEN=x\n", encoding="utf-8")
+    # A header that names another profile than the file name says:
+    (directory / "c.env").write_text(env_file_text({"A": "1"}, "other"), encoding="utf-8")
+    (directory / "Bad Name.env").write_text(env_file_text({"A": "1"}, "Bad Name"), encoding="utf-8")
+    target = setup / "elsewhere.env"
+    target.write_text(env_file_text({"A": "1"}, "d"), encoding="utf-8")
+    (directory / "d.env").symlink_to(target)
+    assert env_files(directory) == {}
+    assert remove_env_file(directory, "secrets") is False
+    assert remove_env_file(directory, "d") is False
+    assert (directory / "secrets.env").exists() and (directory / "d.env").is_symlink() and target.exists()
+    assert env_files(setup / "missing") == {}
+
+
+def test_write_env_file_replaces_a_symlink_instead_of_writing_through_it(setup: Path) -> None:
+    directory = setup / "compose"
+    victim = setup / "victim"
+    victim.write_text("keep\n", encoding="utf-8")
+    (directory / "a.env").symlink_to(victim)
+    (directory / ".env").symlink_to(victim)
+    write_env_file(directory, {"A": "1"}, "a")
+    assert victim.read_text(encoding="utf-8") == "keep\n"
+    assert not (directory / "a.env").is_symlink() and not (directory / ".env").is_symlink()
+    assert env_files(directory) == {"a": directory / "a.env"}
+
+
+def test_env_file_names_must_be_profile_ids(setup: Path) -> None:
+    with pytest.raises(ValueError, match="not a profile id"):
+        write_env_file(setup / "compose", {"A": "1"}, "../escape")
 
 
 def _read_env(text: str) -> dict[str, str]:
