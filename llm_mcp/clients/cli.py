@@ -116,6 +116,7 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     logs.add_argument("--run", choices=("all", "current", "previous"), default="all",
                       help="all runs with switch separators (default), the current container, or the "
                       "previous one")
+    logs.add_argument("--model", metavar="ID", help="only this model's lines (and llm-mcp's notes about it)")
     stop = add("stop", "stop one model (with ID; the others keep serving) or every model (the daemon keeps "
                "running)")
     stop.add_argument("model", metavar="ID", nargs="?", help="the running model to stop (`llm-mcp ps` lists "
@@ -432,7 +433,9 @@ async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
     if args.lines < 0:
         raise UsageError("-n must be 0 or more")
     events = await client.subscribe(["log"]) if args.follow else None  # before the tail: no gap
-    result = await client.call("tail_logs", lines=args.lines, filter=args.grep or "", run=args.run)
+    by_model = {"model": args.model} if args.model else {}
+    result = await client.call("tail_logs", lines=args.lines, filter=args.grep or "", run=args.run,
+                               **by_model)
     lines = result["lines"]
     if args.json and not args.follow:
         _emit(result)
@@ -446,7 +449,7 @@ async def cmd_logs(client: Any, args: argparse.Namespace) -> int:
     dropped = 0
     async for event in events:
         line = event.get("data") or {}
-        if int(line.get("seq") or 0) <= last_seq:
+        if int(line.get("seq") or 0) <= last_seq or (args.model and line.get("model") != args.model):
             continue
         if event.get("dropped", 0) > dropped:
             print(f"llm-mcp logs: {event['dropped'] - dropped} line(s) dropped (output too slow)",
