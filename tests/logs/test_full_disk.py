@@ -18,7 +18,7 @@ import pytest
 
 from llm_mcp.clients.render import status_text
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import FAKE_PROFILES, ROOT, Setup, wait_until
 from tests.fulldisk import fill, full_tmpfs
@@ -55,7 +55,7 @@ async def core_with_room_for(setup: Setup, lines: int) -> AsyncIterator[Core]:
 
 async def switch(core: Core, profile_id: str) -> str | None:
     with anyio.fail_after(60):
-        job = await core.switch(profile_id)
+        job = await core.ensure(profile_id)
         await job.done.wait()
     return job.result
 
@@ -95,7 +95,7 @@ async def test_with_the_state_dir_full_a_switch_works_and_a_failed_one_rolls_bac
         assert status["state"] == "ready" and status["profile"]["id"] == "fake-b"
         assert status["state_dir"]["writable"] is False
         with anyio.fail_after(60):
-            job = await core.switch("broken")
+            job = await core.ensure("broken")
             await job.done.wait()
         assert job.result == "failed", job.to_dict()
         assert job.failure is not None and job.failure.reason != "internal_error"

@@ -11,7 +11,7 @@ import anyio
 import psutil
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.log_lines import MAX_LINE_BYTES, cut_marker
 from tests.conftest import FAKE_PROFILES, Setup, make_core, wait_until
 from tests.daemons import Daemons, Raw, cli, socket_of
@@ -34,7 +34,7 @@ def fake_line(n: int, size: int = 0, fill: str = "") -> str:
 
 async def switch(core: Core, profile_id: str) -> None:
     with anyio.fail_after(30):
-        job = await core.switch(profile_id)
+        job = await core.ensure(profile_id)
         await job.done.wait()
     assert job.result == "ready", job.to_dict()
 
