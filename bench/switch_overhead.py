@@ -39,7 +39,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent

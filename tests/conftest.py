@@ -23,7 +23,7 @@ import pytest
 from llm_mcp.config.compose import LABEL_INSTANCE
 from llm_mcp.config.models_conf import load_config
 from llm_mcp.core.events import EventBus
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent

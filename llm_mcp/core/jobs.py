@@ -9,22 +9,15 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import anyio
 
 from llm_mcp.core.load_history import progress_fraction
+from llm_mcp.core.transitions import State
 from llm_mcp.runtime.log_signals import Failure
 
-
-class State(StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    STOPPING = "stopping"
-    FAILED = "failed"
+__all__ = ["Job", "State", "SwitchError", "SwitchRefused"]
 
 
 class SwitchRefused(Exception):
@@ -32,7 +25,9 @@ class SwitchRefused(Exception):
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        what = f"a bench (now at '{job.profile}')" if job.kind == "bench" else f"a switch to '{job.profile}'"
+        what = {"bench": f"a bench (now at '{job.profile}')", "stop": "stopping every model",
+                "unload": f"stopping '{job.profile}'", "adopt": f"the load of '{job.profile}'"}.get(
+                    job.kind, f"a switch to '{job.profile}'")
         super().__init__(f"{what} is in progress (job {job.id}, phase {job.phase}); wait for it, "
                          "or pass force to replace it")
 
@@ -52,7 +47,7 @@ _job_ids = itertools.count(1)
 
 @dataclass(eq=False)
 class Job:
-    kind: str  # "switch" | "stop" | "adopt" | "bench"
+    kind: str  # "switch" | "stop" (all) | "unload" (one) | "adopt" | "bench" | "crash"
     profile: str | None
     profile_name: str
     force: bool
@@ -73,6 +68,11 @@ class Job:
     duration: float | None = None
     load_seconds: float | None = None
     bench: dict[str, Any] | None = None  # a bench job's profiles, settings, step and results so far
+    engine: str = "local"
+    stops: list[str] = field(default_factory=list)  # running models it stops (they conflict)
+    # Every model this job may change: its target and what it stops. Two jobs whose claims
+    # conflict never run at once (the scheduler joins, refuses or cancels).
+    claims: set[str] = field(default_factory=set)
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
@@ -97,5 +97,6 @@ class Job:
             "hint": self.failure.hint if self.failure else None,
             "detail": self.detail, "log_lines": list(self.log_lines), "restored": self.restored,
             "replaced_by": self.replaced_by, "load_seconds": self.load_seconds,
-            "created_at": self.created_at, "bench": self.bench,
+            "created_at": self.created_at, "bench": self.bench, "engine": self.engine,
+            "stops": list(self.stops),
         }

@@ -23,8 +23,8 @@ from llm_mcp import __version__, protocol
 from llm_mcp.config import binds, paths
 from llm_mcp.config.models_conf import Config, load_config
 from llm_mcp.core.events import Subscription
-from llm_mcp.core.lifecycle import Core, Job, SwitchError, SwitchRefused
 from llm_mcp.core.preflight import WontFit
+from llm_mcp.core.scheduler import Core, Job, SwitchError, SwitchRefused
 from llm_mcp.daemon.listeners import serve_forever
 from llm_mcp.protocol import ProtocolError
 from llm_mcp.util import locks
@@ -86,10 +86,11 @@ class Samplers:
     async def _container_stats(self) -> dict[str, Any] | None:
         from llm_mcp.hardware.system import container_stats_from_docker
 
-        container_id = self.core.container_id
-        if container_id is None:
+        slot = self.core.primary_local()  # the monitor's container panel: the primary model's
+        if slot is None or slot.sup is None:
             return None
-        raw = await anyio.to_thread.run_sync(self.core.runtime.stats, container_id, limiter=self._threads)
+        raw = await anyio.to_thread.run_sync(self.core.runtime.stats, slot.sup.container.id,
+                                             limiter=self._threads)
         return None if raw is None else container_stats_from_docker(raw).to_dict()
 
 
@@ -133,6 +134,7 @@ class Daemon:
             "job": self._job,
             "tail_logs": self._tail_logs,
             "stop": self._stop,
+            "unload": self._unload,
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
             "config": self._config,
@@ -302,12 +304,19 @@ class Daemon:
         await _wait(job, p.wait, p.timeout)
         return job.to_dict()
 
+    async def _unload(self, p: protocol.UnloadParams, conn: Conn | None) -> dict[str, Any]:
+        with _refusals(model=p.model):
+            job = await self.core.unload(p.model, force=p.force)
+        await _wait(job, p.wait, p.timeout)
+        return job.to_dict()
+
     async def _tail_logs(self, p: protocol.TailLogsParams, conn: Conn | None) -> dict[str, Any]:
         from llm_mcp.core.log_query import (
             query_logs,  # the body is log_query's (bounded filter, off the loop)
         )
 
-        return await query_logs(self.core.logbook, lines=p.lines, filter=p.filter, run=p.run)
+        return await query_logs(self.core.logbook, lines=p.lines, filter=p.filter, run=p.run,
+                                model=p.model)
 
     async def _config(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
         try:
@@ -401,7 +410,8 @@ def _refusals(*, model: str | None) -> Iterator[None]:
             data["model"] = model
         raise ProtocolError(protocol.WONT_FIT, str(exc), data) from None
     except SwitchError as exc:
-        code = protocol.UNKNOWN_MODEL if exc.reason == "unknown_model" else protocol.CONFIG_ERROR
+        code = {"unknown_model": protocol.UNKNOWN_MODEL, "not_running": protocol.NOT_FOUND}.get(
+            exc.reason, protocol.CONFIG_ERROR)
         raise ProtocolError(code, str(exc), {"reason": exc.reason, "hint": exc.hint,
                                              "valid": exc.valid}) from None
 
@@ -524,7 +534,7 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     from llm_mcp.core.memory_view import LiveMemoryView
     from llm_mcp.hardware.gpu import GpuSampler
     from llm_mcp.hardware.system import SystemSampler
-    from llm_mcp.runtime.docker_engine import DockerRuntime
+    from llm_mcp.runtime.docker_engine import DockerRuntime, TLSFiles
 
     config_path, socket_path = start.config_path, start.socket_path
     http_required = start.http_flag is not None
@@ -532,17 +542,22 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     def current_config() -> Config:
         return load_config(config_path)
 
-    runtime = DockerRuntime(initial.instance)
+    runtimes = {name: DockerRuntime.for_engine(
+        name, engine.url, TLSFiles(engine.tls_ca, engine.tls_cert, engine.tls_key, engine.tls_verify)
+        if engine.tls else None, instance=initial.instance) for name, engine in initial.engines.items()}
+    runtime = runtimes["local"]
 
-    def our_pids() -> set[int]:
-        container_id = core.container_id
-        return runtime.container_pids(container_id) if container_id else set()
+    def our_pids() -> set[int]:  # every local container's processes: NVML marks them as ours
+        pids: set[int] = set()
+        for container_id in core.local_containers():
+            pids |= runtime.container_pids(container_id)
+        return pids
 
     gpu = GpuSampler(container_pids=our_pids)
     # The switch's pre-flight: NVML (our container's processes marked), psutil, Docker stats.
     memory = LiveMemoryView(gpu_sample=gpu.sample, container_pids=runtime.container_pids,
                             container_stats=runtime.memory_stats)
-    core = Core(load_config=current_config, runtime=runtime, state_dir=start.state, memory_view=memory)
+    core = Core(load_config=current_config, runtimes=runtimes, state_dir=start.state, memory_view=memory)
     samplers = Samplers(core, gpu, SystemSampler())
     daemon = Daemon(core, socket_path, samplers, config_path, private_socket_dir=start.private_socket_dir)
     failed: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.memory import Script
 from tests.core.conftest import World, ready, wait_until
 

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.memory import Script
 from tests.core.conftest import World
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core, SwitchRefused
+from llm_mcp.core.scheduler import Core, SwitchRefused
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ContainerCounter, Setup, make_core, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

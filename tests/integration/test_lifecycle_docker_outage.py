@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, wait_until
 from tests.engines import Engine, EngineSetup, _module_engine, engine, engine_setup  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core, Job
+from llm_mcp.core.scheduler import Core, Job
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ContainerCounter, Setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

@@ -7,7 +7,7 @@ import random
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core, Job, SwitchError, SwitchRefused
+from llm_mcp.core.scheduler import Core, Job, SwitchError, SwitchRefused
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ContainerCounter, Setup, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.core.logbook import LogLine
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ContainerCounter, Setup, make_core, wait_until
 
@@ -162,7 +162,7 @@ async def test_lines_delivered_out_of_timestamp_order_are_kept_and_a_replay_is_d
     arrive before an earlier stdout line. Both must be kept; only restored lines are skipped."""
     from types import SimpleNamespace
 
-    from llm_mcp.core.lifecycle import _Watch
+    from llm_mcp.core.scheduler import _Watch
 
     watch = _Watch(container=SimpleNamespace(id="f" * 64), profile=None)
     core._watch = watch

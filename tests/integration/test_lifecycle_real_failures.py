@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core, Job
+from llm_mcp.core.scheduler import Core, Job
 from tests.conftest import FAKE_IMAGE, ContainerCounter, Setup, free_port, real_profiles
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker, pytest.mark.real_llama]

@@ -8,7 +8,7 @@ import anyio
 import httpx
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from tests.conftest import ContainerCounter, Setup, read_env_file, real_profiles
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker, pytest.mark.real_llama]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from tests.conftest import Setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

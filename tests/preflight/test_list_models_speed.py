@@ -14,7 +14,7 @@ import pytest
 
 from llm_mcp.config.models_conf import load_config
 from llm_mcp.core import lifecycle
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.core.memory_view import LiveMemoryView
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
 from llm_mcp.runtime.docker_engine import DockerRuntime

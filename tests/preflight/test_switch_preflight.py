@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.lifecycle import Core
+from llm_mcp.core.scheduler import Core
 from llm_mcp.core.memory_view import LiveMemoryView
 from llm_mcp.core.preflight import WontFit
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model

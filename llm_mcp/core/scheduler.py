@@ -1,0 +1,1582 @@
+"""The scheduler: the one writer of the set of running models, across Docker engines.
+
+`ensure(model)` makes a model ready, stopping first (after draining) only the
+running models that conflict with it (config/placement.py); models that do not
+conflict keep serving, and loads that do not conflict run in parallel. Each
+change is a Job owned by the core, not by whoever asked: a request for the model
+a job is loading joins it, one that conflicts with a job in flight is refused
+(or, with force, replaces it), and a caller that goes away leaves it running. A
+load that fails brings back every model it stopped.
+
+Each container has a Supervisor (core/supervisor.py) that observes it; every
+state change goes through the transition table (core/transitions.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from llm_mcp.config.compose import config_hash, profile_spec, remove_env_file, write_env_file
+from llm_mcp.config.models_conf import Config, Profile, UnknownProfileError, gpu_layers_value
+from llm_mcp.config.placement import conflict
+from llm_mcp.core import transitions
+from llm_mcp.core.bench_runner import BenchError, BenchSettings, measure, memory_used
+from llm_mcp.core.bench_store import BenchStore, spread
+from llm_mcp.core.engine_link import (
+    DOCKER_UNAVAILABLE,
+    EngineLink,
+    follow_events,
+    outage_failure,
+    reconnect_hint,
+)
+from llm_mcp.core.events import EventBus
+from llm_mcp.core.fit_board import FitBoard
+from llm_mcp.core.jobs import Job, SwitchError, SwitchRefused
+from llm_mcp.core.load_history import LoadHistory
+from llm_mcp.core.log_replay import REPLAY_MARGIN_S, docker_ts_seconds, recent_records
+from llm_mcp.core.logbook import Logbook
+from llm_mcp.core.memory_view import MemoryView
+from llm_mcp.core.preflight import MemorySnapshot, Preflight, WontFit
+from llm_mcp.core.preflight import unknown as fit_unknown
+from llm_mcp.core.ready_health import ReadyHealth
+from llm_mcp.core.supervisor import Observers, Supervisor, describe_container
+from llm_mcp.core.switch_intent import IntentFile, SwitchIntent
+from llm_mcp.core.transitions import State
+from llm_mcp.runtime.base import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure, StartError
+from llm_mcp.runtime.health import Health, LlamaServerProbe, Probe
+from llm_mcp.runtime.log_signals import STALLED, TIMED_OUT, Failure, exit_failure, match_failure
+
+__all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
+
+GpuSampleFn = Callable[[], Awaitable[dict[str, Any] | None]]  # a fresh GPU sample (NVML), for the bench
+
+log = logging.getLogger("llm_mcp.scheduler")
+
+LOCAL = "local"
+PREFLIGHT_TIMEOUT_S = 5.0  # NVML, docker top and psutil answer in ~30 ms; past this, no verdict
+FITS_FRESH_S = 1.0  # list_models reuses verdicts this young (a switch's pre-flight never does)
+MAX_JOBS_KEPT = 200
+
+REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
+                  "something ran `docker rm` on it; switch to the model again to start it")
+
+
+@dataclass(eq=False)
+class Slot:
+    """One model the scheduler runs (or ran last): its state and its container's supervisor.
+
+    A slot without a container stays only to say why (failed, stopped outside
+    llm-mcp) until the next job that touches the model or a conflicting one.
+    """
+
+    model: str
+    profile: Profile | None
+    engine: str
+    ready_health: ReadyHealth
+    order: int  # start order, for status listings
+    state: State = State.STOPPED
+    reason: str | None = None
+    hint: str | None = None
+    code: str | None = None
+    since: float = field(default_factory=time.time)
+    sup: Supervisor | None = None
+    health: Health | None = None  # the last /health answer while loading
+    measured_tps: float | None = None
+    speed_source: str | None = None
+    stale_config: bool = False
+    port: int | None = None
+    last_job: Job | None = None
+
+    @property
+    def name(self) -> str:
+        return self.profile.name if self.profile is not None else self.model
+
+    @property
+    def has_container(self) -> bool:
+        return self.sup is not None
+
+    def health_status(self) -> str | None:
+        if self.state == State.READY and self.ready_health.status is not None:
+            return self.ready_health.status
+        return None if self.health is None else self.health.status
+
+
+@dataclass(eq=False)
+class Engine:
+    """One Docker engine the config names, and whether it answers."""
+
+    name: str
+    runtime: Runtime
+    link: EngineLink
+    events_stop: threading.Event = field(default_factory=threading.Event)
+
+
+class Core:
+    def __init__(
+        self,
+        *,
+        load_config: Callable[[], Config],
+        runtime: Runtime | None = None,
+        runtimes: Mapping[str, Runtime] | None = None,
+        state_dir: Path,
+        bus: EventBus | None = None,
+        probe_factory: Callable[[str], Probe] = LlamaServerProbe,
+        health_interval: float = 0.1,
+        ready_health_interval: float = 3.0,
+        log_capacity: int = 5000,
+        memory_view: MemoryView | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if runtimes is None:
+            if runtime is None:
+                raise TypeError("Core needs runtime= or runtimes=")
+            runtimes = {LOCAL: runtime}
+        self._load_config = load_config
+        self.state_dir = state_dir
+        self.bus = bus or EventBus()
+        self.probe_factory = probe_factory
+        self.health_interval = health_interval
+        self.ready_health_interval = ready_health_interval
+        self._clock = clock  # a load's stall and timeout; tests move it (runtime.memory.OffsetClock)
+        config = load_config()
+        self.instance = config.instance
+        self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
+                               on_line=lambda ln: self.bus.publish("log", ln.to_dict()))
+        self.logbook.restore_history()  # `logs` across daemon restarts: earlier runs first
+        self._history_error: str | None = None  # the load history could not be saved
+        self.history = LoadHistory(state_dir / f"load-history-{self.instance}.json")
+        self.bench_store = BenchStore(state_dir / f"bench-{self.instance}.json")
+        self._threads = anyio.CapacityLimiter(64)
+        self.engines: dict[str, Engine] = {
+            name: Engine(name, rt, EngineLink(rt.ping, name=name, url=rt.host, limiter=self._threads))
+            for name, rt in runtimes.items()}
+        self._slots: dict[str, Slot] = {}
+        self._order = 0
+        self._primary: str | None = None  # the model the single-model status fields describe
+        self._active: list[Job] = []  # jobs in flight
+        self._jobs: dict[str, Job] = {}
+        self._last_job: Job | None = None
+        self._idle_since = time.time()  # when nothing has run since (the status of an idle core)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.intent = IntentFile(state_dir / f"switch-intent-{self.instance}.json")
+        self.started = anyio.Event()
+        self._shutdown = threading.Event()  # set when the core stops: ends its Docker waits
+        self._observers = Observers(limiter=self._threads, shutdown=self._shutdown,
+                                    on_lines=self._on_lines, on_gone=self._container_gone,
+                                    on_engine_lost=self._engine_lost)
+        # Pre-flight (docs/fit.md): None switches it off (fit "unknown" in list_models).
+        self.memory_view = memory_view
+        self.fits = FitBoard(anyio.CapacityLimiter(2))
+        self._fits_done: anyio.Event | None = None  # the list_models refresh in flight
+        self._fits_at = -FITS_FRESH_S  # when the last one ended (monotonic)
+
+    # ---- public API -------------------------------------------------------------
+
+    def config(self) -> Config:
+        return self._load_config()
+
+    def _local(self) -> Engine:
+        return self.engines[LOCAL] if LOCAL in self.engines else next(iter(self.engines.values()))
+
+    @property
+    def runtime(self) -> Runtime:
+        """The local engine's runtime (the one a single-engine setup has)."""
+        return self._local().runtime
+
+    @property
+    def engine(self) -> EngineLink:
+        """The local engine's link (status' `docker` field, as in the single-engine version)."""
+        return self._local().link
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for engine in self.engines.values():
+                tg.start_soon(self._watch_docker_events, engine)
+                tg.start_soon(engine.link.run, lambda e=engine: self._engine_back(e))
+            with anyio.move_on_after(10):  # one slow engine must not keep the others from starting
+                async with anyio.create_task_group() as first:
+                    intent = self.intent.read()
+                    for engine in self.engines.values():
+                        first.start_soon(self._reconcile, engine, intent)
+            self.intent.clear()
+            if self.memory_view is not None:  # read every profile's header now: later looks are free
+                tg.start_soon(self.update_fits, 0.0)
+            self.started.set()
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._detach_all()
+                tg.cancel_scope.cancel()
+
+    def _detach_all(self) -> None:
+        """Leave the containers running (the next core adopts them); only stop our own threads."""
+        self._shutdown.set()
+        for slot in self._slots.values():
+            if slot.sup is not None:
+                slot.sup.stop.set()
+        for engine in self.engines.values():
+            engine.events_stop.set()
+        self.logbook.close()
+
+    def job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    @property
+    def container_id(self) -> str | None:
+        """The primary model's container (loading or running), if any."""
+        slot = self._primary_slot()
+        return slot.sup.container.id if slot is not None and slot.sup is not None else None
+
+    @property
+    def current_job(self) -> Job | None:
+        return self._active[-1] if self._active else None
+
+    def running_ids(self) -> set[str]:
+        """Models with a container (any state but stopped/failed without one)."""
+        return {m for m, s in self._slots.items() if s.has_container}
+
+    def slot(self, model: str) -> Slot | None:
+        return self._slots.get(model)
+
+    def primary_local(self) -> Slot | None:
+        """The primary model's slot when it runs on the local engine (host samples are local)."""
+        slot = self._primary_slot()
+        return slot if slot is not None and slot.engine == LOCAL else None
+
+    def local_containers(self) -> list[str]:
+        """Blocking-safe (called from a sampler thread): ids of the local engine's containers."""
+        return [s.sup.container.id for s in list(self._slots.values())
+                if s.sup is not None and s.engine == LOCAL]
+
+    # ---- asking for changes -----------------------------------------------------
+
+    def _profile(self, model: str) -> tuple[Config, Profile]:
+        try:
+            config = self.config()
+            return config, config.profile(model)
+        except UnknownProfileError as exc:
+            raise SwitchError(exc.message, reason="unknown_model", valid=exc.valid,
+                              hint="call list_models for the valid ids") from None
+        except Exception as exc:  # ConfigError and friends: the running models are untouched
+            raise SwitchError(str(exc), reason="config_error",
+                              hint="fix models.conf; the running models were not touched") from None
+
+    def _conflicts(self, profile: Profile, models: Iterable[str]) -> list[str]:
+        """Which of `models` cannot run beside `profile` (itself included)."""
+        out = []
+        for model in models:
+            if model == profile.id:
+                out.append(model)
+                continue
+            other = self._slot_profile(model)
+            if other is None or conflict(profile, other) is not None:
+                out.append(model)  # a container of a profile no longer in models.conf: be safe
+        return out
+
+    def _slot_profile(self, model: str) -> Profile | None:
+        slot = self._slots.get(model)
+        if slot is not None and slot.profile is not None:
+            return slot.profile
+        try:
+            return self.config().profiles.get(model)
+        except Exception:
+            return None
+
+    def _overlapping(self, profile: Profile) -> list[Job]:
+        """Jobs in flight that touch a model that conflicts with `profile` (or is it)."""
+        return [job for job in self._active if not job.done.is_set()
+                and (job.kind in ("stop", "bench") or self._conflicts(profile, job.claims))]
+
+    def _would_stop(self, profile: Profile) -> list[str]:
+        running = [m for m, s in self._slots.items() if s.has_container and m != profile.id]
+        return self._conflicts(profile, running)
+
+    async def ensure(self, model: str, *, force: bool = False, rollback: bool = True) -> Job:
+        """Start (or join) the job that makes `model` ready; returns at once. Await `job.done`."""
+        config, profile = self._profile(model)
+        joined = self._join_or_refuse(profile, force)
+        if joined is not None:
+            return joined
+        if not force and self.memory_view is not None:
+            # Before anything stops: a profile that cannot fit is refused, the models run on.
+            fit = await self._preflight(profile)
+            if fit.verdict == "wont_fit":
+                self.logbook.note(f"switch to {profile.name} refused: {fit.message}", model=profile.id)
+                raise WontFit(model, fit)
+            joined = self._join_or_refuse(profile, force)  # the world may have moved meanwhile
+            if joined is not None:
+                return joined
+            if fit.verdict == "tight":
+                self.logbook.note(f"pre-flight for {profile.name}: {fit.message}; loading anyway",
+                                  model=profile.id)
+        replacing = self._overlapping(profile)
+        stops = self._would_stop(profile)
+        job = Job(kind="switch", profile=model, profile_name=profile.name, force=force,
+                  rollback=rollback, previous=self._previous(stops, replacing),
+                  estimate=self.history.estimate(model), engine=profile.engine)
+        job.stops = stops
+        job.claims = {model, *stops}
+        self._primary = model
+        self._begin(job, replacing)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, replacing, self._do_switch, config, profile)
+        return job
+
+    switch = ensure  # the socket method and the MCP tool keep their names
+
+    def _join_or_refuse(self, profile: Profile, force: bool) -> Job | None:
+        """The job a request joins (or a finished one for a model already ready);
+        SwitchRefused while a conflicting job runs (unless force); None: start a new job."""
+        overlapping = self._overlapping(profile)
+        slot = self._slots.get(profile.id)
+        stale = slot is not None and slot.stale_config
+        for running in overlapping:
+            joinable = running.kind == "switch" or (running.kind == "adopt" and not stale)
+            if joinable and running.profile == profile.id and not force:
+                return running
+        if overlapping and not force:
+            raise SwitchRefused(overlapping[0])
+        if (not overlapping and slot is not None and slot.state == State.READY and slot.sup is not None
+                and not stale):
+            return self._finished_job(profile, "already loaded")
+        return None
+
+    def _previous(self, stops: list[str], replacing: list[Job]) -> str | None:
+        """The model to roll back to, as the single-model job field says it."""
+        for job in replacing:
+            if job.previous:
+                return job.previous
+        ready = [m for m in stops if self._slots[m].state == State.READY]
+        return ready[0] if ready else (stops[0] if stops else None)
+
+    async def unload(self, model: str, *, force: bool = False) -> Job:
+        """Stop one model; the others keep serving."""
+        slot = self._slots.get(model)
+        if slot is None or not slot.has_container:
+            running = sorted(self.running_ids())
+            raise SwitchError(f"'{model}' is not running" + (f"; running: {', '.join(running)}"
+                                                             if running else "; nothing is running"),
+                              reason="not_running", valid=running,
+                              hint="call status to see what runs")
+        overlapping = [j for j in self._active if not j.done.is_set()
+                       and (j.kind in ("stop", "bench") or model in j.claims)]
+        if overlapping and not force:
+            if any(j.kind == "unload" and j.profile == model for j in overlapping):
+                return next(j for j in overlapping if j.kind == "unload" and j.profile == model)
+            raise SwitchRefused(overlapping[0])
+        job = Job(kind="unload", profile=model, profile_name=slot.name, force=force, rollback=False,
+                  previous=None, estimate=None, engine=slot.engine)
+        job.stops, job.claims = [model], {model}
+        self._begin(job, overlapping)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, overlapping, self._do_unload, model)
+        return job
+
+    async def unload_all(self, *, force: bool = False) -> Job:
+        """Stop every model (the `stop` method)."""
+        running = [j for j in self._active if not j.done.is_set()]
+        if running and not force:
+            raise SwitchRefused(running[0])
+        stops = sorted(self.running_ids(), key=lambda m: self._slots[m].order)
+        job = Job(kind="stop", profile=None, profile_name="", force=force, rollback=False,
+                  previous=self._primary if self._primary in stops else (stops[0] if stops else None),
+                  estimate=None)
+        job.stops, job.claims = stops, set(stops)
+        self._begin(job, running)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, running, self._do_stop_all)
+        return job
+
+    stop_model = unload_all
+
+    # ---- pre-flight ----------------------------------------------------------------
+
+    async def _preflight(self, profile: Profile) -> Preflight:
+        """The profile's estimate against the memory it will have: free now plus what the
+        containers it replaces hold. Anything unknown is no refusal: the load says why."""
+        try:
+            with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):  # a hung engine or driver: no verdict
+                return await self.fits.check(profile, await self._memory_now(profile))
+            return fit_unknown(f"the memory figures took over {PREFLIGHT_TIMEOUT_S:g} s")
+        except Exception as exc:  # a bug or an odd engine answer must never block a switch
+            log.exception("pre-flight for %s failed", profile.id)
+            return fit_unknown(f"pre-flight failed: {exc}")
+
+    async def _memory_now(self, profile: Profile | None = None) -> MemorySnapshot:
+        """Free memory per device, and what the container a switch to `profile` replaces holds.
+
+        Only the first replaced container's memory is added back (the memory view
+        measures one); with several replaced, the verdict errs on the side of "tight".
+        """
+        assert self.memory_view is not None
+        stops = self._would_stop(profile) if profile is not None else [
+            m for m in self._slots if self._slots[m].has_container]
+        slot = self._slots[stops[0]] if stops else None
+        if slot is None or slot.sup is None:
+            return await self.memory_view.snapshot(None)
+        return await self.memory_view.snapshot(slot.sup.container.id, slot.name)
+
+    async def update_fits(self, wait: float = 2.0) -> None:
+        """Bring list_models' fit verdicts up to date; waits up to ``wait`` s for it (the
+        refresh goes on in the background after that, and concurrent callers share one)."""
+        if self.memory_view is None or self._tg is None:
+            return
+        done = self._fits_done
+        if done is not None and done.is_set() and time.monotonic() - self._fits_at < FITS_FRESH_S:
+            return  # a burst of list_models calls (a monitor, an agent) costs one look
+        if done is None or done.is_set():
+            done = self._fits_done = anyio.Event()
+            self._tg.start_soon(self._refresh_fits, done)
+        with anyio.move_on_after(wait):
+            await done.wait()
+
+    async def _refresh_fits(self, done: anyio.Event) -> None:
+        try:
+            await self.fits.refresh(self.config().profiles.values(), await self._memory_now())
+        except Exception:  # list_models shows the last verdicts (or unknown); never a crash
+            log.exception("refreshing the fit verdicts failed")
+        finally:
+            self._fits_at = time.monotonic()
+            done.set()
+
+    # ---- what clients read ------------------------------------------------------------
+
+    def list_models(self) -> list[dict[str, Any]]:
+        config = self.config()
+        running = [m for m, s in self._slots.items() if s.has_container]
+        out = []
+        for profile in config.profiles.values():
+            slot = self._slots.get(profile.id)
+            entry = profile.to_dict()
+            entry["running"] = slot.state.value if slot is not None and slot.has_container else None
+            entry["current"] = entry["running"] is not None
+            entry["default"] = profile.id == config.default_profile
+            entry["engine"] = profile.engine
+            entry["gpus"] = profile.gpus_text
+            entry["exclusive"] = profile.exclusive
+            entry["port"] = profile.port if profile.port is not None else "auto"
+            entry["conflicts_with"] = [p.id for p in config.profiles.values()
+                                       if p.id != profile.id and conflict(profile, p) is not None]
+            entry["would_replace"] = [m for m in self._conflicts(profile, running) if m != profile.id]
+            entry["estimated_load_seconds"] = self.history.estimate(profile.id)
+            entry["model_present"] = profile.model_path().is_file()
+            entry["fit"] = (self.fits.entry(profile.id) if self.memory_view is not None
+                            else fit_unknown("no memory figures: pre-flight is off").to_dict())
+            entry["measured"] = self.bench_store.latest(profile)
+            out.append(entry)
+        return out
+
+    def _primary_slot(self) -> Slot | None:
+        if self._primary is not None and self._primary in self._slots:
+            return self._slots[self._primary]
+        running = [s for s in self._slots.values() if s.has_container]
+        return max(running, key=lambda s: s.order) if running else None
+
+    def _endpoint(self, slot: Slot) -> str | None:
+        if slot.profile is None and slot.port is None:
+            return None
+        port = slot.port if slot.port is not None else (slot.profile.port if slot.profile else None)
+        if port is None:
+            return None
+        return f"http://{self._address(slot.engine, slot.profile)}:{port}"
+
+    def _address(self, engine: str, profile: Profile | None) -> str:
+        """Where this machine reaches a port the engine published."""
+        try:
+            settings = self.config().engines.get(engine)
+        except Exception:
+            settings = None
+        if engine != LOCAL and settings is not None and settings.address:
+            return settings.address
+        return _client_host(profile.host) if profile is not None else "127.0.0.1"
+
+    def _model_status(self, slot: Slot, now: float) -> dict[str, Any]:
+        sup = slot.sup
+        profile = slot.profile
+        offload = None
+        if sup is not None and sup.offload:
+            expected = profile.n_gpu_layers if profile else None
+            layers, total = sup.offload
+            matches = None
+            if expected is not None and expected.isdigit():
+                matches = layers == min(int(expected), total)
+            elif expected == "all":
+                matches = layers == total
+            offload = {"layers": layers, "total": total, "expected": gpu_layers_value(expected),
+                       "matches": matches}
+        speed = None
+        if profile is not None:
+            ratio = (slot.measured_tps / profile.speed
+                     if slot.measured_tps is not None and profile.speed else None)
+            bench = self.bench_store.latest(profile)
+            speed = {"measured_tps": slot.measured_tps, "expected_tps": profile.speed,
+                     "ratio": None if ratio is None else round(ratio, 3), "source": slot.speed_source,
+                     "as_expected": None if ratio is None else ratio >= 0.8,
+                     "bench_tps": bench["gen_tps"]["median"] if bench else None}
+        job = next((j for j in reversed(self._active) if not j.done.is_set() and slot.model in j.claims
+                    and j.kind != "stop"), None)
+        return {
+            "id": slot.model,
+            "name": slot.name,
+            "state": slot.state.value,
+            "since": slot.since,
+            "reason": slot.reason,
+            "reason_code": slot.code,
+            "hint": slot.hint,
+            "engine": slot.engine,
+            "gpus": profile.gpus_text if profile else "all",
+            "exclusive": profile.exclusive if profile else False,
+            "port": slot.port if slot.port is not None else (profile.port if profile else None),
+            "endpoint": self._endpoint(slot),
+            "container": None if sup is None else describe_container(sup.container, now),
+            "health": slot.health_status(),
+            "health_detail": slot.ready_health.detail() if slot.state == State.READY else None,
+            "job": job.to_dict() if job is not None else None,
+            "last_switch": slot.last_job.to_dict() if slot.last_job else None,
+            "speed": speed,
+            "offload": offload,
+            "stale_config": slot.stale_config,
+            "memory_bytes": None,
+            "profile": profile.to_dict() if profile else None,
+        }
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        shown = sorted((s for s in self._slots.values() if self._listed(s)), key=lambda s: s.order)
+        models = [self._model_status(s, now) for s in shown]
+        primary = self._primary_slot()
+        top = (next((m for m in models if m["id"] == primary.model), None) if primary else None)
+        if top is None and primary is not None:
+            top = self._model_status(primary, now)
+        try:  # valid but risky settings (a non-loopback host); a broken file is reported elsewhere
+            config_warnings = list(self.config().warnings)
+        except Exception:
+            config_warnings = []
+        active = [j for j in self._active if not j.done.is_set()]
+        local = self.engine
+        stopped = {"state": State.STOPPED.value, "since": self._idle_since, "reason": None,
+                   "reason_code": None, "hint": None}
+        if not local.available and local.problem is not None:
+            stopped.update(reason=local.problem.message, hint=reconnect_hint(local.problem),
+                           reason_code=DOCKER_UNAVAILABLE)
+        single = top or stopped
+        return {
+            "instance": self.instance,
+            "state": single["state"],
+            "since": single["since"],
+            "reason": single["reason"],
+            "reason_code": single["reason_code"],
+            "hint": single["hint"],
+            "docker": local.to_dict(),
+            "engines": self._engines_status(),
+            "primary": primary.model if primary else None,
+            "models": models,
+            "jobs": [j.to_dict() for j in active],
+            # As the single-model version said it: profile and endpoint while a container runs.
+            "profile": top["profile"] if top and top["container"] else None,
+            "endpoint": top["endpoint"] if top and top["container"] else None,
+            "container": top["container"] if top else None,
+            "health": top["health"] if top else None,
+            "health_detail": top["health_detail"] if top else None,
+            "stale_config": top["stale_config"] if top else False,
+            "job": active[-1].to_dict() if active else None,
+            "last_switch": self._last_job.to_dict() if self._last_job else None,
+            "speed": top["speed"] if top else None,
+            "offload": top["offload"] if top else None,
+            "state_dir": self._state_dir_status(),
+            "config_warnings": config_warnings,
+        }
+
+    @staticmethod
+    def _listed(slot: Slot) -> bool:
+        """Running models, and the ones whose end is news (a failure, a stop nobody asked for);
+        a model stopped on request just leaves the list."""
+        return slot.has_container or slot.state == State.FAILED or slot.code is not None
+
+    def _engines_status(self) -> list[dict[str, Any]]:
+        try:
+            settings = self.config().engines
+        except Exception:
+            settings = {}
+        out = []
+        for name, engine in self.engines.items():
+            conf = settings.get(name)
+            local = name == LOCAL
+            gpus_declared = conf.gpus if conf is not None else None
+            out.append({
+                **engine.link.to_dict(), "name": name, "local": local,
+                "gpu_source": "nvml" if local else ("config" if gpus_declared else None),
+                "gpu_note": None if local else (
+                    f"GPUs as declared in models.conf: {', '.join(gpus_declared)}; no live readings "
+                    "from another host" if gpus_declared else
+                    "no GPU readings: NVML sees only this machine's GPUs; declare `gpus` in the "
+                    f"[engine {name}] section"),
+            })
+        return out
+
+    def _state_dir_status(self) -> dict[str, Any]:
+        """Can the daemon write its files (run logs, load history)? A full disk is a state."""
+        error = self.logbook.write_error or self._history_error
+        return {"path": str(self.state_dir), "writable": error is None, "error": error}
+
+    # ---- state and events ----------------------------------------------------------
+
+    def _new_slot(self, model: str, profile: Profile | None, engine: str) -> Slot:
+        old = self._slots.get(model)
+        if old is not None and old.sup is not None:
+            raise AssertionError(f"{model} already has a container")  # the scheduler's own bug
+        self._order += 1
+        slot = Slot(model=model, profile=profile, engine=engine, order=self._order,
+                    ready_health=ReadyHealth(self.ready_health_interval,
+                                             self.engines[engine].runtime.inspect, self._threads))
+        if old is not None:
+            slot.state, slot.last_job = old.state, old.last_job
+        self._slots[model] = slot
+        return slot
+
+    def _set_state(self, slot: Slot, state: State, reason: str | None = None, hint: str | None = None,
+                   *, code: str | None = None) -> None:
+        engine = self.engines.get(slot.engine)
+        if (engine is not None and not engine.link.available and engine.link.problem is not None
+                and state not in (State.STOPPED, State.FAILED)):
+            # While the engine is away that is the news, whatever else happened.
+            problem = engine.link.problem
+            state, reason, hint, code = State.UNREACHABLE, problem.message, reconnect_hint(problem), \
+                DOCKER_UNAVAILABLE
+        if state == slot.state and reason == slot.reason and code == slot.code:
+            return
+        transitions.check(slot.model, slot.state, state)
+        slot.state, slot.reason, slot.hint, slot.code = state, reason, hint, code
+        slot.since = time.time()
+        if not slot.has_container and state in (State.STOPPED,):
+            self._idle_since = slot.since
+        self._publish_state(slot)
+
+    def _publish_state(self, slot: Slot, **extra: Any) -> None:
+        self.bus.publish("state", {"state": slot.state.value, "reason": slot.reason, "hint": slot.hint,
+                                   "reason_code": slot.code, "health": slot.health_status(),
+                                   "model": slot.model, "profile": slot.model,
+                                   "primary": self._primary, **extra})
+
+    def _phase(self, job: Job, phase: str) -> None:
+        if job.phase == phase:
+            return
+        job.phase = phase
+        job.phases.append({"phase": phase, "at": round(job.elapsed(), 3), "time": time.time()})
+        self._publish_job(job)
+
+    def _publish_job(self, job: Job) -> None:
+        self.bus.publish("job", job.to_dict())
+
+    def _begin(self, job: Job, replacing: list[Job]) -> None:
+        for other in replacing:
+            if not other.done.is_set():
+                other.replaced_by = job.id
+                other.scope.cancel()
+        self._active.append(job)
+        self._jobs[job.id] = job
+        if len(self._jobs) > MAX_JOBS_KEPT:
+            for old in list(self._jobs)[:50]:
+                self._jobs.pop(old, None)
+        # Job.phase starts as "queued", so _phase() would skip it: record it by hand.
+        job.phases.append({"phase": "queued", "at": round(job.elapsed(), 3), "time": time.time()})
+        self._publish_job(job)
+
+    def _finished_job(self, profile: Profile, detail: str) -> Job:
+        job = Job(kind="switch", profile=profile.id, profile_name=profile.name, force=False,
+                  rollback=False, previous=profile.id, estimate=None, engine=profile.engine)
+        job.result, job.detail, job.duration = "ready", detail, 0.0
+        job.phase = "ready"
+        job.done.set()
+        self._jobs[job.id] = job
+        return job
+
+    async def _run_job(self, job: Job, replacing: list[Job],
+                       body: Callable[..., Awaitable[None]], *args: Any) -> None:
+        for other in replacing:
+            await other.done.wait()
+        if job.kind == "switch":  # what runs now, after the replaced jobs ended
+            profile = self._slot_profile(job.profile or "")
+            if profile is not None:
+                job.stops = self._would_stop(profile)
+                job.claims = {profile.id, *job.stops}
+        target = self._slots.get(job.profile or "") if job.kind in ("switch", "unload", "adopt") else None
+        try:
+            with job.scope:
+                await body(job, *args)
+            if job.scope.cancelled_caught and job.result is None:
+                job.result = "cancelled"
+                job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
+        except EngineUnavailable as exc:
+            engine = job.engine if job.engine in self.engines else LOCAL
+            self._engine_lost(engine, exc)
+            job.result, job.failure = "failed", outage_failure(exc)
+            slot = self._slots.get(job.profile or "")
+            if job.phase != "queued" and slot is not None:  # refused before touching anything
+                self._set_state(slot, State.FAILED if not slot.has_container else State.UNREACHABLE,
+                                job.failure.message, job.failure.hint, code=DOCKER_UNAVAILABLE)
+        except RuntimeFailure as exc:  # the engine refused something: its words, not a crash
+            log.warning("job %s: %s", job.id, exc)
+            job.result = "failed"
+            job.failure = Failure("docker_error", f"Docker failed: {exc}",
+                                  "`docker info` shows whether the engine is healthy; switch again")
+            self._fail_target(job)
+        except Exception as exc:  # a bug must never leave a stuck state
+            job.result = "failed"
+            log.exception("job %s crashed", job.id)
+            job.failure = Failure("internal_error", f"llm-mcp hit an internal error: {exc}",
+                                  "see the daemon log; the state was reset")
+            self._fail_target(job)
+        finally:
+            self.intent.clear()
+            job.duration = time.monotonic() - job.started
+            self._phase(job, job.result or "done")
+            job.done.set()
+            if job.kind != "adopt" or job.result != "cancelled":
+                self._last_job = job
+                slot = self._slots.get(job.profile or "") or target
+                if slot is not None and job.kind in ("switch", "adopt", "unload"):
+                    slot.last_job = job
+            self._publish_job(job)
+            if job in self._active:
+                self._active.remove(job)
+            self._settle_states(job)
+
+    def _fail_target(self, job: Job) -> None:
+        assert job.failure is not None
+        slot = self._slots.get(job.profile or "")
+        if slot is None:
+            slot = self._slots.get(self._primary or "")
+        if slot is not None:
+            failure = job.failure
+            self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+
+    def _settle_states(self, job: Job) -> None:
+        """A job that ended (even by a bug, or cancelled) leaves no model in a passing state,
+        and no env file of a model that does not run."""
+        for model in job.claims:
+            slot = self._slots.get(model)
+            if any(model in j.claims for j in self._active if not j.done.is_set()):
+                continue
+            if slot is None or slot.sup is None:
+                self._remove_env_file(self._slot_profile(model))
+            if slot is None:
+                continue
+            if slot.state in (State.STARTING, State.LOADING, State.STOPPING) and slot.sup is None:
+                self._set_state(slot, State.STOPPED, "the job ended before it finished",
+                                "switch to the model again")
+
+    # ---- the switch itself ---------------------------------------------------------
+
+    async def _do_switch(self, job: Job, config: Config, profile: Profile) -> None:
+        self._need_engine(profile.engine)
+        for model in job.stops:
+            self._need_engine(self._slots[model].engine)
+        await self._drain(job, [self._slots[m] for m in job.stops], profile.drain_timeout)
+        # The models to bring back if this load fails: those that were serving.
+        restore = [m for m in job.stops if self._slots[m].state == State.READY and self._slots[m].profile]
+        previous = job.previous  # a forced job inherits what the job it replaced had stopped
+        if (previous and previous != profile.id and previous not in restore and previous in config.profiles
+                and previous not in self.running_ids()
+                and conflict(profile, config.profiles[previous]) is not None):
+            restore.append(previous)
+        self._write_env_file(profile, config.instance)  # before anything stops; never fatal
+        for model in job.stops:
+            await self._remove(job, self._slots[model])
+        self._drop_tombstones(profile)
+        own = self._slots.get(profile.id)
+        if own is not None and own.sup is not None:  # a stale config or a failed server: restart it
+            await self._remove(job, own)
+        self.logbook.separator(f"switching to {profile.name}", model=profile.id)
+        failure = await self._start_and_load(job, config, profile)
+        if failure is None:
+            job.result = "ready"
+            return
+        job.result = "failed"
+        job.failure = failure
+        self.logbook.note(f"switch to {profile.name} failed: {failure.message}", model=profile.id)
+        slot = self._slots[profile.id]
+        if failure.reason == DOCKER_UNAVAILABLE:
+            # Nothing can be removed or restored now; the container is adopted when Docker is back.
+            self._set_state(slot, State.FAILED, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
+            return
+        await self._remove(job, slot, quick=True)
+        if not (job.rollback and restore):
+            job.restored = False if restore and job.rollback else None
+            self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+            return
+        self._phase(job, "restoring_previous")
+        failed_again: list[tuple[str, Failure]] = []
+        for model in restore:
+            back = config.profiles.get(model)
+            if back is None:
+                continue
+            self.logbook.separator(f"restoring {back.name}", model=back.id)
+            again = await self._start_and_load(job, config, back, restoring=True)
+            if again is not None:
+                failed_again.append((back.name, again))
+                await self._remove(job, self._slots[back.id], quick=True)
+                self._set_state(self._slots[back.id], State.FAILED,
+                                f"restoring {back.name} after the failed switch to {profile.name} "
+                                f"failed: {again.message}", again.hint, code=again.reason)
+        job.restored = not failed_again
+        if failed_again:
+            names = ", ".join(name for name, _ in failed_again)
+            self._set_state(slot, State.FAILED, f"{failure.message}; restoring {names} also failed: "
+                            f"{failed_again[0][1].message}", failure.hint, code=failure.reason)
+            return
+        # As the single-model version said it: the restored model is what runs, with the news.
+        first = self._slots[restore[0]]
+        names = ", ".join(self._slots[m].name for m in restore)
+        self._set_state(first, State.READY, f"switch to {profile.name} failed ({failure.reason}); "
+                        f"{names} restored", failure.hint)
+        # The failed model stays listed with its reason; the restored one is what the
+        # single-model fields describe, as before.
+        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+        self._primary = first.model
+
+    def _drop_tombstones(self, profile: Profile) -> None:
+        """A new load supersedes the failures and stops it conflicts with."""
+        for model in self._conflicts(profile, [m for m, s in self._slots.items() if not s.has_container]):
+            if model != profile.id:
+                self._slots.pop(model, None)
+
+    async def _do_unload(self, job: Job, model: str) -> None:
+        slot = self._slots.get(model)
+        if slot is None or slot.sup is None:
+            job.result, job.detail = "stopped", "it was not running"
+            return
+        self._need_engine(slot.engine)
+        await self._remove(job, slot)
+        job.result = "stopped"
+        self._set_state(slot, State.STOPPED, "stopped on request")
+        if self._primary == model:
+            running = [s for s in self._slots.values() if s.has_container]
+            if running:
+                self._primary = max(running, key=lambda s: s.order).model
+
+    async def _do_stop_all(self, job: Job) -> None:
+        slots = [self._slots[m] for m in job.stops if m in self._slots and self._slots[m].has_container]
+        for slot in slots:
+            self._need_engine(slot.engine)
+        for slot in slots:
+            await self._remove(job, slot)
+            self._set_state(slot, State.STOPPED, "stopped on request")
+        for model in [m for m, s in self._slots.items() if not s.has_container]:
+            if model != self._primary:
+                self._slots.pop(model, None)
+        job.result = "stopped"
+        primary = self._slots.get(self._primary or "")
+        if primary is not None and not primary.has_container:
+            self._set_state(primary, State.STOPPED, "stopped on request")
+        elif primary is None:
+            self._idle_since = time.time()
+
+    def _write_env_file(self, profile: Profile, instance: str) -> None:
+        """The compose env files that start the same container by hand (`docker compose up`).
+
+        Only for hand use (the core creates containers through the SDK): a failure to
+        write them is a warning in the log, never a reason to fail or half-do a switch.
+        """
+        try:
+            _, env = profile_spec(profile, instance)
+        except Exception:
+            return  # a broken compose.yaml: the start itself reports it, with the file and line
+        try:
+            write_env_file(profile.compose_file.parent, env, profile.id)
+        except OSError as exc:
+            self.logbook.note(f"warning: cannot write {profile.compose_file.parent / '.env'} "
+                              f"({exc.strerror or exc}); the switch goes on without it", model=profile.id)
+
+    def _remove_env_file(self, profile: Profile | None) -> None:
+        if profile is None:
+            return
+        try:
+            remove_env_file(profile.compose_file.parent, profile.id)
+        except OSError as exc:
+            log.warning("cannot remove the env file of %s: %s", profile.id, exc)
+
+    def _record_load(self, profile_id: str, seconds: float) -> None:
+        """Remember the load time for estimates; a full or read-only state dir only costs that."""
+        try:
+            self.history.record(profile_id, seconds)
+        except OSError as exc:
+            first = self._history_error is None
+            self._history_error = f"{exc.strerror or exc}: {exc.filename or self.history.path}"
+            if first:
+                self.logbook.note(f"cannot save load times in {self.history.path} ({exc.strerror or exc})")
+            return
+        self._history_error = None
+
+    async def _drain(self, job: Job, slots: list[Slot], timeout: float) -> None:
+        """Let the models about to stop finish what they generate (bounded; force skips it)."""
+        busy_slots = [s for s in slots if s.state == State.READY and s.sup is not None and s.profile]
+        if job.force or not busy_slots:
+            return
+        deadline = time.monotonic() + timeout
+        for slot in busy_slots:
+            endpoint = self._endpoint(slot)
+            if endpoint is None:
+                continue
+            probe = self.probe_factory(endpoint)
+            try:
+                while time.monotonic() < deadline:
+                    if not await probe.busy_slots():
+                        break
+                    self._phase(job, "draining")
+                    await anyio.sleep(0.25)
+                else:
+                    self.logbook.note(f"{slot.name} still generating after {timeout:g}s; "
+                                      "switching anyway", model=slot.model)
+            finally:
+                await probe.aclose()
+
+    async def _remove(self, job: Job, slot: Slot, *, quick: bool = False) -> None:
+        """Stop and remove the slot's container; shielded: a half-removed container is the one
+        stuck state."""
+        sup = slot.sup
+        if sup is None:
+            return
+        if not quick:
+            self._phase(job, "stopping_previous")
+            self._set_state(slot, State.STOPPING, f"stopping {slot.name}")
+        sup.expected_exit = True
+        grace = 0.0 if quick else (slot.profile.stop_grace if slot.profile else 10.0)
+        if not quick:  # if we die during the stop, the next daemon can say so
+            self.intent.write(SwitchIntent(
+                container=sup.container.id, from_profile=slot.profile.id if slot.profile else None,
+                from_name=slot.name, to_profile=job.profile if job.kind == "switch" else None,
+                to_name=job.profile_name, pid=os.getpid(), time=time.time()))
+        runtime = self.engines[slot.engine].runtime
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(runtime.stop_and_remove, sup.container.id, grace,
+                                           limiter=self._threads)
+        self._forget(slot)
+        self._remove_env_file(slot.profile)
+        slot.measured_tps = None
+        slot.speed_source = None
+        slot.stale_config = False
+
+    async def _start_and_load(self, job: Job, config: Config, profile: Profile,
+                              *, restoring: bool = False, since: float | None = None) -> Failure | None:
+        """Create, start and wait for ready. Returns why it failed, or None when ready."""
+        if not restoring:
+            self._phase(job, "starting")
+        slot = self._new_slot(profile.id, profile, profile.engine)
+        self._set_state(slot, State.STARTING, f"starting {profile.name}")
+        try:
+            spec, _ = profile_spec(profile, config.instance)
+        except Exception as exc:  # ComposeError: say which file and why
+            job.detail = str(exc)
+            return Failure("compose_error", f"cannot build the container: {exc}",
+                           "fix compose.yaml or models.conf; `llm-mcp check` validates both")
+        runtime = self.engines[profile.engine].runtime
+        try:
+            info = await anyio.to_thread.run_sync(runtime.create_and_start, spec, limiter=self._threads)
+        except StartError as exc:
+            job.detail = exc.detail
+            job.log_lines = [exc.detail]
+            return exc.failure
+        self.intent.clear()  # the new container exists: a next daemon adopts it
+        sup = self._attach(slot, info)
+        if restoring:
+            self._write_env_file(profile, config.instance)
+        self._set_state(slot, State.LOADING, f"loading {profile.name}")
+        if not restoring:
+            self._phase(job, "loading")
+        failure = await self._await_ready(job, slot, sup, track_phases=not restoring)
+        if failure is not None:
+            job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current", model=profile.id)]
+            return failure
+        load = time.monotonic() - (job.started if since is None else since)
+        if not restoring:
+            job.load_seconds = round(load, 3)
+            self._record_load(profile.id, load)
+        self._set_state(slot, State.READY, None)
+        self._after_ready(slot, sup, benching=job.kind == "bench")
+        return None
+
+    async def _await_ready(self, job: Job, slot: Slot, sup: Supervisor, *,
+                           track_phases: bool = True) -> Failure | None:
+        assert slot.profile is not None
+        profile = slot.profile
+        endpoint = self._endpoint(slot)
+        assert endpoint is not None
+        probe = self.probe_factory(endpoint)
+        engine = self.engines[slot.engine]
+        started = self._clock()
+        last_code: int | None = None
+        last_publish = 0.0
+        try:
+            while True:
+                now = self._clock()
+                if sup.detached or not engine.link.available:
+                    return outage_failure(engine.link.problem)
+                if sup.removed:
+                    return REMOVED
+                if sup.failure is not None or sup.exited.is_set():
+                    await sup.settle()
+                    if sup.failure is not None and not sup.exited.is_set():
+                        # Every known failure exits within milliseconds; a server still
+                        # running after the settle printed a scary but harmless line.
+                        self.logbook.note(f"ignoring '{sup.failure.reason}' line: the server "
+                                          "kept running", model=slot.model)
+                        sup.failure = None
+                        sup.failure_ignored = True
+                        continue
+                    if sup.failure is not None:
+                        return sup.failure
+                    final = sup.final
+                    if sup.removed or final is None or final.status == "removing":
+                        return REMOVED  # `docker rm -f` kills it: not a crash (signal 9)
+                    tail = "\n".join(ln.text for ln in self.logbook.tail(30, run="current", model=slot.model))
+                    return match_failure(tail) or exit_failure(final.exit_code, final.oom_killed)
+                health = await probe.health()
+                slot.health = health
+                if health.code != last_code:
+                    last_code = health.code
+                    sup.progress_at = self._clock()
+                if health.status == "ok":
+                    await sup.caught_up()
+                    sup.watch_failures = False
+                    return None
+                if track_phases and sup.phase:
+                    self._phase(job, sup.phase)
+                if now - sup.progress_at > profile.stall_timeout:
+                    return STALLED
+                if now - started > profile.load_timeout:
+                    return TIMED_OUT
+                if now - last_publish >= 1.0:  # progress for estimated-percentage displays
+                    last_publish = now
+                    self._publish_job(job)
+                await anyio.sleep(self.health_interval)
+        finally:
+            await probe.aclose()
+
+    def _after_ready(self, slot: Slot, sup: Supervisor, *, adopted: bool = False,
+                     benching: bool = False) -> None:
+        assert self._tg is not None and slot.profile is not None
+        profile = slot.profile
+        endpoint = self._endpoint(slot)
+        assert endpoint is not None
+        sup.watch_failures = False
+        slot.ready_health.start(self._tg, self.probe_factory(endpoint), sup.container,
+                                on_change=lambda: self._health_changed(slot),
+                                alive=lambda: slot.sup is sup and not sup.exited.is_set())
+        bench = None if slot.stale_config else self.bench_store.latest(profile)
+        if bench is not None:  # measured properly already: no test completion needed
+            slot.measured_tps, slot.speed_source = bench["gen_tps"]["median"], "bench"
+            self.logbook.note(f"speed: {bench['gen_tps']['median']:g} t/s from the bench of "
+                              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(bench['date']))}; "
+                              "no test completion sent", model=slot.model)
+        elif adopted:  # someone else's server may be busy: an adopted one is only watched
+            self.logbook.note("adopted: no test completion sent (the speed shows once it generates)",
+                              model=slot.model)
+        elif profile.verify and not benching:
+            self._tg.start_soon(self._verify_speed, slot, sup, endpoint)
+
+    def _health_changed(self, slot: Slot) -> None:
+        detail = slot.ready_health.detail()
+        if detail is not None:
+            self.logbook.note(f"health: {detail['status']}"
+                              + (f" ({detail['message']})" if detail["message"] else ""), model=slot.model)
+        self._publish_state(slot, health_detail=detail)
+
+    async def _verify_speed(self, slot: Slot, sup: Supervisor, endpoint: str) -> None:
+        probe = self.probe_factory(endpoint)
+        try:
+            tps = await probe.measure_speed(slot.model)
+        finally:
+            await probe.aclose()
+        if tps is not None and slot.sup is sup and slot.measured_tps is None:
+            slot.measured_tps, slot.speed_source = round(tps, 2), "verification"
+            self._publish_state(slot, speed=slot.measured_tps)
+
+    # ---- bench: measured speed per profile ----------------------------------------------
+
+    async def bench(self, profile_ids: list[str], settings: BenchSettings, *, force: bool = False,
+                    gpu_sample: GpuSampleFn | None = None) -> Job:
+        """Start (or join) a bench job: load each profile, measure it, then restore what ran.
+
+        Joined by the same request (same profiles and settings); refused while another job
+        runs, unless force (which cancels that job, as a forced switch does). A bench has the
+        engines to itself: it stops whatever conflicts with each profile it measures.
+        """
+        try:
+            config = self.config()
+            profiles = [config.profile(pid) for pid in dict.fromkeys(profile_ids)]
+        except UnknownProfileError as exc:
+            raise SwitchError(exc.message, reason="unknown_model", valid=exc.valid,
+                              hint="call list_models for the valid ids") from None
+        except Exception as exc:
+            raise SwitchError(str(exc), reason="config_error",
+                              hint="fix models.conf; the running models were not touched") from None
+        wanted = {"profiles": [p.id for p in profiles], "settings": settings.to_dict()}
+
+        def join_or_refuse() -> Job | None:
+            running = [j for j in self._active if not j.done.is_set()]
+            if not running or force:
+                return None
+            for job in running:
+                if job.kind == "bench" and job.bench is not None and all(
+                        job.bench.get(k) == v for k, v in wanted.items()):
+                    return job  # join
+            raise SwitchRefused(running[0])
+
+        if (joined := join_or_refuse()) is not None:
+            return joined
+        if not force and self.memory_view is not None:
+            for profile in profiles:  # before anything stops, as for a switch
+                fit = await self._preflight(profile)
+                if fit.verdict == "wont_fit":
+                    self.logbook.note(f"bench refused: {profile.name} {fit.message}", model=profile.id)
+                    raise WontFit(profile.id, fit)
+            if (joined := join_or_refuse()) is not None:  # the world may have moved meanwhile
+                return joined
+        running = [j for j in self._active if not j.done.is_set()]
+        ready_before = [m for m, s in self._slots.items() if s.state == State.READY and s.has_container]
+        previous = self._primary if self._primary in ready_before else (ready_before[0] if ready_before
+                                                                         else None)
+        # A model that ran before goes last: it is then loaded once, not twice.
+        profiles.sort(key=lambda p: p.id in ready_before)
+        # No estimate: a percentage of the job's elapsed time means nothing across several loads.
+        job = Job(kind="bench", profile=profiles[0].id, profile_name=profiles[0].name, force=force,
+                  rollback=True, previous=previous, estimate=None)
+        job.claims = set(config.profiles) | self.running_ids()
+        job.bench = {**wanted, "order": [p.id for p in profiles], "index": 0, "step": "queued",
+                     "run": 0, "results": {}}
+        self._begin(job, running)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, running, self._do_bench, config, profiles, settings,
+                            gpu_sample)
+        return job
+
+    def _bench_step(self, job: Job, **changes: Any) -> None:
+        assert job.bench is not None
+        job.bench.update(changes)
+        self._publish_job(job)
+
+    async def _do_bench(self, job: Job, config: Config, profiles: list[Profile], settings: BenchSettings,
+                        gpu_sample: GpuSampleFn | None) -> None:
+        assert job.bench is not None
+        restore = [m for m, s in sorted(self._slots.items(), key=lambda kv: kv[1].order)
+                   if s.state == State.READY and s.has_container and s.profile is not None]
+        failures: list[Failure] = []
+        for index, profile in enumerate(profiles):
+            self._need_engine(profile.engine)
+            job.profile, job.profile_name = profile.id, profile.name
+            self._bench_step(job, index=index, step="loading", run=0)
+            stops = self._would_stop(profile)
+            job.stops = sorted(set(job.stops) | set(stops))
+            await self._drain(job, [self._slots[m] for m in stops], profile.drain_timeout)
+            for model in stops:
+                await self._remove(job, self._slots[model])
+            own = self._slots.get(profile.id)
+            if own is not None and own.sup is not None:
+                await self._remove(job, own)
+            self.logbook.separator(f"bench: loading {profile.name}", model=profile.id)
+            started = time.monotonic()
+            failure = await self._start_and_load(job, config, profile, since=started)
+            if failure is None:
+                load_seconds = time.monotonic() - started
+                failure = await self._bench_measure(job, profile, settings, load_seconds, gpu_sample)
+            slot = self._slots[profile.id]
+            if failure is not None:
+                failures.append(failure)
+                job.bench["results"][profile.id] = {"error": failure.message, "reason": failure.reason}
+                self.logbook.note(f"bench of {profile.name} failed: {failure.message}", model=profile.id)
+                if failure.reason == DOCKER_UNAVAILABLE:
+                    job.result, job.failure = "failed", failure
+                    self._set_state(slot, State.FAILED, failure.message, failure.hint,
+                                    code=DOCKER_UNAVAILABLE)
+                    return
+                await self._remove(job, slot, quick=True)
+                self._slots.pop(profile.id, None)
+        self._bench_step(job, step="restoring", run=0)
+        await self._bench_restore(job, config, restore)
+        job.bench["step"] = "done"
+        job.load_seconds = None  # each profile's load is in its result; the job's would be the last one's
+        job.result = "failed" if failures else "done"
+        job.failure = failures[0] if failures else None
+        job.detail = (f"measured {len(profiles) - len(failures)} of {len(profiles)} profiles"
+                      + (f"; {', '.join(restore)} restored" if job.restored and restore else ""))
+
+    async def _bench_measure(self, job: Job, profile: Profile, settings: BenchSettings, load_seconds: float,
+                             gpu_sample: GpuSampleFn | None) -> Failure | None:
+        """Measure the ready server and store the result; why it failed, or None."""
+        assert job.bench is not None
+        self._phase(job, "measuring")
+        self._bench_step(job, step="measuring")
+        slot = self._slots[profile.id]
+        endpoint = self._endpoint(slot)
+        assert endpoint is not None
+        probe = self.probe_factory(endpoint)
+        try:
+            part = await measure(probe, settings, on_run=lambda run: self._bench_step(job, run=run))
+        except BenchError as exc:
+            return Failure("bench_failed", str(exc), "see `llm-mcp logs`; the other profiles were measured")
+        finally:
+            await probe.aclose()
+        gpu = None
+        if gpu_sample is not None:
+            try:
+                gpu = await gpu_sample()
+            except Exception:  # no GPU numbers: the container's memory stands in
+                log.exception("GPU sample for the bench failed")
+        container = None
+        if slot.sup is not None:
+            from llm_mcp.hardware.system import container_stats_from_docker
+
+            runtime = self.engines[slot.engine].runtime
+            raw = await anyio.to_thread.run_sync(runtime.stats, slot.sup.container.id, limiter=self._threads)
+            container = None if raw is None else container_stats_from_docker(raw).to_dict()
+        memory, source = memory_used(gpu, container)
+        result = {"date": time.time(), "image": profile.image, **part,
+                  "load_seconds": spread([load_seconds]), "memory_bytes": memory, "memory_source": source}
+        try:
+            result = self.bench_store.record(profile, result)
+        except OSError as exc:  # the numbers still reach whoever waits for the job
+            self.logbook.note(f"cannot save the bench result in {self.bench_store.path} "
+                              f"({exc.strerror or exc})")
+        job.bench["results"][profile.id] = result
+        slot.measured_tps, slot.speed_source = result["gen_tps"]["median"], "bench"
+        self.logbook.note(f"bench {profile.name}: load {load_seconds:.2f} s, prompt "
+                          f"{result['prompt_tps']['median']:g} t/s, "
+                          f"generation {result['gen_tps']['median']:g} t/s", model=profile.id)
+        return None
+
+    async def _bench_restore(self, job: Job, config: Config, restore: list[str]) -> None:
+        """Put back what ran before the bench: those models, or nothing."""
+        keep = {m for m in restore if (s := self._slots.get(m)) is not None
+                and s.state == State.READY and s.has_container}
+        for model, slot in list(self._slots.items()):
+            if slot.has_container and model not in keep:
+                await self._remove(job, slot)
+                self._slots.pop(model, None)
+        missing = [m for m in restore if m not in keep and m in config.profiles]
+        if not restore:
+            self._idle_since = time.time()
+            self._primary = None
+            if job.profile:
+                tomb = self._new_slot(job.profile, config.profiles.get(job.profile), LOCAL)
+                self._set_state(tomb, State.STOPPED, "bench done; nothing was running before it")
+                self._primary = tomb.model
+            return
+        ok = True
+        if missing:
+            self._phase(job, "restoring_previous")
+        for model in missing:
+            back = config.profiles[model]
+            self.logbook.separator(f"restoring {back.name}", model=back.id)
+            again = await self._start_and_load(job, config, back, restoring=True)
+            if again is not None:
+                ok = False
+                await self._remove(job, self._slots[back.id], quick=True)
+                self._set_state(self._slots[back.id], State.FAILED,
+                                f"bench done; restoring {back.name} failed: {again.message}",
+                                again.hint, code=again.reason)
+        job.restored = ok
+        self._primary = job.previous
+
+    # ---- watching containers -------------------------------------------------------
+
+    def _attach(self, slot: Slot, info: ContainerInfo, *, since: float | None = None,
+                resume: bool = False) -> Supervisor:
+        sup = Supervisor(container=info, profile=slot.profile, model=slot.model, engine=slot.engine,
+                         progress_at=self._clock())
+        slot.sup = sup
+        slot.port = info.host_port if info.host_port else (slot.profile.port if slot.profile else None)
+        self.logbook.begin_run(info.id, slot.model, resume=resume)
+        assert self._tg is not None
+        self._observers.start(self._tg, sup, self.engines[slot.engine].runtime, since)
+        return sup
+
+    def _on_lines(self, sup: Supervisor, batch: list[tuple[str, str]]) -> None:
+        slot = self._slots.get(sup.model)
+        current = slot is not None and slot.sup is sup
+        benching = any(j.kind == "bench" for j in self._active if not j.done.is_set())
+        for ts, text in batch:
+            if sup.replayed and (ts, text) in sup.replayed:
+                sup.replayed.discard((ts, text))
+                continue  # already restored from the run file after a daemon restart
+            if current:
+                self.logbook.append(text, ts or None, flush=False, run=sup.container.id)
+            before = sup.last_tps
+            sup.observe_line(text, self._clock())
+            if (current and slot is not None and sup.last_tps is not None and sup.last_tps != before
+                    and slot.speed_source != "verification" and not benching):
+                slot.measured_tps, slot.speed_source = sup.last_tps, "log"
+        self.logbook.flush()
+
+    async def _container_gone(self, sup: Supervisor, final: ContainerInfo | None, removed: bool) -> None:
+        if sup.exited.is_set():
+            return
+        sup.final = final
+        sup.exited.set()
+        slot = self._slots.get(sup.model)
+        if sup.expected_exit or slot is None or slot.sup is not sup:
+            return
+        if any(sup.model in j.claims for j in self._active if not j.done.is_set()):
+            return  # the job in flight reports it
+        await sup.settle()
+        if slot.sup is not sup:
+            return
+        removed = removed or sup.removed
+        lines = [ln.text for ln in self.logbook.tail(15, run="current", model=sup.model)]
+        self._forget(slot)
+        self._remove_env_file(slot.profile)
+        if removed:
+            self.logbook.note("the container was removed outside llm-mcp", model=sup.model)
+            self._set_state(slot, State.STOPPED, "the container was removed outside llm-mcp",
+                            "switch to a model to start one again", code="container_removed")
+            return
+        code = final.exit_code if final is not None else None
+        if code == 0:
+            self.logbook.note("the container stopped outside llm-mcp", model=sup.model)
+            self._set_state(slot, State.STOPPED, "the container was stopped outside llm-mcp (exit 0)",
+                            code="container_stopped")
+            return
+        failure = match_failure("\n".join(lines)) or exit_failure(
+            code, bool(final.oom_killed) if final is not None else False)
+        self.logbook.note(f"llama-server died: {failure.message}", model=sup.model)
+        crash = Job(kind="crash", profile=sup.model, profile_name=slot.name, force=False,
+                    rollback=False, previous=None, estimate=None, engine=slot.engine)
+        crash.result, crash.failure = "failed", failure
+        crash.log_lines, crash.duration = lines, 0.0
+        crash.done.set()
+        self._last_job = slot.last_job = crash
+        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+
+    def _forget(self, slot: Slot) -> None:
+        sup = slot.sup
+        if sup is None:
+            return
+        sup.stop.set()
+        self.logbook.end_run(sup.container.id)
+        slot.sup = None
+        slot.health = None
+        slot.ready_health.stop()
+
+    async def _watch_docker_events(self, engine: Engine) -> None:
+        """Notice containers that die or vanish behind our back within a second."""
+        def on_event(action: str, container_id: str) -> None:
+            if action in ("die", "destroy", "kill", "stop"):
+                try:
+                    anyio.from_thread.run_sync(self._on_docker_event, engine.name, action, container_id)
+                except RuntimeError:
+                    engine.events_stop.set()  # the event loop is gone
+
+        def stopper() -> threading.Event:
+            engine.events_stop = threading.Event()
+            return engine.events_stop
+
+        await follow_events(engine.runtime, engine.link, on_event, stopper, self._shutdown,
+                            lost=lambda exc: self._engine_lost(engine.name, exc), limiter=self._threads)
+
+    def _on_docker_event(self, engine: str, action: str, container_id: str) -> None:
+        if action != "destroy":
+            return
+        for slot in self._slots.values():
+            sup = slot.sup
+            if sup is not None and sup.engine == engine and sup.container.id == container_id:
+                sup.removed = True
+                assert self._tg is not None
+                self._tg.start_soon(self._container_gone, sup, None, True)
+
+    # ---- engines going away and coming back -------------------------------------------
+
+    def _engine_lost(self, name: str, problem: EngineUnavailable) -> None:
+        """Say so, and let go of its containers: their threads end; they are adopted again later."""
+        engine = self.engines.get(name)
+        if engine is None or not engine.link.lost(problem):
+            return
+        self.logbook.note(f"Docker engine '{name}' stopped answering ({problem.message}); "
+                          "reconnecting by itself" if name != LOCAL else
+                          f"Docker stopped answering ({problem.message}); reconnecting by itself")
+        for slot in self._slots.values():
+            if slot.engine != name:
+                continue
+            if slot.sup is not None:
+                slot.sup.detached = True
+                slot.sup.stop.set()
+            if slot.has_container:
+                self._set_state(slot, slot.state)  # becomes unreachable (see _set_state)
+
+    def _need_engine(self, name: str) -> None:
+        engine = self.engines.get(name)
+        if engine is None:
+            raise EngineUnavailable(f"no Docker engine named '{name}' is connected",
+                                    hint="add an [engine NAME] section to models.conf and restart the daemon")
+        problem = engine.link.problem
+        if not engine.link.available and problem is not None:
+            engine.link.poke()  # someone wants it: try now rather than after the pause
+            raise EngineUnavailable(problem.message, hint=problem.hint, detail=problem.detail)
+
+    async def _engine_back(self, engine: Engine) -> None:
+        self.logbook.note("Docker answers again" if engine.name == LOCAL
+                          else f"Docker engine '{engine.name}' answers again")
+        try:
+            await self._reconcile(engine, None, after_outage=True)
+        except Exception as exc:  # e.g. models.conf broken meanwhile: report, never crash
+            log.exception("adopting after the outage failed")
+            for slot in self._slots.values():
+                if slot.engine == engine.name and slot.state == State.UNREACHABLE:
+                    self._set_state(slot, State.FAILED, f"llm-mcp could not adopt the container: {exc}",
+                                    "fix the cause (see the daemon log); switch to the model to go on",
+                                    code="internal_error")
+
+    # ---- adoption --------------------------------------------------------------
+
+    async def _reconcile(self, engine: Engine, intent: SwitchIntent | None, *,
+                         after_outage: bool = False) -> None:
+        """Adopt this engine's running containers (no reload), clear leftovers."""
+        claimed = {m for j in self._active if not j.done.is_set() for m in j.claims}
+        known = {s.sup.container.id: s for s in self._slots.values()
+                 if s.sup is not None and s.engine == engine.name}
+        try:
+            containers = await anyio.to_thread.run_sync(engine.runtime.managed, limiter=self._threads)
+            dying = intent.container if intent else None  # the one a dead daemon was stopping
+            keep: dict[str, ContainerInfo] = {}
+            # Newest first; a container that conflicts with one already kept (two models that may
+            # not run together, left by hand or by an older models.conf) is a leftover too.
+            for info in sorted(containers, key=lambda c: c.started_at or 0, reverse=True):
+                if not info.running or info.id == dying or info.profile in keep:
+                    continue
+                profile = self._slot_profile(info.profile)
+                if profile is not None and self._conflicts(profile, [m for m in keep if m != info.profile]):
+                    continue
+                keep[info.profile] = info
+            keep_ids = {c.id for c in keep.values()}
+            for other in containers:
+                if other.id in keep_ids or other.profile in claimed:
+                    continue
+                if other.id in known:
+                    slot = known[other.id]
+                    self._forget(slot)
+                    self._remove_env_file(slot.profile)
+                    self.logbook.note(f"container {other.short_id} ended while Docker was away",
+                                      model=slot.model)
+                    self._set_state(slot, State.STOPPED, "the container ended while Docker was not "
+                                    "answering", "switch to the model to start it again",
+                                    code="container_gone")
+                await anyio.to_thread.run_sync(engine.runtime.stop_and_remove, other.id, 0.0,
+                                               limiter=self._threads)
+        except EngineUnavailable as exc:
+            self._engine_lost(engine.name, exc)
+            return
+        for container_id, slot in known.items():
+            if container_id in keep_ids or slot.model in claimed or slot.sup is None:
+                continue
+            self._forget(slot)
+            self._remove_env_file(slot.profile)
+            self.logbook.note(f"container {container_id[:12]} ended while Docker was away", model=slot.model)
+            self._set_state(slot, State.STOPPED, "the container ended while Docker was not answering",
+                            "switch to the model to start it again", code="container_gone")
+        for model, info in keep.items():
+            mine = self._slots.get(model)
+            if model in claimed and not (mine is not None and mine.sup is not None
+                                         and mine.sup.container.id == info.id):
+                continue  # a job in flight owns this model now
+            await self._adopt(engine, info, same_run=info.id in known)
+        if not keep and intent is not None and not after_outage and engine.name == LOCAL:
+            profile = self._slot_profile(intent.from_profile or "")
+            model = intent.from_profile or intent.to_profile or "?"
+            if model not in self._slots:
+                tomb = self._new_slot(model, profile, engine.name)
+                self.logbook.note(f"{intent.sentence()}; nothing is running")
+                self._set_state(tomb, State.STOPPED, f"{intent.sentence()}; nothing is running",
+                                "switch to a model to start one", code="switch_interrupted")
+                self._primary = model
+
+    async def _adopt(self, engine: Engine, keep: ContainerInfo, *, same_run: bool) -> None:
+        config = self.config()
+        profile = config.profiles.get(keep.profile)
+        slot = self._slots.get(keep.profile)
+        if same_run and slot is not None and slot.sup is not None:
+            # This core saw its lines already: only re-read the ones it may have missed.
+            since, replayed = recent_records(self.logbook.run_file(keep.id))
+            old = slot.sup
+            old.stop.set()
+            self.logbook.end_run(old.container.id)
+            slot.sup = None
+            slot.ready_health.stop()
+        else:
+            restored = self.logbook.restore_run(keep.id)
+            latest = docker_ts_seconds(restored.latest) if restored.latest else None
+            # Re-read a margin before the newest saved line: stdout and stderr lines are not
+            # saved in timestamp order. The replayed set drops what is already there.
+            since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
+            replayed = restored.records
+            if slot is None or slot.sup is None:
+                slot = self._new_slot(keep.profile, profile, engine.name)
+        assert slot is not None
+        sup = self._attach(slot, keep, since=since, resume=True)
+        sup.replayed = replayed
+        self.logbook.note(f"adopted running container {keep.short_id} ({keep.profile})", model=slot.model)
+        if self._primary is None or self._primary not in self._slots or \
+                not self._slots[self._primary].has_container:
+            self._primary = slot.model
+        if profile is None:
+            slot.stale_config = True
+            self._set_state(slot, State.READY, f"running '{keep.profile}', which is no longer in "
+                            "models.conf", "switch to a current profile", code="unknown_profile")
+            return
+        slot.stale_config = config_hash(profile, config.instance) != keep.config_hash
+        endpoint = self._endpoint(slot)
+        assert endpoint is not None
+        probe = self.probe_factory(endpoint)
+        try:
+            slot.health = await probe.health()
+        finally:
+            await probe.aclose()
+        if slot.health.status == "ok" or keep.status == "paused":
+            # Loaded already: adopted at once, no job that would make a switch wait or be refused.
+            self._adopted_ready(slot, sup)
+            return
+        job = Job(kind="adopt", profile=keep.profile, profile_name=profile.name,
+                  force=False, rollback=False, previous=None,
+                  estimate=self.history.estimate(keep.profile), engine=engine.name)
+        job.claims = {keep.profile}
+        self._begin(job, [])
+        assert self._tg is not None
+        self._tg.start_soon(self._run_job, job, [], self._do_adopt, slot, sup)
+
+    def _adopted_ready(self, slot: Slot, sup: Supervisor) -> None:
+        stale = "running with a stale config: models.conf changed since it started"
+        self._set_state(slot, State.READY, stale if slot.stale_config else None,
+                        "switch to the profile again to apply the new config" if slot.stale_config
+                        else None, code="stale_config" if slot.stale_config else None)
+        self._after_ready(slot, sup, adopted=True)
+
+    async def _do_adopt(self, job: Job, slot: Slot, sup: Supervisor) -> None:
+        assert slot.profile is not None
+        self._phase(job, "loading")
+        self._set_state(slot, State.LOADING, f"loading {slot.name} (adopted)")
+        failure = await self._await_ready(job, slot, sup)
+        if failure is None:
+            job.result = "ready"
+            self._adopted_ready(slot, sup)
+            return
+        job.result, job.failure = "failed", failure
+        job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current", model=slot.model)]
+        if failure.reason == DOCKER_UNAVAILABLE:
+            self._set_state(slot, State.UNREACHABLE, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
+            return
+        await self._remove(job, slot, quick=True)
+        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
