@@ -6,20 +6,28 @@ tests/integration; here every scheduling rule runs without Docker, HTTP or sleep
 
 from __future__ import annotations
 
+import contextlib
+import random
 import shutil
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from llm_mcp.config.compose import profile_spec
-from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.lifecycle import Core
-from llm_mcp.runtime.base import ContainerInfo
-from llm_mcp.runtime.memory import MemoryEngine, Script
+from llm_mcp.config.compose import LABEL_INSTANCE, LABEL_PROFILE, env_files, profile_spec
+from llm_mcp.config.models_conf import Config, Profile, UnknownProfileError, load_config
+from llm_mcp.config.placement import conflict
+from llm_mcp.core.jobs import Job, SwitchError, SwitchRefused
+from llm_mcp.core.scheduler import Core
+from llm_mcp.runtime.base import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure
+from llm_mcp.runtime.memory import MemoryEngine, MemoryProbe, OffsetClock, Script, probes
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 18080  # nothing listens: the stand-in probe answers for whichever container publishes it
@@ -46,8 +54,10 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.instance = "m" + uuid.uuid4().hex[:10]
-        self.engine = MemoryEngine()
+        self.engine = WatchedEngine()
+        self.engine.rules[self.instance] = self.conflict
         self.runtime = self.engine.runtime(self.instance)
+        self._config: Config | None = None
         models = root / "models"
         models.mkdir(parents=True)
         for name in ("alpha.gguf", "beta.gguf"):
@@ -66,6 +76,16 @@ class World:
             **defaults}
         head = "".join(f"{key} = {value}\n" for key, value in values.items())
         self.config_path.write_text(f"[defaults]\n{head}\n{profiles}", encoding="utf-8")
+        self._config = None
+
+    def conflict(self, a: str, b: str) -> bool:
+        """Whether profiles a and b may not run at once (placement.conflict on models.conf now)."""
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        try:
+            return conflict(self._config.profile(a), self._config.profile(b)) is not None
+        except UnknownProfileError:
+            return True  # a container whose profile left models.conf: nothing may run beside it
 
     def script(self, profile_id: str, script: Script) -> None:
         self.engine.script(profile_id, script)
@@ -107,8 +127,10 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path)
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    assert w.engine.violations == [], "two conflicting models ran at once"
 
 
 @pytest.fixture
@@ -132,3 +154,358 @@ async def ready(core: Core, profile_id: str) -> str:
     assert job.result == "ready", job.to_dict()
     assert core.container_id is not None
     return core.container_id
+
+
+# ---- several models: two stand-in engines, placed profiles, the no-conflict invariant ----------
+
+REMOTE_ADDRESS = "192.0.2.10"  # where the remote engine's ports are reached (TEST-NET-1: nothing real)
+
+# Placement (see /work/team/COMMON.md "The model"): on `local`, alpha and gamma share GPU 0,
+# beta has GPU 1, delta pins alpha's port, solo is exclusive; on `remote`, far has GPU 0 and
+# near is exclusive there. The remote engine's servers answer on REMOTE_ADDRESS.
+PLACED = """
+[engine remote]
+url = unix:///run/llm-mcp-stand-in/remote.sock
+address = 192.0.2.10
+gpus = 0,1
+
+[alpha]
+name = Alpha
+model = alpha.gguf
+gpus = 0
+port = 18101
+
+[beta]
+name = Beta
+model = beta.gguf
+gpus = 1
+port = 18102
+
+[gamma]
+name = Gamma
+model = alpha.gguf
+gpus = 0
+port = 18103
+
+[delta]
+name = Delta
+model = beta.gguf
+gpus = none
+port = 18101
+
+[solo]
+name = Solo
+model = alpha.gguf
+gpus = none
+exclusive = true
+port = 18105
+
+[far]
+name = Far
+model = alpha.gguf
+engine = remote
+gpus = 0
+port = 18106
+
+[near]
+name = Near
+model = beta.gguf
+engine = remote
+gpus = none
+exclusive = true
+port = 18107
+"""
+
+# Which pairs conflict in PLACED, as the rule says (checked against placement.conflict too).
+CONFLICTS = {frozenset(p) for p in (("alpha", "gamma"), ("alpha", "delta"), ("alpha", "solo"),
+                                    ("beta", "solo"), ("gamma", "solo"), ("delta", "solo"),
+                                    ("far", "near"))}
+
+
+class Violations(list[str]):
+    """What the invariant checker saw; a test's teardown asserts it stayed empty."""
+
+
+class WatchedEngine(MemoryEngine):
+    """The stand-in engine, plus a look at every container start: no two conflicting models run.
+
+    The check runs inside the engine, at the instant a container starts (the only event that
+    can make a pair), so no moment is missed between two samples.
+    """
+
+    def __init__(self, clock: OffsetClock | None = None, **options: Any) -> None:
+        super().__init__(clock, **options)
+        self.rules: dict[str, Callable[[str, str], bool]] = {}  # instance -> do two profiles conflict
+        self.violations = Violations()
+        self.starts = 0
+
+    def _emit(self, c: Any, action: str) -> None:
+        super()._emit(c, action)
+        if action == "start":
+            self.starts += 1
+            self.violations.extend(running_conflicts(self.rules, [
+                (o.labels, o.id) for o in list(self._containers.values()) if o.running]))
+
+
+def running_conflicts(rules: Mapping[str, Callable[[str, str], bool]],
+                      running: list[tuple[Mapping[str, str], str]]) -> list[str]:
+    """Every conflicting pair among running containers of one engine (labels, id), per instance."""
+    found = []
+    for i, (a, a_id) in enumerate(running):
+        for b, b_id in running[i + 1:]:
+            instance = a.get(LABEL_INSTANCE)
+            rule = rules.get(instance or "")
+            if rule is None or b.get(LABEL_INSTANCE) != instance:
+                continue
+            pa, pb = a.get(LABEL_PROFILE, ""), b.get(LABEL_PROFILE, "")
+            if rule(pa, pb):
+                found.append(f"{pa} ({a_id[:12]}) and {pb} ({b_id[:12]}) ran at once")
+    return found
+
+
+class Fleet(World):
+    """Two stand-in engines, `local` and `remote`, on one clock, and PLACED's profiles."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        # The GPU template: the stand-in ignores the reservation, the core needs it for `gpus`.
+        shutil.copy(ROOT / "compose" / "compose.yaml", root / "compose" / "compose.yaml")
+        self.remote = WatchedEngine(self.engine.clock, name="remote", address=REMOTE_ADDRESS)
+        self.engines: dict[str, MemoryEngine] = {"local": self.engine, "remote": self.remote}
+        self.runtimes = {name: e.runtime(self.instance) for name, e in self.engines.items()}
+        for engine in self.engines.values():
+            assert isinstance(engine, WatchedEngine)
+            engine.rules[self.instance] = self.conflict
+        self.write(PLACED)
+
+    def script(self, profile_id: str, script: Script) -> None:
+        for engine in self.engines.values():
+            engine.script(profile_id, script)
+
+    def advance(self, seconds: float) -> None:
+        self.engine.advance(seconds)
+        self.remote.advance(0)  # the same clock: wake the remote engine's waits too
+
+    def containers(self) -> list[ContainerInfo]:
+        return [c for e in self.engines.values() for c in e.containers()]
+
+    def ours(self) -> dict[str, ContainerInfo]:
+        """This instance's running containers by profile, on every engine that answers."""
+        out = {}
+        for runtime in self.runtimes.values():
+            with contextlib.suppress(EngineUnavailable):
+                out.update({c.profile: c for c in runtime.managed() if c.running})
+        return out
+
+    def start_by_hand(self, profile_id: str) -> ContainerInfo:
+        config = load_config(self.config_path)
+        profile = config.profile(profile_id)
+        spec, _ = profile_spec(profile, config.instance)
+        return self.runtimes[engine_of(profile)].create_and_start(spec)
+
+    def probe(self, base_url: str) -> MemoryProbe:
+        """The URL's host picks the engine, as a real network would."""
+        return probes(*self.engines.values())(base_url)
+
+    def url(self, model_id: str) -> str:
+        """Where `model_id`'s server answers (its fixed port, on its engine's address)."""
+        profile = load_config(self.config_path).profile(model_id)
+        host = REMOTE_ADDRESS if engine_of(profile) == "remote" else "127.0.0.1"
+        return f"http://{host}:{profile.port}"
+
+    def make_core(self) -> Core:
+        path = self.config_path
+        core = Core(load_config=lambda: load_config(path), runtimes=self.runtimes,
+                    state_dir=self.root / "state", probe_factory=self.probe,
+                    health_interval=0.005, clock=self.engine.clock)
+        quick_reconnect(core)
+        return core
+
+    def violations(self) -> list[str]:
+        return [v for e in self.engines.values() if isinstance(e, WatchedEngine) for v in e.violations]
+
+    def env_models(self) -> set[str]:
+        """The models that compose/<model>.env files exist for."""
+        return set(env_files(self.root / "compose"))
+
+
+def engine_of(profile: Profile) -> str:
+    return str(getattr(profile, "engine", "local") or "local")
+
+
+def quick_reconnect(core: Core) -> None:
+    """Reconnect quickly after a stand-in engine outage (the real backoff starts at 0.5 s)."""
+    links = getattr(core, "engines", None)
+    for link in (links.values() if isinstance(links, Mapping) else [getattr(core, "engine", None)]):
+        if link is not None and hasattr(link, "first_delay"):
+            link.first_delay = 0.01
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(tmp_path)
+    yield f
+    assert f.violations() == [], "two conflicting models ran at once"
+
+
+@pytest.fixture
+async def fleet_core(fleet: Fleet) -> AsyncIterator[Core]:
+    async with fleet.core() as c:
+        yield c
+
+
+def model(core: Core, model_id: str) -> dict[str, Any]:
+    """status()["models"] entry of `model_id`; {"state": "stopped"} when it is not listed."""
+    for entry in core.status()["models"]:
+        if entry["id"] == model_id:
+            return dict(entry)
+    return {"id": model_id, "state": "stopped", "container": None}
+
+
+def states(core: Core) -> dict[str, str]:
+    """Each listed model's state."""
+    return {m["id"]: m["state"] for m in core.status()["models"]}
+
+
+async def ensured(core: Core, model_id: str, timeout: float = 2.0, **options: bool) -> Job:
+    """ensure(model) and wait for its job to end."""
+    job = await core.ensure(model_id, **options)
+    with anyio.fail_after(timeout):
+        await job.done.wait()
+    return job
+
+
+# ---- the storm: many concurrent requests, then what must hold ------------------------------
+
+STORM_OPS = ("ensure", "force", "unload", "unload_all")
+STORM_WEIGHTS = (6, 1, 2, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    delay: float  # seconds after the storm starts
+    op: str  # one of STORM_OPS
+    model: str
+    fails: bool  # the model's next load fails (the stand-in only)
+    load_s: float
+
+
+@dataclass
+class StormLog:
+    jobs: list[Job] = field(default_factory=list)
+    refused: int = 0
+    not_running: int = 0
+    ops: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        results = Counter(str(j.result) for j in self.jobs)
+        return (f"{sum(self.ops.values())} requests {dict(self.ops)}: {len(self.jobs)} jobs {dict(results)}, "
+                f"{self.refused} refused, {self.not_running} not running")
+
+
+def storm_plan(seed: int, models: list[str], n: int = 50, spread: float = 1.0) -> list[Request]:
+    """n requests over `spread` seconds, reproducible from `seed`."""
+    rng = random.Random(seed)
+    return [Request(delay=rng.uniform(0, spread), op=rng.choices(STORM_OPS, STORM_WEIGHTS)[0],
+                    model=rng.choice(models), fails=rng.random() < 0.1, load_s=rng.uniform(0.01, 0.1))
+            for _ in range(n)]
+
+
+async def storm(core: Core, plan: list[Request], script: Callable[[Request], None] | None = None) -> StormLog:
+    """Send every request of `plan` at its time, concurrently; what came of them."""
+    out = StormLog()
+
+    async def one(r: Request) -> None:
+        await anyio.sleep(r.delay)
+        if script is not None:
+            script(r)
+        out.ops[r.op] += 1
+        try:
+            if r.op == "unload":
+                job = await core.unload(r.model)
+            elif r.op == "unload_all":
+                job = await core.unload_all()
+            else:
+                job = await core.ensure(r.model, force=r.op == "force")
+        except SwitchRefused:
+            out.refused += 1
+            return
+        except SwitchError as exc:
+            assert exc.reason == "not_running" and r.op == "unload", (r, exc.reason, str(exc))
+            out.not_running += 1
+            return
+        out.jobs.append(job)
+
+    async with anyio.create_task_group() as tg:
+        for request in plan:
+            tg.start_soon(one, request)
+    return out
+
+
+def storm_findings(core: Core, containers: Mapping[str, list[ContainerInfo]],
+                   conflicts: Callable[[str, str], bool], env_models: set[str]) -> list[str]:
+    """What is wrong once a storm has settled: conflicting pairs, jobs in flight, orphans,
+    ghosts, `.env` files that do not match. `containers`: each engine's containers of ours."""
+    found = []
+    status = core.status()
+    listed = {m["id"]: m for m in status["models"]}
+    if status["jobs"]:
+        found.append(f"jobs still in flight: {[j['id'] for j in status['jobs']]}")
+    running: dict[str, ContainerInfo] = {}
+    for engine, infos in containers.items():
+        for c in infos:
+            entry = listed.get(c.profile)
+            if not c.running:
+                found.append(f"{engine}: a {c.status} container of {c.profile} was left behind")
+            elif entry is None or entry["container"] is None or not c.id.startswith(entry["container"]["id"]):
+                found.append(f"{engine}: orphan container {c.short_id} of {c.profile} (status: {entry})")
+            else:
+                running[c.profile] = c
+    ids = sorted(running)
+    found += [f"{a} and {b} run at once" for i, a in enumerate(ids) for b in ids[i + 1:] if conflicts(a, b)]
+    for model_id, entry in listed.items():
+        if entry["state"] in ("starting", "loading", "ready") and model_id not in running:
+            found.append(f"{model_id} is {entry['state']} in status but no container runs it")
+    if core.running_ids() != set(running):
+        found.append(f"running_ids() {sorted(core.running_ids())} != containers {ids}")
+    if env_models != set(running):
+        found.append(f"compose/*.env for {sorted(env_models)}, running: {ids}")
+    return found
+
+
+class ConflictSampler:
+    """Looks at each engine's container list every few milliseconds in a thread (a real
+    engine has no hook inside): every sample, no two conflicting models running."""
+
+    def __init__(self, runtimes: Mapping[str, Runtime], conflicts: Callable[[str, str], bool],
+                 interval: float = 0.005) -> None:
+        self.runtimes = runtimes
+        self.conflicts = conflicts
+        self.interval = interval
+        self.samples = 0
+        self.most_running = 0
+        self.violations: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            running = 0
+            for engine, runtime in self.runtimes.items():
+                try:
+                    ids = sorted(c.profile for c in runtime.managed() if c.running)
+                except RuntimeFailure:
+                    continue  # an engine that is away shows nothing; the others still count
+                running += len(ids)
+                self.violations += [f"{engine}: {a} and {b} ran at once" for i, a in enumerate(ids)
+                                    for b in ids[i + 1:] if self.conflicts(a, b)]
+            self.samples += 1
+            self.most_running = max(self.most_running, running)
+
+    def __enter__(self) -> ConflictSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
