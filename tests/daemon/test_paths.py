@@ -25,7 +25,7 @@ def test_without_xdg_runtime_dir_the_socket_lives_in_a_per_user_tmp_dir_and_noth
     env = _env_without_runtime_dir(tmp_path, LLM_MCP_CONFIG=str(tmp_path / "missing.conf"),
                                    LLM_MCP_STATE_DIR=str(tmp_path / "state"))
     where = subprocess.run([sys.executable, "-W", "error", "-c",
-                            "from llm_mcp import paths; print(paths.socket_path())"],
+                            "from llm_mcp.config import paths; print(paths.socket_path())"],
                            env=env, capture_output=True, text=True, timeout=60, check=False)
     assert where.returncode == 0 and where.stderr == "", where.stderr
     assert where.stdout.strip() == str(tmp_path / f"llm-mcp-{os.geteuid()}" / "daemon.sock")
