@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llm_mcp.config.engines import EngineSettings
 from llm_mcp.config.models_conf import (
     BUILTIN_DEFAULTS,
     DEFAULT_IMAGE,
@@ -643,8 +644,12 @@ _NASTY = {
     "ctx_size": ["9" * 5000, "1_000", "+1", "٣", " 5 ", "0x10"],
     "speed": ["1e999", "-0", "nan", "1_0.5", "infinity"],
     "load_timeout": ["1e999s", "nans", "s", "ss", "-inf"],
-    "port": ["0", "65535", "65536", "٨٠"],
+    "port": ["0", "65535", "65536", "٨٠", "auto", "AUTO", "automatic"],
     "n_gpu_layers": ["all", "ALL", "-0", "1e3"],
+    "gpus": ["all", "NONE", "0,1", "0,,1", "0,0", "-1", "GPU-", "gpu-AB12", "MIG-x", "1" * 5, "0, GPU-ab"],
+    "engine": ["local", "Local", "nope", "", "a b", "engine"],
+    "exclusive": ["yes", "maybe", ""],
+    "aliases": ["x", "x, y", "x,x", "X", "", ",", "a"],
     "host": ["::1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "fe80::1%lo"],
     "image": ["x y", "a\\", ":", "@", "a" * 5000],
     "model": ["/x", "..", "a/../b", "a/./b", "", "\x00"],
@@ -665,6 +670,37 @@ def structured_configs(draw: st.DrawFn) -> str:
         for key in keys:
             value = draw(st.sampled_from(_NASTY[key]) | st.sampled_from(_VALUES) | st.text(max_size=12))
             lines.append(f"{key} = {value}")
+    return "\n".join(lines)
+
+
+_ENGINE_VALUES = {
+    "url": ["unix:///run/d.sock", "unix://rel", "tcp://h:2376", "tcp://h", "tcp://u@h:1", "ssh://me@h",
+            "ssh://me:pw@h", "http://h", "tcp://[::1]:2376", "tcp://h:99999", "", "ssh://", "tcp://h:2376/x"],
+    "tls_ca": ["ca.pem", "", "~nouser-llm-mcp/x", "a\x00b"],
+    "tls_cert": ["cert.pem"], "tls_key": ["key.pem"],
+    "tls_verify": ["false", "maybe"],
+    "models_dir": ["/srv/models", "models", "~/m", "/", "/etc", "/a/../b", "d:e"],
+    "gpus": ["0,1", "GPU-ab, GPU-cd", "0, GPU-ab", "all", ""],
+    "address": ["10.0.0.7", "gpu-box.lan", "[::1]", "bad host", "", "-x"],
+}
+
+
+@st.composite
+def engine_configs(draw: st.DrawFn) -> str:
+    """[engine NAME] sections with their keys, and profiles that name them."""
+    lines: list[str] = []
+    names = draw(st.lists(st.sampled_from(["local", "box", "b-2", "Bad", ""]), max_size=3, unique=True))
+    for name in names:
+        lines.append(f"[engine {name}]")
+        for key in draw(st.lists(st.sampled_from(list(_ENGINE_VALUES)), max_size=5, unique=True)):
+            lines.append(f"{key} = {draw(st.sampled_from(_ENGINE_VALUES[key]) | st.text(max_size=8))}")
+    for profile in draw(st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True)):
+        lines += [f"[{profile}]", "model = a.gguf"]
+        if draw(st.booleans()):
+            lines.append(f"engine = {draw(st.sampled_from([*names, 'local', 'missing']))}")
+        for key in draw(st.lists(st.sampled_from(["gpus", "aliases", "models_dir", "host"]), max_size=2,
+                                 unique=True)):
+            lines.append(f"{key} = {draw(st.sampled_from([*_NASTY.get(key, []), '0', 'a', '0.0.0.0']))}")
     return "\n".join(lines)
 
 
@@ -709,6 +745,12 @@ def test_generated_structured_configs_only_raise_config_error(text: str) -> None
 @FAST
 @given(chaotic_configs())
 def test_generated_chaotic_configs_only_raise_config_error(text: str) -> None:
+    _only_config_errors(text)
+
+
+@FAST
+@given(engine_configs())
+def test_generated_engine_configs_only_raise_config_error(text: str) -> None:
     _only_config_errors(text)
 
 
@@ -867,7 +909,7 @@ def test_every_numeric_value_that_passes_works_downstream(key: str, raw: str) ->
         return
     value = getattr(profile, key)
     low, high = RANGES[key]
-    if key == "n_gpu_layers" and value in ("all", "auto"):
+    if (key == "n_gpu_layers" and value in ("all", "auto")) or (key == "port" and value is None):
         return
     number = float(value)
     assert low <= number <= high
@@ -876,3 +918,364 @@ def test_every_numeric_value_that_passes_works_downstream(key: str, raw: str) ->
         if arg.lstrip("-").isdigit():
             assert int(arg) <= _INT32
     assert round(profile.stop_grace) < _INT32
+
+
+# -- placement: engine, gpus, exclusive, port = auto, aliases ----------------------------
+
+OLD_PROFILE_KEYS = {"id", "name", "model", "ctx_size", "n_gpu_layers", "override_tensor", "batch_size",
+                    "ubatch_size", "flags", "speed", "bench", "description", "image", "port"}
+UUID = "GPU-8a3c9e1f-2b4d-4c6e-9f10-1a2b3c4d5e6f"
+
+
+def test_a_config_of_the_previous_version_parses_to_the_single_container_placement() -> None:
+    cfg = load_config(EXAMPLE)
+    assert dict(cfg.engines) == {"local": EngineSettings("local")}
+    assert cfg.gpu_uuids == {}
+    assert cfg.warnings == ()
+    for profile in cfg.profiles.values():
+        assert (profile.engine, profile.gpus, profile.exclusive, profile.port, profile.aliases) == (
+            "local", None, False, 8080, ())
+        assert profile.gpus_text == "all"
+        data = profile.to_dict()
+        assert set(data) >= OLD_PROFILE_KEYS and data["port"] == 8080
+        assert {k: data[k] for k in set(data) - OLD_PROFILE_KEYS} == {
+            "engine": "local", "gpus": "all", "exclusive": False, "aliases": []}
+        assert cfg.engine_of(profile) is cfg.engines["local"] == cfg.engine_of(profile.id)
+        assert profile.models_dir == Path.home() / "models"
+
+
+def test_placement_keys_parse() -> None:
+    cfg = parse(f"""
+        [a]
+        model = a.gguf
+        gpus = 1, 0
+        exclusive = yes
+        port = auto
+        aliases = coder, cdr
+        [b]
+        model = b.gguf
+        gpus = {UUID.lower()}, 2
+        [c]
+        model = c.gguf
+        gpus = NONE
+    """)
+    a, b, c = cfg.profile("a"), cfg.profile("b"), cfg.profile("c")
+    assert (a.gpus, a.exclusive, a.port, a.aliases) == (("1", "0"), True, None, ("coder", "cdr"))
+    assert a.gpus_text == "1,0" and c.gpus == () and c.gpus_text == "none"
+    assert b.gpus == (UUID, "2")  # UUIDs normalised as nvidia-smi prints them
+    assert a.to_dict()["port"] == "auto" and b.to_dict()["port"] == 8080
+    assert a.to_dict()["aliases"] == ["coder", "cdr"] and a.to_dict()["gpus"] == "1,0"
+    assert (a.to_dict()["exclusive"], b.to_dict()["exclusive"]) == (True, False)
+
+
+def test_placement_keys_inherit_from_defaults() -> None:
+    cfg = parse("""
+        [defaults]
+        gpus = none
+        exclusive = true
+        port = auto
+        [a]
+        model = a.gguf
+        [b]
+        model = b.gguf
+        gpus = 0
+        port = 9000
+    """)
+    assert (cfg.profile("a").gpus, cfg.profile("a").exclusive, cfg.profile("a").port) == ((), True, None)
+    assert (cfg.profile("b").gpus, cfg.profile("b").port) == (("0",), 9000)
+
+
+def test_aliases_belong_in_a_profile() -> None:
+    err = error("[defaults]\naliases = x\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.section, err.key) == (2, "defaults", "aliases")
+    assert "belongs in a profile section" in err.message
+
+
+@pytest.mark.parametrize(("key", "raw", "expect"), [
+    ("gpus", "some", "'some' is not a GPU index (0-9999) or UUID"),
+    ("gpus", "0,,1", "has an empty item"),
+    ("gpus", "0, 00", "GPU 0 is listed twice"),
+    ("gpus", "-1", "is not a GPU index"),
+    ("gpus", "GPU-zz", "is not a GPU index"),
+    ("gpus", "٣", "is not a GPU index"),
+    ("exclusive", "sometimes", "'sometimes' is not a boolean"),
+    ("port", "automatic", "'automatic' is not a whole number (must be between 1 and 65535); or auto"),
+    ("port", "0", "0 is out of range: must be between 1 and 65535; or auto"),
+    ("aliases", "Coder", "'Coder' is not a valid alias"),
+    ("aliases", "a,,b", "'' is not a valid alias"),
+    ("aliases", "x, x", "'x' is listed twice"),
+    ("engine", "Big Box", "'Big Box' is not an engine name"),
+])
+def test_bad_placement_values_name_file_line_key_and_what_is_valid(key: str, raw: str, expect: str) -> None:
+    err = error(f"[a]\nmodel = a.gguf\n{key} = {raw}\n")
+    assert (err.line, err.key, err.section) == (3, key, "a")
+    assert expect in err.message
+    if key == "gpus":
+        assert "or all, or none" in err.message
+
+
+def test_an_unknown_engine_names_the_valid_ones() -> None:
+    text = """
+        [a]
+        model = a.gguf
+        engine = gpu-bx
+
+        [engine gpu-box]
+        url = ssh://me@gpu-box
+        models_dir = /srv/models
+    """
+    err = error(text)
+    assert (err.line, err.key, err.section) == (line_of(text, "engine = gpu-bx"), "engine", "a")
+    assert "unknown engine 'gpu-bx'" in err.message
+    assert "did you mean 'gpu-box'?" in err.message
+    assert "valid engines: local, gpu-box" in err.message
+
+
+def test_an_unknown_engine_from_defaults_is_reported_in_defaults() -> None:
+    err = error("[defaults]\nengine = elsewhere\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.key, err.section) == (2, "engine", "defaults")
+    assert "valid engines: local" in err.message
+
+
+def test_an_alias_may_not_be_a_profile_id_or_another_profiles_alias() -> None:
+    text = "[a]\nmodel = a.gguf\naliases = x\n[b]\nmodel = b.gguf\naliases = y, x\n"
+    err = error(text)
+    assert (err.line, err.key, err.section) == (6, "aliases", "b")
+    assert "'x' is already an alias of [a]" in err.message
+    err = error("[a]\nmodel = a.gguf\naliases = b\n[b]\nmodel = b.gguf\n")
+    assert (err.line, err.key, err.section) == (3, "aliases", "a")
+    assert "'b' is the id of a profile" in err.message
+    err = error("[a]\nmodel = a.gguf\naliases = a\n")
+    assert "(this one)" in err.message
+
+
+# -- [engine NAME] -------------------------------------------------------------------------
+
+
+def test_engine_sections_tcp_with_tls_and_ssh(tmp_path: Path) -> None:
+    path = tmp_path / "models.conf"
+    text = conf("""
+        [engine gpu-box]
+        url = tcp://gpu-box.lan:2376
+        tls_ca = certs/ca.pem
+        tls_cert = certs/cert.pem
+        tls_key = ~/.docker/key.pem
+        models_dir = /srv/models
+        gpus = GPU-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, GPU-8A3C9E1F-2B4D-4C6E-9F10-1A2B3C4D5E6F
+
+        [engine lab]
+        url = ssh://me@10.0.0.7:2222
+        models_dir = /data/gguf
+        address = 10.0.0.8
+
+        [engine sock]
+        url = unix:///run/user/1000/docker.sock
+
+        [big]
+        model = big.gguf
+        engine = gpu-box
+        host = 0.0.0.0
+        gpus = 1
+
+        [small]
+        model = small.gguf
+        engine = lab
+        models_dir = /other/models
+        host = 0.0.0.0
+    """)
+    cfg = parse_config(text, path)
+    box, lab, sock = cfg.engines["gpu-box"], cfg.engines["lab"], cfg.engines["sock"]
+    assert list(cfg.engines) == ["local", "gpu-box", "lab", "sock"]
+    assert (box.url, box.tls_ca, box.tls_cert, box.tls_key, box.tls_verify, box.tls) == (
+        "tcp://gpu-box.lan:2376", tmp_path / "certs" / "ca.pem", tmp_path / "certs" / "cert.pem",
+        Path.home() / ".docker" / "key.pem", True, True)
+    assert box.models_dir == Path("/srv/models") and box.remote and box.address == "gpu-box.lan"
+    assert box.gpus == box.gpu_uuids == ("GPU-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", UUID)
+    assert cfg.gpu_uuids == {"gpu-box": box.gpus}
+    assert (lab.url, lab.address, lab.tls, lab.remote) == ("ssh://me@10.0.0.7:2222", "10.0.0.8", False, True)
+    assert (sock.address, sock.remote, sock.models_dir) == ("127.0.0.1", False, None)
+    big, small = cfg.profile("big"), cfg.profile("small")
+    assert big.engine == "gpu-box" and big.models_dir == Path("/srv/models")  # the engine's
+    assert small.models_dir == Path("/other/models")  # its own, on that host, as written
+    assert cfg.engine_of(big) is box
+    assert box.to_dict()["tls"] is True and box.to_dict()["models_dir"] == "/srv/models"
+    assert not [w for w in cfg.warnings if "engine" in w and "TLS" in w]
+
+
+def test_the_engines_models_dir_wins_over_defaults_and_the_profiles_own_wins_over_both() -> None:
+    cfg = parse("""
+        [defaults]
+        models_dir = /models
+        [engine other]
+        url = unix:///run/other.sock
+        models_dir = /other
+        [a]
+        model = a.gguf
+        engine = other
+        [b]
+        model = b.gguf
+        engine = other
+        models_dir = /mine
+        [c]
+        model = c.gguf
+    """)
+    assert [cfg.profile(p).models_dir for p in "abc"] == [Path("/other"), Path("/mine"), Path("/models")]
+
+
+def test_local_may_be_redefined() -> None:
+    cfg = parse("""
+        [engine local]
+        url = unix:///run/user/1000/docker.sock
+        gpus = 0, 1
+        models_dir = /models
+        [a]
+        model = a.gguf
+        gpus = 1
+    """)
+    local = cfg.engines["local"]
+    assert (local.url, local.gpus, local.gpu_uuids) == ("unix:///run/user/1000/docker.sock", ("0", "1"), ())
+    assert cfg.profile("a").models_dir == Path("/models")
+    assert list(cfg.engines) == ["local"]
+
+
+def test_an_engine_section_is_not_a_profile_and_engine_alone_still_is() -> None:
+    cfg = parse("[engine]\nmodel = e.gguf\n[engine box]\nurl = unix:///run/box.sock\n")
+    assert list(cfg.profiles) == ["engine"]
+    assert list(cfg.engines) == ["local", "box"]
+
+
+@pytest.mark.parametrize(("header", "expect"), [
+    ("engine Box", "an engine section is [engine NAME], NAME a slug"),
+    ("engine a b", "an engine section is [engine NAME]"),
+])
+def test_a_bad_engine_header_says_how_to_write_one(header: str, expect: str) -> None:
+    err = error(f"[{header}]\nurl = unix:///x\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.section, err.key) == (1, header, None)
+    assert expect in err.message
+
+
+@pytest.mark.parametrize(("url", "expect"), [
+    ("http://box:2375", "must start with unix://, tcp:// or ssh://"),
+    ("box:2376", "must start with unix://, tcp:// or ssh://"),
+    ("tcp://box", "needs a port"),
+    ("tcp://box:notaport", "is not a valid URL"),
+    ("tcp://me@box:2376", "tcp:// takes no user"),
+    ("tcp://box:2376/path", "must not have a path"),
+    ("tcp://box:2376?x=1", "must not have a '?' or '#' part"),
+    ("tcp://:2376", "has no host"),
+    ("ssh://me:secret@box", "carries a password"),
+    ("ssh://me@box:0", "port 0 is not a port"),
+    ("unix://docker.sock", "absolute socket path"),
+    ("unix:///run/docker sock", "contains a space"),
+])
+def test_a_bad_url_names_the_line_and_the_valid_forms(url: str, expect: str) -> None:
+    text = f"[engine box]\nmodels_dir = /m\nurl = {url}\n[a]\nmodel = a.gguf\n"
+    err = error(text)
+    assert (err.line, err.section, err.key) == (3, "engine box", "url")
+    assert expect in err.message
+    assert str(err).startswith(f"{CONF}:3: [engine box] url: ")
+
+
+def test_an_unknown_engine_key_lists_the_valid_ones() -> None:
+    err = error("[engine box]\nurl = unix:///x\nmodel_dir = /m\n[a]\nmodel = a.gguf\n")
+    assert (err.line, err.section, err.key) == (3, "engine box", "model_dir")
+    assert "did you mean 'models_dir'?" in err.message
+    assert "valid keys: url, tls_ca, tls_cert, tls_key, tls_verify, models_dir, gpus, address" in err.message
+
+
+@pytest.mark.parametrize(("lines", "key", "expect"), [
+    ("url = ssh://me@box\ntls_ca = ca.pem", "tls_ca", "apply to a tcp:// url only"),
+    ("url = unix:///x\ntls_verify = false", "tls_verify", "apply to a tcp:// url only"),
+    ("tls_ca = ca.pem", "tls_ca", "apply to a tcp:// url only"),
+    ("url = tcp://box:2376\ntls_cert = c.pem\ntls_key = k.pem", "tls_cert",
+     "set all of tls_ca, tls_cert, tls_key or none; missing: tls_ca"),
+    ("url = tcp://box:2376\ntls_verify = perhaps", "tls_verify", "'perhaps' is not a boolean"),
+    ("url = unix:///x\ngpus = 0, GPU-ab12", "gpus", "mixes indices and UUIDs"),
+    ("url = unix:///x\ngpus = all", "gpus", "is not a GPU index"),
+    ("url = unix:///x\naddress = not a host", "address", "is not a host name or an IP address"),
+    ("url = ssh://me@box\nmodels_dir = srv/models", "models_dir", "must be an absolute path on the engine"),
+    ("url = ssh://me@box\nmodels_dir = ~/models", "models_dir", "must be an absolute path"),
+    ("url = ssh://me@box\nmodels_dir = /etc", "models_dir", "is a system directory"),
+    ("url = unix:///x\nmodels_dir = /", "models_dir", "is a system directory"),
+])
+def test_bad_engine_values_name_file_line_key(lines: str, key: str, expect: str) -> None:
+    text = f"[engine box]\n{lines}\n[a]\nmodel = a.gguf\n"
+    err = error(text)
+    assert (err.section, err.key) == ("engine box", key)
+    assert err.line == line_of(text, f"{key} =")
+    assert expect in err.message
+
+
+def test_a_profile_on_a_remote_engine_needs_a_models_dir_on_that_host() -> None:
+    text = ("[defaults]\nmodels_dir = /models\n[engine box]\nurl = ssh://me@box\n"
+            "[a]\nmodel = a.gguf\nengine = box\n")
+    err = error(text)
+    assert (err.line, err.section, err.key) == (2, "defaults", "models_dir")
+    assert "set models_dir (the directory on that host) in [engine box]" in err.message
+    err = error("[engine box]\nurl = ssh://me@box\n[a]\nmodel = a.gguf\nengine = box\nmodels_dir = m\n")
+    assert (err.line, err.section, err.key) == (6, "a", "models_dir")
+    assert "absolute path on the engine's host" in err.message
+
+
+def test_gpus_an_engine_does_not_declare_are_an_error() -> None:
+    text = "[engine box]\nurl = unix:///x\ngpus = 0, 1\n[a]\nmodel = a.gguf\nengine = box\ngpus = 1, 2\n"
+    err = error(text)
+    assert (err.line, err.section, err.key) == (7, "a", "gpus")
+    assert "GPU 2 is not among engine box's declared gpus (0, 1)" in err.message
+    uuids = f"[engine box]\nurl = unix:///x\ngpus = {UUID}\n[a]\nmodel = a.gguf\nengine = box\n"
+    assert parse(uuids + "gpus = 0\n").profile("a").gpus == ("0",)
+    assert parse(uuids + f"gpus = {UUID}\n").profile("a").gpus == (UUID,)
+    assert "GPU 1 is not among" in error(uuids + "gpus = 1\n").message
+    assert "GPU GPU-ab is not among" in error(uuids + "gpus = GPU-ab\n").message
+
+
+def test_risky_engine_settings_are_warnings() -> None:
+    cfg = parse("""
+        [engine plain]
+        url = tcp://10.0.0.7:2375
+        models_dir = /m
+        [engine noverify]
+        url = tcp://box:2376
+        tls_ca = ca.pem
+        tls_cert = cert.pem
+        tls_key = key.pem
+        tls_verify = false
+        models_dir = /m
+        [engine loop]
+        url = tcp://127.0.0.1:2375
+        [a]
+        model = a.gguf
+    """)
+    assert cfg.warnings == (
+        f"{CONF}:2: [engine plain] url: tcp://10.0.0.7:2375 without TLS: anyone who reaches that port "
+        "controls the Docker Engine (root on that host); set tls_ca, tls_cert and tls_key",
+        f"{CONF}:9: [engine noverify] tls_verify: false: the engine's certificate is not checked, so anyone "
+        "in between can pose as it",
+    )
+
+
+def test_a_loopback_port_on_a_remote_engine_is_a_warning() -> None:
+    text = """
+        [engine box]
+        url = ssh://me@box
+        models_dir = /m
+        [engine tunnel]
+        url = ssh://me@box
+        models_dir = /m
+        address = 127.0.0.1
+        [a]
+        model = a.gguf
+        engine = box
+        [b]
+        model = b.gguf
+        engine = tunnel
+    """
+    cfg = parse(text)
+    assert len(cfg.warnings) == 1
+    assert cfg.warnings[0].startswith(f"{CONF}:{line_of(text, 'engine = box')}: [a] engine: engine box is "
+                                      "reached at box, but the port is published on 127.0.0.1")
+
+
+def test_the_host_warning_says_auto_for_an_auto_port() -> None:
+    cfg = parse("[a]\nmodel = a.gguf\nhost = 0.0.0.0\nport = auto\n")
+    assert "reachable from other machines on port auto" in cfg.warnings[0]
