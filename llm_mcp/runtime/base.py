@@ -16,16 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from llm_mcp.config.compose import ContainerSpec
+from llm_mcp.config.compose import LABEL_ENGINE, ContainerSpec
+from llm_mcp.config.engines import LOCAL
 from llm_mcp.runtime.log_signals import Failure
 
 __all__ = ["DEFAULT_ENGINE", "LABEL_ENGINE", "ContainerGone", "ContainerInfo", "DockerUnavailable",
            "EngineUnavailable", "Runtime", "RuntimeFailure", "StartError"]
 
-# Which engine a container was started on. Containers of the single-engine version have
-# no such label; they ran on the local engine, so that is what its absence means.
-LABEL_ENGINE = "io.llm-mcp.engine"
-DEFAULT_ENGINE = "local"
+# LABEL_ENGINE says which engine a container was started on. Containers of the single-engine
+# version have no such label; they ran on the local engine, so that is what its absence means.
+DEFAULT_ENGINE = LOCAL
 SERVER_PORT = "8080/tcp"  # llama-server's port inside the container (compose/compose.yaml)
 
 
@@ -79,7 +79,6 @@ class ContainerInfo:
     pid: int | None
     engine: str = DEFAULT_ENGINE  # the engine it runs on (its label; "local" when unlabelled)
     host_port: int | None = None  # the host port published for llama-server; None when none is
-
 
     @property
     def short_id(self) -> str:

@@ -63,6 +63,7 @@ CONNECT_S = 2.0  # connecting to an engine, in every call
 PING_S = 1  # a ping's connect and read timeout
 PING_DEADLINE_S = 2.0  # ping() returns by then whatever the transport does (ssh has no socket timeout)
 CALL_S = 30  # reading an ordinary call's answer (create, start and stop take seconds)
+LOOK_S = 10  # reading the answer to a look (GET: inspect, list, top, stats), which is quick
 WAIT_SLICE_S = 1  # `wait` asks again this often, so a cancel or a hung engine is noticed
 WAIT_PINGS_EVERY = 5  # slices: a hung engine would hold a wait forever without this ping
 
@@ -77,7 +78,8 @@ class TLSFiles(NamedTuple):
 
 
 class _BoundedAPIClient(docker.APIClient):
-    """docker-py uses one number to connect and to read: connecting gets CONNECT_S at most.
+    """docker-py uses one number to connect and to read: connecting gets CONNECT_S at most,
+    and a look (a GET that is not a stream) LOOK_S to be answered.
 
     Streams (events, logs) pass no read timeout; a dead tcp:// engine still fails to
     connect within CONNECT_S instead of the operating system's minutes.
@@ -86,8 +88,19 @@ class _BoundedAPIClient(docker.APIClient):
     def send(self, request: Any, **kwargs: Any) -> Any:
         timeout = kwargs.get("timeout")
         if isinstance(timeout, int | float) or timeout is None:
+            if timeout == self.timeout and request.method == "GET" and not kwargs.get("stream"):
+                timeout = min(timeout, LOOK_S)
             kwargs["timeout"] = (CONNECT_S if timeout is None else min(CONNECT_S, timeout), timeout)
         return super().send(request, **kwargs)
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> Any:
+        """The engine's own CA (or verify off) wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE,
+        which requests would otherwise put first (psf/requests#3829)."""
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and self.verify is not True:
+            settings["verify"] = self.verify
+        return settings
 
 
 def engine_words(sentence: str, engine: str) -> str:

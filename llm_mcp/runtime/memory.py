@@ -417,8 +417,10 @@ class MemoryEngine:
         self._step()
         return c.info()
 
-    def runtime(self, instance: str) -> MemoryRuntime:
-        return MemoryRuntime(self, instance)
+    def runtime(self, instance: str, name: str | None = None) -> MemoryRuntime:
+        """One instance's view; `name` another engine name for the same engine (two models.conf
+        sections naming one dockerd): it sees only the containers labelled with that name."""
+        return MemoryRuntime(self, instance, name)
 
 
 class MemoryRuntime:
@@ -427,14 +429,15 @@ class MemoryRuntime:
     `engine` is the engine's name (as DockerRuntime's); `backend` the MemoryEngine itself.
     """
 
-    def __init__(self, engine: MemoryEngine, instance: str) -> None:
+    def __init__(self, engine: MemoryEngine, instance: str, name: str | None = None) -> None:
         self.backend = engine
         self.instance = instance
         self.base_url = engine.host
+        self._name = name or engine.name
 
     @property
     def engine(self) -> str:
-        return self.backend.name
+        return self._name
 
     @property
     def host(self) -> str:
@@ -444,7 +447,7 @@ class MemoryRuntime:
         return self.backend.address or client_host(bind_ip)
 
     def _ours(self, c: _Container | None) -> _Container | None:
-        if c is None or not _labelled_for(c, self.instance, self.backend.name):
+        if c is None or not _labelled_for(c, self.instance, self._name):
             return None
         return c
 
@@ -477,7 +480,7 @@ class MemoryRuntime:
             return image not in self.backend.missing_images
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        stamped = replace(spec, labels={**spec.labels, LABEL_ENGINE: self.backend.name})  # as Docker's
+        stamped = replace(spec, labels={**spec.labels, LABEL_ENGINE: self._name})  # as Docker's
         with self.backend._cond:
             self.backend._check()
             return self.backend._create_and_start(stamped)
@@ -550,7 +553,7 @@ class MemoryRuntime:
     def events(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
         """Raises EngineUnavailable when the stream cannot start; ends when the engine stops."""
         e = self.backend
-        sub = _Subscriber(self.instance, self.backend.name)
+        sub = _Subscriber(self.instance, self._name)
         with e._cond:
             e._check()
             e._subscribers.append(sub)
