@@ -24,7 +24,8 @@ from monitor.connection import ClientFactory, MonitorClient
 from monitor.format import duration, visible
 from monitor.model import Model
 from monitor.profile_facts import device_line, fit_sentence, parse_fit
-from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen
+from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen, StopPickerScreen
+from monitor.screens.stop_picker import ALL
 from monitor.styles import APP_CSS
 from monitor.widgets import GpuPanel, LogView, ModelRows, StatusBar, SwitchPanel, SystemPanel
 from monitor.widgets.switch_panel import phase_label
@@ -55,7 +56,7 @@ class MonitorApp(App[None]):
         Binding("g", "top", "top", show=False),
         Binding("G", "bottom", "bottom", show=False),
         Binding("w", "wrap", "wrap"),
-        Binding("l", "log_source", "log: all/model"),  # in the footer only when there is a choice
+        Binding("l", "log_source", "log"),  # in the footer only when there is a choice
         Binding("t", "timestamps", "timestamps", show=False),
         Binding("x", "dismiss_failure", "close panel", show=False),
         Binding("escape", "escape", "clear filter", show=False),
@@ -152,7 +153,8 @@ class MonitorApp(App[None]):
         panel.display = panel.has_content
         failed = self.model.job is None and self.model.failed_job() is not None
         panel.set_class(failed, "failed")
-        panel.border_title = "switch failed" if failed else "switch"
+        stopping = (self.model.job or {}).get("kind") in ("stop", "unload")
+        panel.border_title = "switch failed" if failed else "stop" if stopping else "switch"
         panel.border_subtitle = "x closes" if failed else ""
         panel.refresh(layout=True)
         self.status_bar.refresh()  # its hint hides while the failure panel shows it
@@ -354,6 +356,12 @@ class MonitorApp(App[None]):
         if job.get("kind") == "stop":
             if result == "stopped":
                 self.notify("model stopped", timeout=4)
+        elif job.get("kind") == "unload":
+            if result == "stopped":
+                self.notify(f"{name} stopped", timeout=4)
+            elif result == "failed":
+                self.notify(f"stopping {name} failed: {visible(str(job.get('reason')))}", severity="error",
+                            timeout=6)
         elif result == "ready" and job.get("kind") == "switch":
             self.notify(f"{name} is ready ({duration(job.get('elapsed'))})", timeout=4)
         elif job.get("kind") == "bench":
@@ -374,9 +382,8 @@ class MonitorApp(App[None]):
             return False  # an overlay is open: its own keys only (each overlay binds q to quit)
         if action == "stop" and self.readonly:
             return None
-        if action == "log_source" and len(self.log_sources()) < 3 and self.log_view.source is None:
-            return False  # one model or none: nothing to choose between
-        return True
+        # one model or none: nothing to choose between (hidden from the footer)
+        return action != "log_source" or len(self.log_sources()) > 2 or self.log_view.source is not None
 
     def _usable(self) -> MonitorClient | None:
         if self.client is None or not self.model.connected:
@@ -463,14 +470,26 @@ class MonitorApp(App[None]):
             lines += [f"  {visible(device_line(d))}" for d in fit.devices]
         if exc.hint:
             lines.append(f"hint: {visible(exc.hint)}")
-        running = self.model.profile if self.model.state == "ready" else None
-        if running is not None:
-            lines.append(f"Nothing was stopped: {visible(str(running.get('name') or running.get('id')))} "
-                         "keeps running.")
+        serving = [visible(self.model.profile_name(i)) for i in self.model.serving_ids()]
+        if serving:
+            lines.append(f"Nothing was stopped: {', '.join(serving)} "
+                         f"{'keeps' if len(serving) == 1 else 'keep'} running.")
         lines.append(f"Load {name} anyway? It may run out of memory part-way through loading"
-                     + (", after the running model has been stopped." if running is not None else "."))
+                     + self._after_stopping(pick.profile, serving))
         self.push_screen(ConfirmScreen("\n".join(lines), "f", "force", danger=True),
                          lambda yes: self._picked(Pick(pick.profile, True) if yes else None))
+
+    def _after_stopping(self, target: str, serving: list[str]) -> str:
+        """How the force question ends: which running models the load stops first, if any."""
+        if not serving:
+            return "."
+        entry = next((m for m in self.model.models if m.get("id") == target), None)
+        if entry is None or "would_replace" not in entry:  # a one-model daemon stops the one it runs
+            return ", after the running model has been stopped."
+        replaced = [visible(self.model.profile_name(str(i))) for i in entry.get("would_replace") or []]
+        if not replaced:
+            return ", beside the running models."
+        return f", after {', '.join(replaced)} {'has' if len(replaced) == 1 else 'have'} been stopped."
 
     def action_stop(self) -> None:
         if self.readonly:
@@ -478,29 +497,75 @@ class MonitorApp(App[None]):
             return
         if self._usable() is None:
             return
+        serving = [row for row in self.model.running if row.state not in ("failed", "stopped")]
+        if self.model.several and len(serving) > 1:  # which one? (or all)
+            self.push_screen(StopPickerScreen(serving, self.model.primary_id), self._stop_picked)
+            return
+        if self.model.several and serving:
+            self._ask_unload(serving[0].id)
+            return
         job = self.model.job
         profile = self.model.profile
         if job is None and (self.model.state == "stopped" or profile is None):
             self.notify("nothing is running", timeout=3)
             return
-        name = visible(str((profile or {}).get("name") or "the model"))
-        question = f"Stop {name}? Its container is removed and the model leaves memory."
+        self._ask_stop_all()
+
+    def _stop_picked(self, answer: str | None) -> None:
+        if answer == ALL:
+            self._ask_stop_all()
+        elif answer is not None:
+            self._ask_unload(answer)
+
+    def _ask_stop_all(self) -> None:
+        job = self.model.job
+        names = [visible(row.name or row.id) for row in self.model.running
+                 if row.state not in ("failed", "stopped")]
+        if len(names) > 1:
+            question = f"Stop every model ({', '.join(names)})? Their containers are removed."
+        else:
+            name = names[0] if names else visible(str((self.model.profile or {}).get("name") or "the model"))
+            question = f"Stop {name}? Its container is removed and the model leaves memory."
         if job is not None:
             running = visible(str(job.get("name") or ""))
             question += f"\nThe {job.get('kind')} in flight ({running}) is cancelled."
         self.push_screen(ConfirmScreen(question, "y", "stop"),
                          lambda yes: self._confirmed_stop(bool(yes), job is not None))
 
+    def _ask_unload(self, model_id: str) -> None:
+        """Stop one model (socket method `unload`); the others keep serving."""
+        row = next((r for r in self.model.running if r.id == model_id), None)
+        name = visible(row.name or row.id) if row is not None else visible(model_id)
+        others = [visible(r.name or r.id) for r in self.model.running
+                  if r.id != model_id and r.state not in ("failed", "stopped")]
+        question = f"Stop {name}? Its container is removed and the model leaves memory."
+        if others:
+            question += f"\n{', '.join(others)} {'keeps' if len(others) == 1 else 'keep'} serving."
+        job = row.job if row is not None else None
+        if job is not None and not job.done:
+            question += f"\nThe {job.kind} in flight ({visible(job.name or model_id)}) is cancelled."
+        force = job is not None and not job.done
+        self.push_screen(ConfirmScreen(question, "y", "stop"),
+                         lambda yes: self._confirmed_unload(bool(yes), model_id, force))
+
+    def _confirmed_unload(self, yes: bool, model_id: str, force: bool) -> None:
+        if yes:
+            self.run_worker(self._stop(force, model_id), group="action", exit_on_error=False)
+
     def _confirmed_stop(self, yes: bool, force: bool) -> None:
         if yes:
             self.run_worker(self._stop(force), group="action", exit_on_error=False)
 
-    async def _stop(self, force: bool) -> None:
+    async def _stop(self, force: bool, model_id: str | None = None) -> None:
+        """Every model (`stop`), or one (`unload`)."""
         client = self._usable()
         if client is None:
             return
         try:
-            job = await client.call("stop", force=force, wait=False)
+            if model_id is None:
+                job = await client.call("stop", force=force, wait=False)
+            else:
+                job = await client.call("unload", model=model_id, force=force, wait=False)
         except ProtocolError as exc:
             self.notify(visible(exc.message), title="stop refused", severity="error", timeout=8)
             return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
@@ -17,12 +16,12 @@ __all__ = ["bar", "clip", "duration", "gib", "pct", "placement", "ratio_pct", "s
 SPARK = " ▁▂▃▄▅▆▇█"
 
 
-def placement(row: dict[str, Any]) -> str:
+def placement(engine: object, gpus: object, exclusive: object = False) -> str:
     """Where a model runs: `local · GPU 0,1`, `local · all GPUs`, `local · CPU` (+ `· excl`)."""
-    gpus = str(row.get("gpus") or "all")
-    place = {"all": "all GPUs", "none": "CPU"}.get(gpus, f"GPU {gpus}")
-    text = f"{row.get('engine') or 'local'} · {place}"
-    return text + " · excl" if row.get("exclusive") else text
+    gpu_text = str(gpus or "all")
+    place = {"all": "all GPUs", "none": "CPU"}.get(gpu_text, f"GPU {gpu_text}")
+    text = f"{engine or 'local'} · {place}"
+    return text + " · excl" if exclusive else text
 
 
 def clip(text: str, width: int) -> str:

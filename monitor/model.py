@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from llm_mcp.wire import RunningModel
+
 HISTORY_SECONDS = 120  # sparklines cover about two minutes at one sample a second
 FINISHED_REMEMBERED = 64  # ids of finished jobs kept, so a late answer cannot bring one back
 
@@ -58,13 +62,17 @@ class Model:
         profile = self.profile
         return str(profile["id"]) if profile and self.state == "ready" else None
 
-    def uptime(self, row: dict[str, Any] | None = None) -> float | None:
+    def uptime(self, row: RunningModel | None = None) -> float | None:
         """The container's uptime: the primary model's, or that of `row` (one of `running`)."""
-        container = (self.status if row is None else row).get("container") or {}
-        started = container.get("started_at")
+        if row is not None:
+            return self._since(None if row.container is None else row.container.started_at,
+                               None if row.container is None else row.container.uptime)
+        container = self.status.get("container") or {}
+        return self._since(container.get("started_at"), container.get("uptime"))
+
+    def _since(self, started: Any, uptime: Any) -> float | None:
         if isinstance(started, int | float):
             return max(0.0, self.clock() - float(started))
-        uptime = container.get("uptime")
         return float(uptime) if isinstance(uptime, int | float) else None
 
     # ---- several models ----------------------------------------------------------
@@ -75,7 +83,7 @@ class Model:
         return isinstance(self.status.get("models"), list)
 
     @property
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> list[RunningModel]:
         """One row per model with a container or a recent failure, oldest start first.
 
         An older daemon reports one model in the top-level fields: its row is made from them.
@@ -84,13 +92,16 @@ class Model:
             return []
         rows = self.status.get("models")
         if isinstance(rows, list):
-            return [row for row in rows if isinstance(row, dict) and row.get("id") is not None]
+            return [_running_model(row) for row in rows
+                    if isinstance(row, dict) and row.get("id") is not None]
         profile = self.profile
-        if profile is None or self.state in ("stopped", "unknown"):
+        if profile is None or profile.get("id") is None or self.state in ("stopped", "unknown"):
             return []
-        keys = ("state", "since", "reason", "hint", "endpoint", "container", "health", "speed", "offload")
-        return [{"id": profile.get("id"), "name": profile.get("name"), "profile": profile,
-                 **{key: self.status.get(key) for key in keys}}]
+        keys = ("state", "since", "reason", "reason_code", "hint", "endpoint", "container", "health",
+                "health_detail", "speed", "offload", "stale_config")
+        fields = {key: self.status[key] for key in keys if self.status.get(key) is not None}
+        return [_running_model({**fields, "id": profile.get("id"), "name": profile.get("name") or "",
+                                "profile": profile})]
 
     @property
     def primary_id(self) -> str | None:
@@ -102,7 +113,11 @@ class Model:
         return str(profile["id"]) if profile and profile.get("id") is not None else None
 
     def running_ids(self) -> list[str]:
-        return [str(row["id"]) for row in self.running]
+        return [row.id for row in self.running]
+
+    def serving_ids(self) -> list[str]:
+        """The models with a container (a failed or stopped row has none)."""
+        return [row.id for row in self.running if row.state not in ("failed", "stopped")]
 
     def job_elapsed(self) -> float:
         job = self.job or {}
@@ -198,6 +213,16 @@ class Model:
     def apply_system(self, data: dict[str, Any]) -> None:
         self.system = data
         self.cpu_history.append(data.get("cpu_pct"))
+
+
+def _running_model(row: dict[str, Any]) -> RunningModel:
+    """The row as the wire type; a row with a field that makes no sense keeps what does (never an error)."""
+    try:
+        return RunningModel.model_validate(row)
+    except ValidationError:
+        keep = {key: row.get(key) for key in ("name", "state", "engine", "gpus", "reason", "hint")
+                if isinstance(row.get(key), str)}
+        return RunningModel.model_validate({**keep, "id": str(row.get("id"))})
 
 
 def _apply_state_to(target: dict[str, Any], data: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +25,8 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Static
 
-from monitor.format import clip, duration, visible
+from monitor.format import clip, duration, placement, visible
+from monitor.levels import STATE_STYLE
 from monitor.model import Model
 from monitor.profile_facts import (
     FIT_MARK,
@@ -38,7 +40,43 @@ from monitor.profile_facts import (
     reports_measured,
     tps,
 )
+from monitor.widgets.status_bar import STATE_ICON
 from monitor.widgets.switch_panel import phase_label
+
+
+def reports_placement(models: list[dict[str, Any]]) -> bool:
+    """A daemon that runs several models says where each would run and what it would replace."""
+    return any("would_replace" in m for m in models)
+
+
+def effect_text(row: dict[str, Any], running: list[str], *, short: bool = False) -> Text:
+    """What picking `row` does to the running models: `replaces coder`, `runs beside coder`.
+
+    `short` (a narrow picker's column): `replaces coder` or `replaces 2`, `beside`.
+    """
+    if isinstance(row.get("running"), str) or row.get("id") in running:
+        return Text("running", "green")
+    replaced = [str(r) for r in row.get("would_replace") or []]
+    beside = [r for r in running if r not in replaced and r != row.get("id")]
+    text = Text()
+    if short:
+        if replaced:
+            text.append(f"replaces {visible(replaced[0]) if len(replaced) == 1 else len(replaced)}", "yellow")
+        elif beside:
+            text.append("beside", "cyan")
+        return text
+    if replaced:
+        text.append("replaces " + ", ".join(visible(r) for r in replaced), "yellow")
+    if beside:
+        text.append("; " if replaced else "")
+        names = ", ".join(visible(r) for r in beside)
+        text.append(("keeps " if replaced else "runs beside ") + names, "cyan")
+    return text
+
+
+def _cells_len(cell: Text | str) -> int:
+    return cell_len(cell.plain if isinstance(cell, Text) else cell)
+
 
 DIGIT_WAIT = 0.8  # seconds to wait for a second digit when there are ten profiles or more
 
@@ -228,34 +266,46 @@ class PickerScreen(ModalScreen[Pick | None]):
         with_fit = reports_fit(self.model.models)
         with_measured = reports_measured(self.model.models)
         wide = self._wide()
-        table.add_column("#", justify="right")
-        table.add_column("")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
         table.add_column("name", overflow="ellipsis", no_wrap=True)  # the file column gives way first
         if with_fit:
             table.add_column("fit", no_wrap=True)
         if with_measured:
             table.add_column("measured", justify="right", no_wrap=True)
         table.add_column("expected" if with_measured else "speed", justify="right", no_wrap=True)
-        table.add_column("context", justify="right")
-        if wide or not (with_fit or with_measured):  # narrow: the line under the list names the file
+        table.add_column("context", justify="right", no_wrap=True)
+        placed = reports_placement(self.model.models)
+        if placed:  # narrow: where it runs is in the line under the list
+            if wide:
+                table.add_column("where", no_wrap=True, overflow="ellipsis")
+            table.add_column("on pick", overflow="ellipsis", no_wrap=True)
+        # narrow, or placement to show: the line under the list names the file
+        elif wide or not (with_fit or with_measured):
             table.add_column("model file", overflow="ellipsis")
         current = self.model.current_id
         default = self.model.default_id
         job = self.model.job
         loading = job.get("profile") if job and job.get("kind") == "switch" else None
+        lines: list[tuple[list[Text | str], str]] = []
         for i, row in enumerate(rows):
             marker = Text("")
+            running = row.get("running")
             if row.get("id") == loading:
                 marker = Text("⟳", "yellow")
-            elif row.get("id") == current:
+            elif row.get("id") == current or running == "ready":
                 marker = Text("●", "green")
+            elif isinstance(running, str):
+                marker = Text(STATE_ICON.get(running, "?"), STATE_STYLE.get(running, "bold"))
             speed = row.get("speed")
             ctx = row.get("ctx_size")
             model_file = Text(str(row.get("model") or ""))
             if row.get("model_present") is False:
                 model_file.append(" (missing)", "red")
             name = Text(str(row.get("name") or row.get("id")), "bold" if row.get("id") == current else "")
-            if row.get("id") == current:
+            if placed and isinstance(running, str) and running != "ready":  # ● says ready
+                name.append(f" ({running})", STATE_STYLE.get(running, ""))
+            elif row.get("id") == current and not placed:
                 name.append(" (current)", "green")
             elif row.get("id") == default:
                 name.append(" (default)", "bright_black")
@@ -266,8 +316,19 @@ class PickerScreen(ModalScreen[Pick | None]):
             if with_measured:
                 cells.append(self._measured_cell(row))
             cells += ["n/a" if speed is None else f"{speed:g} t/s", "n/a" if ctx is None else str(ctx)]
-            if len(table.columns) > len(cells):
+            if placed:
+                if wide:
+                    cells.append(Text(visible(placement(row.get("engine"), row.get("gpus"),
+                                                        row.get("exclusive"))), "bright_black"))
+                cells.append(effect_text(row, self.model.serving_ids(), short=not wide))
+            elif len(table.columns) > len(cells):
                 cells.append(model_file)
+            lines.append((cells, style))
+        if placed:  # the effect column gives way (the line under the list has it in full)
+            fixed = sum(max([cell_len(str(column.header)), *(_cells_len(cells[c]) for cells, _ in lines)]) + 2
+                        for c, column in enumerate(table.columns[:-1]))
+            table.columns[-1].max_width = max(8, self._width() - fixed - 2)
+        for cells, style in lines:
             table.add_row(*cells, style=style)
         return table
 
@@ -306,7 +367,17 @@ class PickerScreen(ModalScreen[Pick | None]):
                                   "bright_black"))
             else:
                 lines.append(Text(clip(self._measured_line(measured), width), "bright_black"))
-        if not self._wide() and (fit is not None or reports_measured(self.model.models)):
+        placed = reports_placement(self.model.models)
+        if placed:  # before the pick: where it would run and what it would stop
+            where = visible(placement(row.get("engine"), row.get("gpus"), row.get("exclusive")))
+            line = Text(f"runs on {where}", "bright_black")
+            effect = effect_text(row, self.model.serving_ids())
+            if effect.plain:
+                line.append(" · ", "bright_black")
+                line.append_text(effect)
+            lines.append(line)  # wrapped, not cut: what it stops is the point
+        facts = fit is not None or reports_measured(self.model.models) or placed
+        if (not self._wide() or placed) and facts:
             model_file = f"model file: {visible(str(row.get('model') or ''))}"
             if row.get("model_present") is False:
                 model_file += " (missing)"

@@ -8,12 +8,11 @@ the state cell); from WIDE columns on, every column shows.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
+from llm_mcp.wire import RunningModel, SpeedInfo
 from monitor.format import clip, duration, placement, visible
 from monitor.levels import STATE_STYLE
 from monitor.model import Model
@@ -25,12 +24,12 @@ WIDE_ID = 32
 PRIMARY_MARK = "★"
 
 
-def speed_cell(speed: Any) -> Text:
-    if not isinstance(speed, dict) or not isinstance(speed.get("measured_tps"), int | float):
+def speed_cell(speed: SpeedInfo | None) -> Text:
+    if speed is None or speed.measured_tps is None:
         return Text("-", "bright_black")
-    ratio = speed.get("ratio")
-    style = "green" if not isinstance(ratio, int | float) or ratio >= 0.8 else "yellow"
-    return Text(f"{speed['measured_tps']:.1f} t/s", style)
+    ratio = speed.ratio
+    style = "green" if ratio is None or ratio >= 0.8 else "yellow"
+    return Text(f"{speed.measured_tps:.1f} t/s", style)
 
 
 class ModelRows(Widget):
@@ -62,25 +61,26 @@ class ModelRows(Widget):
             table.add_column("", overflow="ellipsis", no_wrap=True)
         primary = self.model.primary_id
         for row in self.model.running:
-            table.add_row(*self._cells(row, row.get("id") == primary, wide))
+            table.add_row(*self._cells(row, row.id == primary, wide))
         return table
 
-    def _cells(self, row: dict[str, Any], primary: bool, wide: bool) -> list[Text]:
-        state = str(row.get("state") or "unknown")
+    def _cells(self, row: RunningModel, primary: bool, wide: bool) -> list[Text]:
+        state = row.state or "unknown"
         state_cell = Text(f"{STATE_ICON.get(state, '?')} {state}", STATE_STYLE.get(state, "bold"))
-        health = row.get("health")
+        health = row.health
         health_bad = state == "ready" and health not in (None, "ok")
         if health_bad and not wide:
             state_cell.append(f" ({visible(str(health))})", "yellow")
-        model_id = visible(str(row.get("id")))
         cells = [Text(PRIMARY_MARK if primary else "", "bold yellow"), state_cell,
-                 Text(clip(model_id, WIDE_ID if wide else NARROW_ID), "bold" if primary else ""),
-                 Text(visible(placement(row)), "bright_black"), speed_cell(row.get("speed"))]
+                 Text(clip(visible(row.id), WIDE_ID if wide else NARROW_ID), "bold" if primary else ""),
+                 Text(visible(placement(row.engine, row.gpus, row.exclusive)), "bright_black"),
+                 speed_cell(row.speed)]
         if wide:
-            cells.append(Text(visible(str(health or "-")), "yellow" if health_bad else "bright_black"))
+            cells.append(Text(visible(health or "-"), "yellow" if health_bad else "bright_black"))
         uptime = self.model.uptime(row) if state == "ready" else None
         cells.append(Text("" if uptime is None else f"up {duration(uptime)}"))
         if wide:
-            note = row.get("reason") if state != "ready" else row.get("health_detail") if health_bad else None
-            cells.append(Text(visible(str(note or "")), "red" if state == "failed" else "bright_black"))
+            detail = row.health_detail.message if row.health_detail is not None else None
+            note = row.reason if state != "ready" else detail if health_bad else None
+            cells.append(Text(visible(note or ""), "red" if state == "failed" else "bright_black"))
         return cells

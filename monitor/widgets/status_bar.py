@@ -11,7 +11,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
-from monitor.format import duration, visible
+from monitor.format import duration, placement, visible
 from monitor.levels import STATE_STYLE
 from monitor.model import Model
 
@@ -43,6 +43,10 @@ class StatusBar(Widget):
         state = m.state
         if state == "ready" and m.status.get("endpoint"):
             details.append((str(m.status["endpoint"]), "bright_black"))
+        rows = m.running
+        if m.several and len(rows) == 1:  # the rows table shows it when several run
+            row = rows[0]
+            details.append((visible(placement(row.engine, row.gpus, row.exclusive)), "bright_black"))
         if m.status.get("reason"):
             details.append((visible(str(m.status["reason"])), "red" if state == "failed" else "bright_black"))
         if m.status.get("hint") and m.failed_job() is None:  # the failure panel shows the hint in full

@@ -49,14 +49,18 @@ class SwitchPanel(Widget):
     def _progress(self, job: dict[str, Any]) -> Text:
         m = self.model
         kind = job.get("kind")
-        name = visible(str(job.get("name") or job.get("profile") or ""))
+        name = visible(str(job.get("name") or m.profile_name(job.get("profile")) or ""))
         elapsed = m.job_elapsed()
         estimate = job.get("estimate")
         text = Text()
         if kind == "bench":
             return self._bench(job, text)
+        stops = [visible(m.profile_name(str(i))) for i in job.get("stops") or []]
         if kind == "stop":
-            text.append("■ stopping the model", "bold yellow")
+            text.append("■ stopping " + (", ".join(stops) if len(stops) > 1 else "the model"), "bold yellow")
+        elif kind == "unload":
+            text.append("■ stopping ", "bold yellow")
+            text.append(name, "bold")
         elif kind == "adopt":
             text.append(f"⟳ adopting the running container ({name})", "bold yellow")
         else:
@@ -64,6 +68,10 @@ class SwitchPanel(Widget):
             text.append(str(name), "bold")
             if job.get("force"):
                 text.append(" (replacing the previous switch)", "yellow")
+            replaced = [visible(m.profile_name(str(i))) for i in job.get("stops") or []
+                        if i != job.get("profile")]
+            if replaced:  # the others keep serving
+                text.append(f" (stops {', '.join(replaced)})", "yellow")
         text.append(f"  · {phase_label(job.get('phase'))}", "bold")
         text.append(f"  · {duration(elapsed)}")
         if isinstance(estimate, int | float) and estimate > 0:

@@ -13,7 +13,7 @@ import copy
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from llm_mcp.protocol import BUSY, WONT_FIT, ProtocolError
+from llm_mcp.protocol import BUSY, NOT_FOUND, WONT_FIT, ProtocolError
 
 NOW = 1_760_000_000.0  # the frozen clock of every snapshot
 
@@ -42,7 +42,7 @@ MODELS = [
 
 def gpu_snapshot(util: tuple[float, float] = (87.0, 12.0), mem: tuple[float, float] = (21504.0, 6144.0),
                  temps: tuple[int, int] = (83, 61), idle: bool = False) -> dict[str, Any]:
-    snapshot = {
+    snapshot: dict[str, Any] = {
         "available": True, "reason": None, "driver_version": "570.124.06", "taken_at": NOW,
         "gpus": [
             {"index": 0, "name": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "utilization_pct": util[0],
@@ -189,6 +189,15 @@ class StandInClient:
             raise busy_error(running)
         if method in ("switch", "stop"):
             return job(str(params.get("model") or ""), "", phase="queued", elapsed=0.0)
+        if method == "unload":  # like the daemon: `not_running` for a model that has no container
+            rows = self.status.get("models") or []
+            valid = [r["id"] for r in rows if r.get("state") not in ("failed", "stopped")]
+            if params.get("model") not in valid:
+                raise ProtocolError(NOT_FOUND, f"'{params.get('model')}' is not running",
+                                    {"reason": "not_running", "valid": valid})
+            name = next((r.get("name") for r in rows if r.get("id") == params["model"]), "")
+            return job(str(params["model"]), str(name), phase="queued", elapsed=0.0, kind="unload",
+                       stops=[params["model"]])
         raise ProtocolError(-32601, f"unknown method {method}")
 
     async def events(self, topics: list[str], capacity: int = 2000) -> AsyncIterator[dict[str, Any]]:
@@ -196,10 +205,10 @@ class StandInClient:
             yield event
         self.drained.set()
         while True:
-            event = await self.live.get()
-            if event is None:  # the "daemon" went away
+            live = await self.live.get()
+            if live is None:  # the "daemon" went away
                 return
-            yield event
+            yield live
 
 
 def busy_error(running: dict[str, Any]) -> ProtocolError:
@@ -289,3 +298,72 @@ def bench_job(order: list[str], *, index: int = 0, step: str = "measuring", run:
              "order": list(order), "index": index, "step": step, "run": run, "results": results or {}}
     return job(pid, names.get(pid, pid), phase=phase, elapsed=elapsed, estimate=None,
                **{"kind": "bench", "bench": bench, **extra})
+
+
+# ---- a daemon that runs several models at once (issue 8: status.models, would_replace) ----
+
+EMBED = profile("nomic-embed", "Nomic Embed v2", "nomic-embed-text-v2-Q8_0.gguf", speed=None, ctx=8192)
+MANY_MODELS = [*MODELS[:3], EMBED, *MODELS[3:]]  # four production profiles, then the two bench ones
+PLACEMENT: dict[str, tuple[str, str]] = {  # id -> (engine, gpus)
+    "qwen3-coder": ("local", "0"), "gpt-oss": ("local", "all"), "gemma3": ("local", "1"),
+    "nomic-embed": ("cpu-box", "none"), "qwen3-coder-bench-q8": ("local", "0"),
+    "gpt-oss-cpu-moe": ("local", "all"),
+}
+
+
+def running_model(pid: str, state: str = "ready", *, measured: float | None = None, health: str | None = None,
+                  uptime: float = 3723.0, port: int = 8080, reason: str | None = None,
+                  job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One entry of status.models as the daemon reports it (RunningModel)."""
+    current = next(m for m in MANY_MODELS if m["id"] == pid)
+    engine, gpus = PLACEMENT[pid]
+    ready = state == "ready"
+    expected = current.get("speed")
+    speed = {"measured_tps": measured, "expected_tps": expected,
+             "ratio": round(measured / expected, 3) if measured and expected else None} if ready else None
+    return {
+        "id": pid, "name": current["name"], "state": state, "since": NOW - 30, "reason": reason,
+        "reason_code": None, "hint": None, "engine": engine, "gpus": gpus, "exclusive": False, "port": port,
+        "endpoint": f"http://127.0.0.1:{port}" if ready else None,
+        "container": {"id": f"c0ffee{port}", "name": f"llm-mcp-standin-{pid}",
+                      "image": "llama.cpp:server-cuda", "started_at": NOW - uptime, "uptime": uptime}
+        if state != "failed" else None,
+        "health": health or ("ok" if ready else None), "health_detail": None, "job": job, "last_switch": None,
+        "speed": speed, "offload": None, "stale_config": False, "memory_bytes": None, "profile": current,
+    }
+
+
+def several(rows: list[dict[str, Any]], primary: str | None, *, gpu: dict[str, Any] | None = None,
+            jobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A status with `models`, and the primary model's fields at the top level (for old readers)."""
+    first = next((r for r in rows if r["id"] == primary), None)
+    base = status(first["state"] if first else "stopped", first["profile"] if first else None, gpu=gpu,
+                  measured=(first["speed"] or {}).get("measured_tps") if first else None)
+    if first is not None:
+        keys = ("endpoint", "container", "health", "speed", "reason", "job")
+        base.update({key: first[key] for key in keys})
+    return {**base, "models": rows, "primary": primary, "jobs": jobs or [],
+            "engines": [{"name": "local", "url": None, "local": True, "available": True, "since": NOW - 7200,
+                         "message": None, "hint": None, "gpu_source": "nvml", "gpu_note": None},
+                        {"name": "cpu-box", "url": "ssh://cpu-box", "local": False, "available": True,
+                         "since": NOW - 7200, "message": None, "hint": None, "gpu_source": None,
+                         "gpu_note": None}]}
+
+
+def entries(running: dict[str, str]) -> list[dict[str, Any]]:
+    """MANY_MODELS as list_models reports them with `running` ({id: state}) models running."""
+    out = []
+    for m in copy.deepcopy(MANY_MODELS):
+        engine, gpus = PLACEMENT[m["id"]]
+        conflicts = [o for o, (e, g) in PLACEMENT.items()
+                     if o != m["id"] and e == engine and "none" not in (g, gpus)
+                     and ("all" in (g, gpus) or set(g.split(",")) & set(gpus.split(",")))]
+        state = running.get(m["id"])
+        out.append({**m, "current": state is not None, "running": state, "engine": engine, "gpus": gpus,
+                    "exclusive": False, "port": "auto", "conflicts_with": conflicts,
+                    "would_replace": [] if state else [c for c in conflicts if c in running]})
+    return out
+
+
+def model_line(seq: int, model: str | None, text: str, kind: str = "log") -> dict[str, Any]:
+    return {**log_line(seq, text, kind), "model": model}
