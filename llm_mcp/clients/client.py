@@ -26,6 +26,9 @@ from llm_mcp import protocol
 from llm_mcp.protocol import ProtocolError
 from llm_mcp.util.locks import alive, read_holder
 from llm_mcp.util.safe_files import open_private, private_dir, socket_problem
+from llm_mcp.util.socket_hello import hello_sync
+
+__all__ = ["DaemonClient", "DaemonUnavailable", "UnsafeSocket", "check_socket", "hello_sync"]
 
 MAX_SPAWNS = 3  # daemons one connect may start when the one it waited for vanished
 
@@ -276,31 +279,6 @@ def spawn_daemon(socket_path: Path, config_path: Path | None) -> tuple[subproces
 
 def _lock_path(socket_path: Path) -> Path:
     return socket_path.with_name(socket_path.name + ".lock")
-
-
-def hello_sync(socket_path: Path, timeout: float = 5.0) -> dict[str, Any]:
-    """The running daemon's `hello`, without an event loop (for `llm-mcp daemon` itself)."""
-    import json
-    import socket
-
-    check_socket(socket_path)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path))
-        sock.sendall(protocol.request(1, "hello", {"protocol": protocol.PROTOCOL_VERSION,
-                                                   "client": "llm-mcp daemon"}))
-        data = b""
-        while not data.endswith(b"\n"):
-            part = sock.recv(65536)
-            if not part:
-                break
-            data += part
-    message = json.loads(data)
-    if "error" in message:
-        err = message["error"]
-        raise ProtocolError(int(err.get("code", protocol.INTERNAL_ERROR)), str(err.get("message")))
-    result = message.get("result")
-    return result if isinstance(result, dict) else {}
 
 
 def _tail(path: Path, lines: int = 8) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_mcp.runtime.docker_problem import status_words
-from llm_mcp.util.failure_lines import failure_lines
+from llm_mcp.runtime.failure_lines import failure_lines
 from llm_mcp.util.terminal_text import visible
 from llm_mcp.wire import ModelEntry, RunningModel, Status
 

@@ -624,7 +624,7 @@ def _already_running(socket_path: Path, pid: object, http: tuple[str, int] | Non
     if http is None:
         _say(f"already running{who} on {socket_path}; nothing to do")
         return EXIT_OK
-    from llm_mcp.clients.client import hello_sync
+    from llm_mcp.util.socket_hello import hello_sync
 
     wanted = binds.show(http)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
-from llm_mcp.util.failure_lines import failure_lines
+from llm_mcp.runtime.failure_lines import failure_lines
 from monitor.format import bar, clip, duration, visible
 from monitor.model import Model
 

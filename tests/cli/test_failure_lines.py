@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from llm_mcp.clients import render
 from llm_mcp.clients.mcp_server import failure_text
-from llm_mcp.util.failure_lines import failure_lines, relevant_first
+from llm_mcp.runtime.failure_lines import failure_lines, relevant_first
 
 # A CUDA build on a machine whose GPU is busy: warnings first, the cause eighth, noise after it.
 LOG = [
