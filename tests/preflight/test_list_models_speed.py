@@ -13,9 +13,9 @@ import anyio
 import pytest
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core import lifecycle
-from llm_mcp.core.scheduler import Core
+from llm_mcp.core import scheduler
 from llm_mcp.core.memory_view import LiveMemoryView
+from llm_mcp.core.scheduler import Core
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
 from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import Setup
@@ -39,7 +39,7 @@ async def test_list_models_with_fit_for_40_profiles_stays_fast(
     runtime = DockerRuntime(setup.instance)
     core = Core(load_config=lambda: load_config(config), runtime=runtime, state_dir=setup.state_dir,
                 memory_view=LiveMemoryView(gpu_sample=None, container_pids=runtime.container_pids))
-    monkeypatch.setattr(lifecycle, "FITS_FRESH_S", 0.0)  # every call takes fresh figures
+    monkeypatch.setattr(scheduler, "FITS_FRESH_S", 0.0)  # every call takes fresh figures
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
         with anyio.fail_after(60):
@@ -58,7 +58,7 @@ async def test_list_models_with_fit_for_40_profiles_stays_fast(
         print(f"list_models with fit, 40 profiles: first {cold * 1000:.0f} ms (headers read), "
               f"then {warm * 1000:.1f} ms median (fresh memory figures, cached estimates)")
         assert warm < 0.1
-        monkeypatch.setattr(lifecycle, "FITS_FRESH_S", 1.0)
+        monkeypatch.setattr(scheduler, "FITS_FRESH_S", 1.0)
         started = time.perf_counter()
         await core.update_fits()
         core.list_models()

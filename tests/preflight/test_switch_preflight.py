@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core.scheduler import Core
 from llm_mcp.core.memory_view import LiveMemoryView
 from llm_mcp.core.preflight import WontFit
+from llm_mcp.core.scheduler import Core
 from llm_mcp.demo.shaped_model import Shape, write_header_only_model
 from llm_mcp.hardware.fit_estimate import estimate
 from llm_mcp.hardware.fit_settings import settings_from_args

@@ -13,10 +13,10 @@ import anyio
 import pytest
 
 from llm_mcp.config.models_conf import load_config
-from llm_mcp.core import lifecycle
-from llm_mcp.core.scheduler import Core
+from llm_mcp.core import scheduler
 from llm_mcp.core.memory_view import LiveMemoryView
 from llm_mcp.core.preflight import MemorySnapshot
+from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
 from tests.conftest import FAKE_IMAGE, Setup
 
@@ -80,7 +80,7 @@ async def test_memory_figures_that_hang_or_fail_let_the_switch_go_ahead(
     setup: Setup, view: object, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     setup.write(PROFILES)
-    monkeypatch.setattr(lifecycle, "PREFLIGHT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(scheduler, "PREFLIGHT_TIMEOUT_S", 0.3)
     async with core_with(setup, view) as core:
         with anyio.fail_after(30):
             job = await core.switch("fake-a")
