@@ -576,9 +576,9 @@ AUTO_TEMPLATE = "compose.auto.yaml"
 def auto_template(setup: Path) -> Path:
     """The shipped GPU template with the host port written so that an empty LLM_PORT means auto."""
     path = setup / "compose" / AUTO_TEMPLATE
-    text = TEMPLATES["gpu"].read_text(encoding="utf-8")
-    assert "${LLM_PORT:-8080}" in text
-    path.write_text(text.replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"), encoding="utf-8")
+    text = TEMPLATES["gpu"].read_text(encoding="utf-8").replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}")
+    assert "${LLM_PORT-8080}" in text
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -621,9 +621,11 @@ def test_a_chosen_port_is_published_without_changing_the_hash(setup: Path, auto_
     assert template_variables(a, "box", port=40123)["LLM_PORT"] == "40123"
 
 
-def test_port_auto_with_a_template_that_pins_the_port_is_an_error(setup: Path) -> None:
-    # The shipped templates say ${LLM_PORT:-8080}: empty would silently become 8080.
-    a = config(setup, "[a]\nmodel = a.gguf\nport = auto\n").profile("a")
+@pytest.mark.parametrize("published", ["${LLM_PORT:-8080}", "8080"])
+def test_port_auto_with_a_template_that_pins_the_port_is_an_error(setup: Path, published: str) -> None:
+    # ${LLM_PORT:-8080} turns the empty LLM_PORT of `auto` into 8080: that must not pass silently.
+    write_template(setup, service(f"{BASE}ports: ['127.0.0.1:{published}:8080']\n"))
+    a = config(setup, "[a]\nmodel = a.gguf\nport = auto\ncompose_file = compose/custom.yaml\n").profile("a")
     with pytest.raises(ComposeError) as info:
         profile_spec(a, "box")
     assert info.value.key == "services.llama-server.ports"
