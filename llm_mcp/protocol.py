@@ -201,7 +201,6 @@ PARAMS: dict[str, type[Params]] = {
     "unload": UnloadParams,
     "subscribe": SubscribeParams,
     "unsubscribe": NoParams,
-    "config": NoParams,
     "bench": BenchParams,
 }
 METHODS = tuple(PARAMS)

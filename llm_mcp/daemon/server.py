@@ -137,7 +137,6 @@ class Daemon:
             "unload": self._unload,
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
-            "config": self._config,
             "bench": self._bench,
         }
         return {name: Method(protocol.PARAMS[name], handlers[name]) for name in protocol.METHODS}
@@ -317,13 +316,6 @@ class Daemon:
 
         return await query_logs(self.core.logbook, lines=p.lines, filter=p.filter, run=p.run,
                                 model=p.model)
-
-    async def _config(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
-        try:
-            config = self.core.config()
-        except Exception as exc:
-            raise _config_error(exc) from None
-        return {"path": str(config.path), "instance": config.instance}
 
     async def _subscribe(self, p: protocol.SubscribeParams, conn: Conn | None) -> dict[str, Any]:
         if conn is None:
