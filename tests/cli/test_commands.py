@@ -14,7 +14,7 @@ import time
 import pytest
 
 from llm_mcp.clients.cli import build_parser
-from tests.conftest import FAKE_PROFILES, Setup
+from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, Setup
 from tests.daemons import SLOW_AND_BROKEN, Daemons, cli
 
 pytestmark = [pytest.mark.docker]
@@ -41,7 +41,7 @@ def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 def test_help_documents_every_command_and_the_exit_codes() -> None:
     text = build_parser().format_help()
-    for command in ("models", "status", "switch", "logs", "stop", "check", "daemon"):
+    for command in ("models", "status", "ps", "switch", "logs", "stop", "check", "daemon"):
         assert command in text
     for code in ("0  ok", "1  the operation failed", "2  usage error", "3  busy", "4  the daemon or Docker"):
         assert code in text
@@ -203,3 +203,78 @@ def test_no_daemon_possible_is_exit_4_in_one_line(fakes: Setup) -> None:
     env = {**fakes.env(), "LLM_MCP_SOCKET": "/proc/llm-mcp-cannot-live-here/daemon.sock"}
     done = _ok(cli(fakes, "status", env=env), 4)
     assert "daemon" in _one_error_line(done)
+
+
+# Two profiles that never conflict with anything: no GPU, and a port Docker picks.
+SIDE_BY_SIDE = f"""
+[side-a]
+name = Side A
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+
+[side-b]
+name = Side B
+model = tiny-b.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+"""
+
+
+def allow_auto_ports(s: Setup) -> None:
+    """The setup's compose file with an empty LLM_PORT meaning "Docker picks" (what port = auto needs)."""
+    compose = s.root / "compose" / "compose.yaml"
+    compose.write_text(compose.read_text(encoding="utf-8").replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"),
+                       encoding="utf-8")
+
+
+def test_ps_shows_each_running_model_and_stop_id_unloads_one(setup: Setup, daemons: Daemons) -> None:
+    allow_auto_ports(setup)
+    setup.write(FAKE_PROFILES + SIDE_BY_SIDE)
+    nothing = _ok(cli(setup, "ps")).stdout
+    assert nothing.startswith("nothing is running") and len(nothing.splitlines()) == 1
+    _ok(cli(setup, "switch", "side-a"))
+    _ok(cli(setup, "switch", "side-b"))
+    lines = _ok(cli(setup, "ps")).stdout.splitlines()
+    assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "ENDPOINT", "UPTIME"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"side-a", "side-b"} and max(map(len, lines)) <= 80
+    assert rows["side-a"][1:4] == rows["side-b"][1:4] == ["local", "none", "ready"]
+    endpoints = {next(c for c in row if c.startswith("http://127.0.0.1:")) for row in rows.values()}
+    assert len(endpoints) == 2
+    listed = json.loads(_ok(cli(setup, "ps", "--json")).stdout)
+    assert sorted(m["id"] for m in listed) == ["side-a", "side-b"]
+    assert all(m["state"] == "ready" for m in listed)
+    assert "models:     2 (2 ready)" in _ok(cli(setup, "status")).stdout
+    assert len(setup.containers()) == 2
+
+    stopped = _ok(cli(setup, "stop", "side-a")).stdout
+    assert "Side A is stopped; the other models keep serving" in stopped
+    assert [line.split()[0] for line in _ok(cli(setup, "ps")).stdout.splitlines()[1:]] == ["side-b"]
+    assert len(setup.containers()) == 1
+    again = _one_error_line(_ok(cli(setup, "stop", "side-a"), 1))
+    assert "side-a" in again and "not running" in again and "side-b" in again
+    unknown = _one_error_line(_ok(cli(setup, "stop", "nope"), 1))
+    assert "'nope' is not running" in unknown and "side-b" in unknown
+
+    _ok(cli(setup, "stop"))
+    assert _ok(cli(setup, "ps")).stdout.startswith("nothing is running") and setup.containers() == []
+
+
+def test_a_switch_says_which_running_model_it_replaced(setup: Setup, daemons: Daemons) -> None:
+    allow_auto_ports(setup)
+    setup.write(FAKE_PROFILES + SIDE_BY_SIDE)
+    _ok(cli(setup, "switch", "side-a"))
+    _ok(cli(setup, "switch", "fake-a"))
+    models = json.loads(_ok(cli(setup, "models", "--json")).stdout)["models"]
+    by_id = {m["id"]: m for m in models}
+    assert by_id["fake-b"]["would_replace"] == ["fake-a"] and by_id["side-b"]["would_replace"] == []
+    table = _ok(cli(setup, "models")).stdout.splitlines()
+    assert "WHERE" in table[0] and "REPLACES" in table[0]
+    fake_b = next(line for line in table if line[3:].startswith("fake-b "))
+    assert fake_b.split()[-1] == "fake-a" and "local/all" in fake_b
+    outcome = _ok(cli(setup, "switch", "fake-b")).stdout.strip().splitlines()[-1]
+    assert outcome.startswith("Fake B is ready (loaded in") and outcome.endswith("; it replaced fake-a")
+    assert sorted(m["id"] for m in json.loads(_ok(cli(setup, "ps", "--json")).stdout)) == ["fake-b", "side-a"]

@@ -240,3 +240,74 @@ async def test_text_from_the_container_is_raw_in_structured_content_and_escaped_
     text = text_of(result)
     assert "\u202e" not in text and "\\u202e" in text
     assert json.loads(text) == result.structured_content  # the same JSON, nothing a terminal acts on
+
+
+SIDE_BY_SIDE = f"""
+[side-a]
+name = Side A
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+
+[side-b]
+name = Side B
+model = tiny-b.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+"""
+
+
+def allow_auto_ports(s: Setup) -> None:
+    """The setup's compose file with an empty LLM_PORT meaning "Docker picks" (what port = auto needs)."""
+    compose = s.root / "compose" / "compose.yaml"
+    compose.write_text(compose.read_text(encoding="utf-8").replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"),
+                       encoding="utf-8")
+
+
+async def test_two_models_serve_side_by_side_and_unload_model_stops_one(mcp: Client,
+                                                                         mcp_setup: Setup) -> None:
+    allow_auto_ports(mcp_setup)
+    mcp_setup.write(MCP_PROFILES + SIDE_BY_SIDE)  # no GPU and a port Docker picks: they never conflict
+    with anyio.fail_after(60):
+        first = await call(mcp, "switch_model", {"model": "side-a"})
+        second = await call(mcp, "switch_model", {"model": "side-b"})
+    assert first["stops"] == second["stops"] == [] and "replaced" not in second["summary"]
+    status = await call(mcp, "status")
+    assert [m["id"] for m in status["models"]] == ["side-a", "side-b"]
+    assert {(m["state"], m["engine"], m["gpus"]) for m in status["models"]} == {("ready", "local", "none")}
+    lines = status["summary"].splitlines()
+    assert lines[0] == "2 models (2 ready):"
+    assert lines[1].startswith("- side-a (Side A): ready · engine local · gpus none · http://127.0.0.1:")
+    models = await call(mcp, "list_models")
+    by_id = {m["id"]: m for m in models["models"]}
+    assert by_id["side-a"]["running"] == "ready" and by_id["fake-a"]["would_replace"] == []
+    assert "side-b (Side B): ready on local/none" in models["summary"].splitlines()
+
+    with anyio.fail_after(30):
+        unloaded = await call(mcp, "unload_model", {"model": "side-a"})
+    assert unloaded["result"] == "stopped" and unloaded["running"] == ["side-b"]
+    assert unloaded["summary"] == "Side A (side-a) is stopped; still running: side-b"
+    status = await call(mcp, "status")
+    assert [m["id"] for m in status["models"] if m["state"] != "stopped"] == ["side-b"]
+
+    again = await mcp.call_tool("unload_model", {"model": "side-a"})
+    assert again.is_error
+    assert "'side-a' is not running; running: side-b [reason: not_running]" in text_of(again)
+    unknown = await mcp.call_tool("unload_model", {"model": "nope"})
+    assert unknown.is_error and "running: side-b" in text_of(unknown)
+
+
+async def test_switch_model_says_which_running_model_it_replaced(mcp: Client, mcp_setup: Setup) -> None:
+    allow_auto_ports(mcp_setup)
+    mcp_setup.write(MCP_PROFILES + SIDE_BY_SIDE)
+    with anyio.fail_after(60):
+        await call(mcp, "switch_model", {"model": "side-a"})
+        await call(mcp, "switch_model", {"model": "fake-a"})
+        listed = {m["id"]: m for m in (await call(mcp, "list_models"))["models"]}
+        assert listed["fake-b"]["would_replace"] == ["fake-a"]
+        switched = await call(mcp, "switch_model", {"model": "fake-b"})
+    assert switched["stops"] == ["fake-a"] and switched["summary"].endswith("; it replaced fake-a")
+    status = await call(mcp, "status")
+    assert sorted(m["id"] for m in status["models"] if m["state"] == "ready") == ["fake-b", "side-a"]
