@@ -69,6 +69,12 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+async def _untouched(client: httpx.AsyncClient) -> None:
+    """Nothing runs and no job is in flight (read from the wire: status, one model or several)."""
+    status = (await client.get("/status")).json()
+    assert status["state"] == "stopped" and status["job"] is None and status.get("jobs", []) == [], status
+
+
 @pytest.mark.docker
 async def test_models_status_and_a_switch_to_ready(api: tuple[Daemon, httpx.AsyncClient]) -> None:
     _, client = api
@@ -93,6 +99,21 @@ async def test_models_status_and_a_switch_to_ready(api: tuple[Daemon, httpx.Asyn
     stopped = await client.post("/stop", json={})
     assert stopped.status_code == 200 and stopped.json()["result"] == "stopped"
     assert (await client.get("/status")).json()["state"] == "stopped"
+
+
+@pytest.mark.docker
+async def test_unload_stops_one_model_and_one_that_does_not_run_is_404(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    body = _error(await client.post("/unload", json={"model": "fake-a"}), 404)
+    assert body["error"]["reason"] == "not_running" and body["error"]["valid"] == []
+    assert (await client.post("/switch", json={"model": "fake-a"})).status_code == 200
+
+    unloaded = await client.post("/unload", json={"model": "fake-a", "timeout": 60})
+    assert unloaded.status_code == 200, unloaded.text
+    assert unloaded.json()["result"] == "stopped"
+    assert (await client.get("/status")).json()["state"] == "stopped"
+    assert _error(await client.post("/unload", json={}), 400)["error"]["reason"] == "bad_request"
 
 
 @pytest.mark.docker
@@ -157,14 +178,17 @@ async def test_busy_is_409_with_the_job_and_a_wait_that_runs_out_is_504(
     ("GET", "/switch", {}, 405, "method_not_allowed"),
     ("DELETE", "/status", {}, 405, "method_not_allowed"),
     ("GET", "/status", {"headers": {"host": "attacker.example:80"}}, 403, "forbidden_host"),
+    ("POST", "/stop", {"json": {}, "headers": {"host": "rebound.example"}}, 403, "forbidden_host"),
+    ("POST", "/switch", {"json": {"model": "fake-a", "pad": "x" * (1 << 20)}}, 413, "too_large"),
+    ("POST", "/unload", {"json": {"model": "fake-a", "timeout": 0}}, 400, "bad_request"),
 ])
 async def test_bad_requests_get_json_errors_and_change_nothing(
         api: tuple[Daemon, httpx.AsyncClient], method: str, path: str, kwargs: dict[str, Any],
         status: int, reason: str) -> None:
-    daemon, client = api
+    _, client = api
     body = _error(await client.request(method, path, **kwargs), status)
     assert body["error"]["reason"] == reason
-    assert daemon.core.current_job is None and daemon.core.state.value == "stopped"
+    await _untouched(client)
     assert (await client.get("/status")).status_code == 200  # same keep-alive connection, still fine
 
 
@@ -183,6 +207,33 @@ async def test_garbage_on_the_http_port_gets_400_and_the_server_keeps_going(
     assert (await client.get("/status")).status_code == 200
 
 
+@pytest.mark.docker
+async def test_a_trailing_slash_is_the_same_endpoint_and_replies_name_the_server(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+    response = await client.get("/status/")
+    assert response.status_code == 200 and response.json()["state"] == "stopped"
+    assert response.headers["server"].startswith("llm-mcp/")
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.docker
+async def test_a_chunked_body_over_the_bound_is_413_and_the_server_keeps_going(
+        api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    _, client = api
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "fake-a", "pad": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    body = _error(await client.post("/switch", content=chunks(),
+                                    headers={"content-type": "application/json"}), 413)
+    assert body["error"]["reason"] == "too_large"
+    assert (await client.get("/status")).status_code == 200
+
+
 class _Exploding:
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
         raise RuntimeError("boom")
@@ -195,6 +246,79 @@ async def test_an_internal_error_is_a_500_json_error() -> None:
             body = _error(await client.get("/status"), 500)
         tg.cancel_scope.cancel()
     assert body["error"]["reason"] == "internal_error" and "boom" in body["error"]["message"]
+
+
+class _Hanging:
+    """A stand-in daemon whose status never answers (a switch waiting on a slow load, say)."""
+
+    def __init__(self) -> None:
+        self.asked = anyio.Event()
+
+    async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "list_models":
+            return {"models": []}
+        self.asked.set()
+        await anyio.sleep_forever()
+
+
+async def test_the_server_stops_promptly_and_a_request_in_flight_gets_a_json_503() -> None:
+    import time
+
+    from llm_mcp.daemon.asgi_server import GRACE
+
+    daemon = _Hanging()
+    replies: list[httpx.Response] = []
+    async with anyio.create_task_group() as outer:
+        serving = anyio.CancelScope()
+
+        async def serve(*, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+            with serving:
+                await serve_http(daemon, "127.0.0.1", 0, task_status=task_status)
+
+        port = await outer.start(serve)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as idle, \
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as waiting:
+            assert (await idle.get("/models")).status_code == 200  # a keep-alive connection, idle now
+
+            async def ask() -> None:
+                replies.append(await waiting.get("/status"))
+
+            outer.start_soon(ask)
+            with anyio.fail_after(5):
+                await daemon.asked.wait()
+            began = time.monotonic()
+            serving.cancel()
+            with anyio.fail_after(GRACE + 3):
+                while replies == [] or not _refused(port):
+                    await anyio.sleep(0.02)
+            took = time.monotonic() - began
+    assert took < GRACE + 1, took
+    body = _error(replies[0], 503)
+    assert body["error"]["reason"] == "daemon_stopping"
+
+
+async def test_the_http_server_leaves_the_daemons_signal_handlers_alone() -> None:
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, _Hanging(), "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/models")).status_code == 200
+            assert {sig: signal.getsignal(sig) for sig in before} == before
+        tg.cancel_scope.cancel()
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+async def test_a_port_in_use_is_an_oserror_before_serving() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(OSError, match="in use"):
+                await tg.start(serve_http, _Hanging(), "127.0.0.1", taken.getsockname()[1])
 
 
 def test_docker_unavailable_during_a_switch_is_503() -> None:
@@ -349,11 +473,11 @@ async def test_an_http_port_in_use_leaves_the_socket_daemon_serving_and_says_why
 ])
 async def test_a_request_from_another_sites_page_is_refused_for_gets_too(
         api: tuple[Daemon, httpx.AsyncClient], method: str, path: str, headers: dict[str, str]) -> None:
-    daemon, client = api
+    _, client = api
     content = b"{}" if method == "POST" else None
     body = _error(await client.request(method, path, headers=headers, content=content), 403)
     assert body["error"]["reason"] == "forbidden_origin"
-    assert daemon.core.current_job is None
+    await _untouched(client)
 
 
 @pytest.mark.docker

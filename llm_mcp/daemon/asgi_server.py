@@ -1,0 +1,79 @@
+"""An ASGI app served by uvicorn inside the daemon's own event loop, as one task of its task group.
+
+The daemon owns the process: its signals (uvicorn would replace the SIGTERM and
+SIGINT handlers for as long as it serves), its logging (uvicorn's loggers only
+propagate to daemon.log) and its life (cancelling this task stops the server
+within a fraction of a second; requests still running get `GRACE` seconds).
+The socket is bound here, before `task_status.started(port)`, so the caller
+learns the port (for port 0) or gets the OSError ("address in use") itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import anyio
+import anyio.abc
+import uvicorn
+from starlette.types import ASGIApp
+
+from llm_mcp import __version__
+
+__all__ = ["GRACE", "IDLE_TIMEOUT", "serve_asgi"]
+
+log = logging.getLogger("llm_mcp.http")
+
+IDLE_TIMEOUT = 60  # seconds a keep-alive connection may sit idle
+GRACE = 1  # second(s) requests in flight get to finish when the daemon stops
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the daemon's own handlers stay: it decides when the server stops
+
+
+async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
+                     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve `app` on host:port until cancelled; `task_status.started(port)` gives the bound port."""
+    sockets = await _bind(host, port)
+    bound = int(sockets[0].getsockname()[1])
+    config = uvicorn.Config(
+        app, http="h11", ws="none", lifespan="off", interface="asgi3",
+        log_config=None, log_level="warning", access_log=False,  # the daemon's logging, untouched
+        proxy_headers=False, server_header=False, date_header=False,
+        headers=[("server", f"llm-mcp/{__version__}")],
+        timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=GRACE)
+    server = _Server(config)
+    shield = anyio.CancelScope(shield=True)  # uvicorn shuts down by itself once should_exit is set
+    ended = anyio.Event()
+
+    async def run() -> None:
+        try:
+            with shield:
+                await server.serve(sockets=sockets)
+        except Exception:
+            log.exception("the HTTP server failed; the daemon goes on without it")
+        finally:
+            for sock in sockets:
+                sock.close()
+            ended.set()
+
+    log.info("%s on http://%s:%d", name, f"[{host}]" if ":" in host else host, bound)
+    task_status.started(bound)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        try:
+            await ended.wait()
+        finally:
+            server.should_exit = True
+            shield.deadline = anyio.current_time() + GRACE + 1  # uvicorn's own grace, then a hard stop
+
+
+async def _bind(host: str, port: int) -> list[socket.socket]:
+    # anyio binds as the old server did: every address family `host` resolves to, one port for all
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    return [one.extra(anyio.abc.SocketAttribute.raw_socket) for one in listener.listeners]  # noqa: S610
