@@ -71,6 +71,6 @@ class StopPickerScreen(ModalScreen[str | None]):
                           Text(f"{STATE_ICON.get(state, '?')} {state}", STATE_STYLE.get(state, "bold")),
                           name, Text(visible(placement(row.engine, row.gpus, row.exclusive)), "bright_black"))
         count = len(self.rows)
-        keys = Text(f"1-{count} stop that one (the others keep serving)  ·  a all  ·  Esc cancel  ·  q quit",
-                    "bright_black")
+        keys = Text(f"{'1' if count == 1 else f'1-{count}'} stop one (the rest keep serving) · a all · "
+                    "Esc cancel · q quit", "bright_black")
         return Group(Text("Stop which model?", "bold"), table, keys)

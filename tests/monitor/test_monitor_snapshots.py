@@ -147,3 +147,51 @@ def test_bench_in_progress(snap_compare: Any) -> None:
     status = S.status("ready", S.MODELS[4], job=running, measured=19.4)
     app, settle = scenario(status, gpu_history() + system_history(), models=S.models_with_facts())
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+# ---- several models at once (a daemon with status.models and list_models' would_replace) ----
+
+MIXED_LOG = [S.model_line(1, None, "--- switching to Qwen3 Coder 30B ---", "separator"),
+             S.model_line(2, "qwen3-coder", "0.00.310.901 I load_tensors: offloaded 49/49 layers to GPU"),
+             S.model_line(3, "qwen3-coder", "0.06.380.921 I srv  llama_server: model loaded"),
+             S.model_line(4, None, "--- starting Gemma 3 27B beside Qwen3 Coder 30B ---", "separator"),
+             S.model_line(5, "gemma3", "0.00.310.901 I load_tensors: offloaded 63/63 layers to GPU"),
+             S.model_line(6, "gemma3", "0.05.990.017 W llama_context: n_ctx_per_seq (32768) < n_ctx_train"),
+             S.model_line(7, "nomic-embed", "0.00.013.120 I srv    load_model: loading model "
+                          "'/models/nomic-embed-text-v2-Q8_0.gguf'"),
+             S.model_line(8, "qwen3-coder", "0.09.120.004 I slot      release: id  0 | task 12 | "
+                          "stop processing")]
+
+
+def several_scenario(rows: list[dict[str, Any]]) -> tuple[MonitorApp, Any]:
+    running = {r["id"]: r["state"] for r in rows}
+    return scenario(S.several(rows, "qwen3-coder"), gpu_history() + system_history(), lines=MIXED_LOG,
+                    models=S.entries(running))
+
+
+def three_running() -> list[dict[str, Any]]:
+    return [S.running_model("qwen3-coder", measured=151.2, port=8081),
+            S.running_model("gemma3", measured=36.0, port=8082, uptime=610, health="unresponsive"),
+            S.running_model("nomic-embed", "loading", port=8083, uptime=12, reason="loading Nomic Embed v2")]
+
+
+@SMALL_AND_LARGE
+def test_three_models_running(snap_compare: Any, size: tuple[int, int]) -> None:
+    app, settle = several_scenario(three_running())
+    assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+def test_log_of_one_model(snap_compare: Any) -> None:
+    app, settle = several_scenario(three_running())
+    assert snap_compare(app, press=["l", "l"], terminal_size=(120, 40), run_before=settle)
+
+
+@SMALL_AND_LARGE
+def test_picker_says_what_a_pick_replaces(snap_compare: Any, size: tuple[int, int]) -> None:
+    app, settle = several_scenario(three_running()[:2])
+    assert snap_compare(app, press=["m", "down"], terminal_size=size, run_before=settle)
+
+
+def test_stop_which_model(snap_compare: Any) -> None:
+    app, settle = several_scenario(three_running())
+    assert snap_compare(app, press=["s"], terminal_size=(80, 24), run_before=settle)
