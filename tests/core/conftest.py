@@ -7,6 +7,7 @@ tests/integration; here every scheduling rule runs without Docker, HTTP or sleep
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import shutil
 import threading
@@ -46,6 +47,17 @@ model = beta.gguf
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def no_core_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A state change outside the transition table, a crashed job, any error the core logs:
+    the test fails, naming them (the core itself only logs them, to keep serving)."""
+    caplog.set_level(logging.WARNING, logger="llm_mcp")
+    yield
+    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+              if r.levelno >= logging.ERROR and r.name.startswith("llm_mcp")]
+    assert errors == [], "the core logged errors"
 
 
 class World:
@@ -403,7 +415,7 @@ class StormLog:
                 f"{self.refused} refused, {self.not_running} not running")
 
 
-def storm_plan(seed: int, models: list[str], n: int = 50, spread: float = 1.0) -> list[Request]:
+def storm_plan(seed: int, models: list[str], n: int = 50, spread: float = 0.5) -> list[Request]:
     """n requests over `spread` seconds, reproducible from `seed`."""
     rng = random.Random(seed)
     return [Request(delay=rng.uniform(0, spread), op=rng.choices(STORM_OPS, STORM_WEIGHTS)[0],

@@ -105,7 +105,7 @@ async def test_an_engine_back_without_live_restore_reports_its_model_stopped_wit
     far = model(fleet_core, "far")  # still listed: a stop nobody asked for is news
     assert far["state"] == "stopped" and far["reason_code"] == "container_gone", far
     assert far["reason"] and far["container"] is None
-    assert fleet.remote.containers() == []  # the dead leftover is cleared
+    await wait_until(lambda: fleet.remote.containers() == [])  # the dead leftover is cleared
     assert model(fleet_core, "alpha")["state"] == "ready"
     assert fleet_core.running_ids() == {"alpha"}
 
