@@ -154,7 +154,7 @@ class Model:
         self.status = status
         if isinstance(status.get("gpu"), dict):
             self.gpu = status["gpu"]
-        job = status.get("job")
+        job = self._job_in(status)
         # An answer that left the daemon before a job's last event can still say "in flight"
         # (and name the switch before it as the last one): the events know better.
         stale = isinstance(job, dict) and self._is_finished(job)
@@ -163,6 +163,14 @@ class Model:
         last = status.get("last_switch")
         if isinstance(last, dict) and not stale:
             self.last_job = last
+
+    def _job_in(self, status: dict[str, Any]) -> Any:
+        """The job the panel follows: the one it shows if still in flight, else the primary model's,
+        else any (a daemon with several models lists them all in `jobs`)."""
+        jobs = [j for j in status.get("jobs") or [] if isinstance(j, dict)]
+        shown = (self.job or {}).get("id")
+        same = next((j for j in jobs if shown is not None and j.get("id") == shown), None)
+        return same or status.get("job") or (jobs[0] if jobs else None)
 
     def apply_state(self, data: dict[str, Any]) -> None:
         """A state event: its model's row changes; the top-level fields only for the primary model."""

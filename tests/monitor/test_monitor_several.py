@@ -253,6 +253,12 @@ async def test_s_with_several_running_asks_which_then_unloads_only_that_one() ->
         assert calls(client, "stop") == []
         text = S.screen_text(app)
         assert "╭─ stop " in text and "■ stopping Gemma 3 27B" in text  # the unload job's progress
+        # the daemon lists it in `jobs` (status.job is the primary's): a status refresh keeps it shown
+        client.status["jobs"] = [{**app.model.job, "phase": "stopping"}] if app.model.job else []
+        await client.live.put(S.envelope(90, "state", {"state": "stopping", "model": "gemma3"}))
+        await pilot.pause(0.3)
+        assert len(calls(client, "status")) >= 3
+        assert "■ stopping Gemma 3 27B  · stopping" in S.screen_text(app)
 
 
 async def test_s_then_a_stops_every_model_and_escape_stops_none() -> None:
