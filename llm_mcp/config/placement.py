@@ -59,7 +59,7 @@ def _shared_gpus(a: Profile, b: Profile, uuids: Sequence[str]) -> str | None:
     if a.gpus is None or b.gpus is None:  # `all` includes each GPU the other names
         named = a.gpus if a.gpus is not None else b.gpus
         return "both use all GPUs" if named is None else f"both use {_gpu_words(named)}"
-    index = {normalise_gpu(u): str(i) for i, u in enumerate(uuids)}
+    index = {_normal(u): str(i) for i, u in enumerate(uuids)}
     ours, theirs = _canonical(a.gpus, index), _canonical(b.gpus, index)
     common = [g for g in ours if g in theirs]
     if common:
@@ -75,7 +75,15 @@ def _shared_gpus(a: Profile, b: Profile, uuids: Sequence[str]) -> str | None:
 
 def _canonical(gpus: tuple[str, ...], index: Mapping[str, str]) -> list[str]:
     """A UUID the engine's list places becomes its index, so both spellings compare equal."""
-    return [index.get(normalise_gpu(g), normalise_gpu(g)) for g in gpus]
+    return [index.get(_normal(g), _normal(g)) for g in gpus]
+
+
+def _normal(gpu: str) -> str:
+    """normalise_gpu, without raising: an id NVML reports in another form is compared as it is."""
+    try:
+        return normalise_gpu(gpu)
+    except ValueError:
+        return gpu.strip()
 
 
 def _gpu_words(gpus: tuple[str, ...]) -> str:

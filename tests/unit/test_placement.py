@@ -103,6 +103,7 @@ def test_an_index_and_a_uuid_may_be_one_gpu_unless_the_engine_says() -> None:
     assert conflict(a, b, {"local": [UUID_B, UUID_A]}) is None
     assert conflict(a, b, {"local": [UUID_A.upper(), UUID_B]}) == "both use GPU 0 on engine local"
     assert conflict(a, b, {"other": [UUID_B, UUID_A]}) is not None  # another engine's list says nothing
+    assert conflict(a, b, {"local": ["MIG-GPU-x/1/0", UUID_A]}) is None  # odd ids from NVML: no crash
 
 
 def test_declared_engine_gpus_reach_the_rule_through_the_config() -> None:
