@@ -103,3 +103,16 @@ async def test_env_files_follow_what_runs(fleet: Fleet, fleet_core: Core) -> Non
     assert fleet.env_models() == {"beta", "far", "gamma"}
     last = (fleet.root / "compose" / ".env").read_text(encoding="utf-8")
     assert 'LLM_PROFILE="gamma"' in last  # `.env`: the last one started, for compose by hand
+
+
+async def test_a_forced_reload_of_a_loading_model_keeps_its_env_file(fleet: Fleet, fleet_core: Core) -> None:
+    fleet.script("far", Script(load_s=30))
+    first = await fleet_core.ensure("far")
+    with anyio.fail_after(1):
+        while first.phase != "loading":
+            await anyio.sleep(0.002)
+    fleet.script("far", Script())  # the second container loads at once
+    again = await ensured(fleet_core, "far", force=True)  # restarts far: its old container goes
+    assert first.result == "cancelled" and again.result == "ready", again.to_dict()
+    assert set(fleet.ours()) == {"far"}
+    assert fleet.env_models() == {"far"}
