@@ -22,11 +22,11 @@ async def healthy(fleet: Fleet, *model_ids: str) -> None:
 async def test_ready_containers_of_two_models_found_at_start_are_both_adopted_without_a_job(
     fleet: Fleet,
 ) -> None:
-    left = {m: fleet.start_by_hand(m) for m in ("alpha", "far")}
-    await healthy(fleet, "alpha", "far")
+    left = {m: fleet.start_by_hand(m) for m in ("alpha", "beta", "far")}  # two on one engine
+    await healthy(fleet, "alpha", "beta", "far")
     async with fleet.core() as core:
         status = core.status()
-        assert states(core) == {"alpha": "ready", "far": "ready"}, status
+        assert states(core) == {"alpha": "ready", "beta": "ready", "far": "ready"}, status
         assert status["jobs"] == []
         for model_id, info in left.items():
             entry = model(core, model_id)
@@ -35,9 +35,11 @@ async def test_ready_containers_of_two_models_found_at_start_are_both_adopted_wi
             assert entry["stale_config"] is False
         again = await core.ensure("alpha")
         assert again.done.is_set() and again.detail == "already loaded"
-        beta = await ensured(core, "beta")  # nothing adopted is in its way
-        assert beta.result == "ready" and beta.stops == []
-    assert {c.id for c in fleet.containers()} >= {i.id for i in left.values()}
+        near = await ensured(core, "near")  # exclusive on remote: stops the adopted far, only it
+        assert near.result == "ready" and near.stops == ["far"], near.to_dict()
+    assert {c.id for c in fleet.containers()} == {left["alpha"].id, left["beta"].id} | {
+        c.id for c in fleet.remote.containers()}
+    assert [c.profile for c in fleet.remote.containers()] == ["near"]
 
 
 async def test_leftovers_of_a_conflicting_pair_found_at_start_are_not_both_kept(fleet: Fleet) -> None:
