@@ -27,6 +27,7 @@ __all__ = ["GRACE", "IDLE_TIMEOUT", "serve_asgi"]
 log = logging.getLogger("llm_mcp.http")
 
 IDLE_TIMEOUT = 60  # seconds a keep-alive connection may sit idle
+BACKLOG = 128
 GRACE = 1  # second(s) requests in flight get to finish when the daemon stops
 
 
@@ -46,7 +47,7 @@ async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
         log_config=None, log_level="warning", access_log=False,  # the daemon's logging, untouched
         proxy_headers=False, server_header=False, date_header=False,
         headers=[("server", f"llm-mcp/{__version__}")],
-        timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=GRACE)
+        timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=GRACE, backlog=BACKLOG)
     server = _Server(config)
     shield = anyio.CancelScope(shield=True)  # uvicorn shuts down by itself once should_exit is set
     ended = anyio.Event()
@@ -74,6 +75,29 @@ async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
 
 
 async def _bind(host: str, port: int) -> list[socket.socket]:
-    # anyio binds as the old server did: every address family `host` resolves to, one port for all
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    return [one.extra(anyio.abc.SocketAttribute.raw_socket) for one in listener.listeners]  # noqa: S610
+    """A listening socket per address `host` resolves to ("localhost": IPv4 and IPv6), one port for all.
+
+    Created with proto=IPPROTO_TCP: asyncio turns Nagle off only on connections of such sockets
+    (anyio's listeners have proto 0), and uvicorn writes a reply's head and body separately:
+    with Nagle on, the body waits for the client's delayed ACK, 40 ms a request.
+    """
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG)
+    sockets: list[socket.socket] = []
+    try:
+        for family, *_, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # port 0: the others take the port the first one got
+            sock.bind(sockaddr if len(sockets) == 1 else
+                      (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:]))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -109,7 +109,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_reply(404, "not_found", f"no endpoint {path}; endpoints: {', '.join(ENDPOINTS)}")
     if exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
+        allow = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")))
         return error_reply(405, "method_not_allowed", f"{path} accepts {allow}", headers={"allow": allow})
     return error_reply(exc.status_code, _REASON_FOR_STATUS.get(exc.status_code, "error"), exc.detail,
                        headers=dict(exc.headers or {}))
