@@ -297,6 +297,26 @@ async def test_the_server_stops_promptly_and_a_request_in_flight_gets_a_json_503
     assert body["error"]["reason"] == "daemon_stopping"
 
 
+async def test_replies_on_a_keep_alive_connection_wait_for_no_delayed_ack_and_an_idle_server_stops_at_once(
+        ) -> None:
+    import statistics
+    import time
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, _Hanging(), "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            took = []
+            for _ in range(21):
+                began = time.perf_counter()
+                assert (await client.get("/models")).status_code == 200
+                took.append(time.perf_counter() - began)
+            # Nagle on the server's side holds a reply's body until the client's delayed ACK: 40 ms
+            assert statistics.median(took) < 0.02, took
+            began = time.perf_counter()
+            tg.cancel_scope.cancel()
+    assert time.perf_counter() - began < 1
+
+
 async def test_the_http_server_leaves_the_daemons_signal_handlers_alone() -> None:
     import signal
 
