@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -147,7 +148,8 @@ async def follow_events(runtime: Runtime, link: EngineLink, on_event: Callable[[
             stop = new_stop()
             silent: list[EngineUnavailable] = []
             async with anyio.create_task_group() as watching:
-                watching.start_soon(_watch, runtime.ping, stop, watch_s, silent, limiter)
+                watching.start_soon(partial(_watch, runtime.ping, stop, every=watch_s, found=silent,
+                                            limiter=limiter, following=watching.cancel_scope))
                 await anyio.to_thread.run_sync(runtime.events, on_event, stop, limiter=limiter,
                                                abandon_on_cancel=True)
                 watching.cancel_scope.cancel()
@@ -164,10 +166,11 @@ async def follow_events(runtime: Runtime, link: EngineLink, on_event: Callable[[
         await anyio.sleep(1)
 
 
-async def _watch(ping: Callable[[], None], stop: threading.Event, every: float,
-                 found: list[EngineUnavailable], limiter: anyio.CapacityLimiter | None) -> None:
+async def _watch(ping: Callable[[], None], stop: threading.Event, *, every: float,
+                 found: list[EngineUnavailable], limiter: anyio.CapacityLimiter | None,
+                 following: anyio.CancelScope) -> None:
     """Ping while the stream runs; WATCH_MISSES failures in a row put the problem in `found`
-    and end the stream."""
+    and end the stream (or leave its thread behind, if it is stuck before it began)."""
     misses = 0
     while not stop.is_set():
         if misses == 0:
@@ -179,6 +182,7 @@ async def _watch(ping: Callable[[], None], stop: threading.Event, every: float,
             if misses >= WATCH_MISSES:
                 found.append(exc)
                 stop.set()
+                following.cancel()
                 return
         except RuntimeFailure as exc:  # it answered, if oddly: not lost
             log.debug("ping while following events: %s", exc)

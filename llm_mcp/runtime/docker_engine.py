@@ -61,7 +61,7 @@ __all__ = ["ContainerGone", "ContainerInfo", "DockerRuntime", "DockerUnavailable
 
 CONNECT_S = 2.0  # connecting to an engine, in every call
 PING_S = 1  # a ping's connect and read timeout
-PING_DEADLINE_S = 2.0  # ping() returns by then whatever the transport does (ssh has no socket timeout)
+PING_DEADLINE_S = 1.8  # ping() returns by then whatever the transport does (ssh has no socket timeout)
 CALL_S = 30  # reading an ordinary call's answer (create, start and stop take seconds)
 LOOK_S = 10  # reading the answer to a look (GET: inspect, list, top, stats), which is quick
 WAIT_SLICE_S = 1  # `wait` asks again this often, so a cancel or a hung engine is noticed
@@ -81,17 +81,29 @@ class _BoundedAPIClient(docker.APIClient):
     """docker-py uses one number to connect and to read: connecting gets CONNECT_S at most,
     and a look (a GET that is not a stream) LOOK_S to be answered.
 
-    Streams (events, logs) pass no read timeout; a dead tcp:// engine still fails to
-    connect within CONNECT_S instead of the operating system's minutes.
+    A dead tcp:// engine fails to connect within CONNECT_S instead of the operating
+    system's minutes. A stream without a read timeout (events) still gets LOOK_S for
+    its answer to begin: a hung engine accepts the connection and never answers.
     """
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         timeout = kwargs.get("timeout")
-        if isinstance(timeout, int | float) or timeout is None:
-            if timeout == self.timeout and request.method == "GET" and not kwargs.get("stream"):
-                timeout = min(timeout, LOOK_S)
-            kwargs["timeout"] = (CONNECT_S if timeout is None else min(CONNECT_S, timeout), timeout)
-        return super().send(request, **kwargs)
+        if not (isinstance(timeout, int | float) or timeout is None):
+            return super().send(request, **kwargs)
+        endless = timeout is None and bool(kwargs.get("stream"))
+        if endless:
+            timeout = LOOK_S
+        elif timeout == self.timeout and request.method == "GET" and not kwargs.get("stream"):
+            timeout = min(timeout, LOOK_S)
+        kwargs["timeout"] = (CONNECT_S if timeout is None else min(CONNECT_S, timeout), timeout)
+        response = super().send(request, **kwargs)
+        if endless:  # it began: from now on it may stay quiet as long as it likes
+            try:
+                sdk: Any = self  # docker-py's own helpers for this, absent from its type stubs
+                sdk._disable_socket_timeout(sdk._get_raw_response_socket(response))
+            except Exception:  # internals moved: the stream then ends after LOOK_S of quiet
+                log.debug("could not lift the stream's read timeout", exc_info=True)
+        return response
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> Any:
@@ -135,7 +147,14 @@ def _translated(what: str, host: str | None, engine: str = DEFAULT_ENGINE) -> It
         raise RuntimeFailure(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
+SSH_MISSING = "ssh:// engines need the paramiko package (the Docker SDK's ssh extra), even with `ssh`"
+
+
 def _unavailable(exc: BaseException, host: str | None, engine: str = DEFAULT_ENGINE) -> DockerUnavailable:
+    if "install paramiko" in str(exc).lower():
+        return DockerUnavailable(engine_words(f"Docker cannot reach {host}: {SSH_MISSING}", engine),
+                                 hint="pip install 'docker[ssh]' where llm-mcp is installed",
+                                 detail=str(exc), engine=engine)
     problem = describe(str(exc), host)
     return DockerUnavailable(engine_words(problem.sentence, engine), hint=problem.hint, detail=str(exc),
                              engine=engine)
