@@ -299,8 +299,11 @@ class MonitorApp(App[None]):
         elif topic == "job":
             if self.model.apply_job(data):
                 self._job_finished(data)
+                # The header and the rows change with the job's end (a rollback, a new primary):
+                # the panel changes with them, when the status after it arrives.
                 self._want_status()
-            self._render_switch()
+            else:
+                self._render_switch()
 
     def flush_logs(self) -> None:
         self._flush_timer = None
@@ -336,10 +339,12 @@ class MonitorApp(App[None]):
         await asyncio.sleep(0.05)  # one status call for a burst of state events
         self._status_pending = False
         if self.client is None or not self.model.connected:
+            self._render_switch()
             return
         try:
             status = await self.client.call("status", gpu=False)
         except Exception:  # the feed notices a lost connection and says so
+            self._render_switch()
             return
         self.model.apply_status(status)
         self._render_all()

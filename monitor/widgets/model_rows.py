@@ -1,7 +1,8 @@
 """A row per running model, under the header, when more than one runs.
 
 With one model the header is its row (as before several models could run), so the
-table only takes room when it tells something the header cannot. Narrow terminals
+table only takes room when two models or more have a container (it then lists the
+recent failures too). Narrow terminals
 cut the ids and drop the health column (a health that is not ok still shows, in
 the state cell); from WIDE columns on, every column shows.
 """
@@ -43,7 +44,9 @@ class ModelRows(Widget):
 
     @property
     def has_content(self) -> bool:
-        return len(self.model.running) > 1
+        """Two models with a container at least; a failed one beside a single model is the failure
+        panel's news, and one-at-a-time setups keep their layout."""
+        return len(self.model.serving_ids()) > 1
 
     def render(self) -> Table:
         wide = self.size.width >= WIDE or self.size.width == 0
