@@ -2,8 +2,8 @@
 
 Two profiles that do not conflict (no GPU, their own ports; one `port = auto`) run side
 by side and both answer a chat completion; a third that pins the first one's port
-replaces only that one. A thread samples Docker's container list all along: at no
-sample do two conflicting models run.
+replaces only that one; unloading it leaves the other serving. A thread samples
+Docker's container list all along: at no sample do two conflicting models run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import anyio
 import httpx
 import pytest
 
+from llm_mcp.config.compose import env_files
 from llm_mcp.config.models_conf import load_config
 from llm_mcp.config.placement import conflict
 from llm_mcp.core.scheduler import Core
@@ -116,6 +117,15 @@ async def test_two_models_that_do_not_conflict_serve_at_once_and_a_third_replace
             assert await chat(endpoints["two"]) == "assistant"  # served on through the replacement
         running = sorted(c.profile for c in DockerRuntime(many.instance).managed() if c.running)
         assert running == ["three", "two"]
+        assert set(env_files(many.root / "compose")) == {"three", "two"}
+
+        with anyio.fail_after(60):  # unload one: the other serves on
+            gone = await many_core.unload("three")
+            await gone.done.wait()
+            assert await chat(endpoints["two"]) == "assistant"
+        assert gone.failure is None, gone.to_dict()
+        assert [c.profile for c in DockerRuntime(many.instance).managed()] == ["two"]
+        assert set(env_files(many.root / "compose")) == {"two"}
     assert sampler.violations == [], sampler.violations
     assert sampler.most_running == 2
     assert sampler.samples > 20
