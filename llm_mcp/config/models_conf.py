@@ -841,15 +841,35 @@ def _engine(section: str, own: dict[str, str], fail: Fail, base_dir: Path,
                           gpus=gpus, address=address)
 
 
-def load_config(path: Path) -> Config:
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, None, None, "file not found; copy the example models.conf "
                           "from the project or pass --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, None, f"cannot read: {exc}") from None
-    return parse_config(text, path.resolve())
+
+
+def load_config(path: Path) -> Config:
+    return parse_config(_read(path), path.resolve())
+
+
+class ConfigReader:
+    """models.conf as the daemon sees it: read on every request (an edit counts at once),
+    parsed again only when the text changed (status with 8 models must stay ~1 ms)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._text: str | None = None
+        self._config: Config | None = None
+
+    def __call__(self) -> Config:
+        text = _read(self.path)
+        if self._config is None or text != self._text:
+            self._config = parse_config(text, self.path.resolve())  # raises: nothing cached
+            self._text = text
+        return self._config
 
 
 # ---- [daemon] -------------------------------------------------------------------------

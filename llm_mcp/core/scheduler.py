@@ -150,6 +150,8 @@ class Core:
         self._clock = clock  # a load's stall and timeout; tests move it (runtime.memory.OffsetClock)
         config = load_config()
         self.instance = config.instance
+        # The engines are fixed for the daemon's life (their runtimes are made at start).
+        self._engine_settings = dict(config.engines)
         self.logbook = Logbook(state_dir / "logs" / self.instance, capacity=log_capacity,
                                on_line=lambda ln: self.bus.publish("log", ln.to_dict()))
         self.logbook.restore_history()  # `logs` across daemon restarts: earlier runs first
@@ -494,10 +496,7 @@ class Core:
 
     def _address(self, engine: str, profile: Profile | None) -> str:
         """Where this machine reaches a port the engine published."""
-        try:
-            settings = self.config().engines.get(engine)
-        except Exception:
-            settings = None
+        settings = self._engine_settings.get(engine)
         if engine != LOCAL and settings is not None and settings.address:
             return settings.address
         return _client_host(profile.host) if profile is not None else "127.0.0.1"
@@ -606,10 +605,7 @@ class Core:
         return slot.has_container or slot.state == State.FAILED or slot.code is not None
 
     def _engines_status(self) -> list[dict[str, Any]]:
-        try:
-            settings = self.config().engines
-        except Exception:
-            settings = {}
+        settings = self._engine_settings
         out = []
         for name, engine in self.engines.items():
             conf = settings.get(name)
@@ -712,6 +708,9 @@ class Core:
             if profile is not None:
                 job.stops = self._would_stop(profile)
                 job.claims = {profile.id, *job.stops}
+        elif job.kind == "stop":
+            job.stops = sorted(self.running_ids(), key=lambda m: self._slots[m].order)
+            job.claims = set(job.stops)
         target = self._slots.get(job.profile or "") if job.kind in ("switch", "unload", "adopt") else None
         try:
             with job.scope:
@@ -798,7 +797,7 @@ class Core:
         self._drop_tombstones(profile)
         own = self._slots.get(profile.id)
         if own is not None and own.sup is not None:  # a stale config or a failed server: restart it
-            await self._remove(job, own)
+            await self._remove(job, own, keep_env=True)
         self.logbook.separator(f"switching to {profile.name}", model=profile.id)
         failure = await self._start_and_load(job, config, profile)
         if failure is None:
@@ -943,7 +942,7 @@ class Core:
             finally:
                 await probe.aclose()
 
-    async def _remove(self, job: Job, slot: Slot, *, quick: bool = False) -> None:
+    async def _remove(self, job: Job, slot: Slot, *, quick: bool = False, keep_env: bool = False) -> None:
         """Stop and remove the slot's container; shielded: a half-removed container is the one
         stuck state."""
         sup = slot.sup
@@ -964,7 +963,8 @@ class Core:
             await anyio.to_thread.run_sync(runtime.stop_and_remove, sup.container.id, grace,
                                            limiter=self._threads)
         self._forget(slot)
-        self._remove_env_file(slot.profile)
+        if not keep_env:  # a restart of the same model keeps the file it just wrote
+            self._remove_env_file(slot.profile)
         slot.measured_tps = None
         slot.speed_source = None
         slot.stale_config = False
@@ -983,14 +983,17 @@ class Core:
             return Failure("compose_error", f"cannot build the container: {exc}",
                            "fix compose.yaml or models.conf; `llm-mcp check` validates both")
         runtime = self.engines[profile.engine].runtime
-        try:
-            info = await anyio.to_thread.run_sync(runtime.create_and_start, spec, limiter=self._threads)
-        except StartError as exc:
-            job.detail = exc.detail
-            job.log_lines = [exc.detail]
-            return exc.failure
-        self.intent.clear()  # the new container exists: a next daemon adopts it
-        sup = self._attach(slot, info)
+        # Shielded until the supervisor holds it: a job cancelled in between would leave a
+        # container nobody knows (an orphan, and no env file for it).
+        with anyio.CancelScope(shield=True):
+            try:
+                info = await anyio.to_thread.run_sync(runtime.create_and_start, spec, limiter=self._threads)
+            except StartError as exc:
+                job.detail = exc.detail
+                job.log_lines = [exc.detail]
+                return exc.failure
+            self.intent.clear()  # the new container exists: a next daemon adopts it
+            sup = self._attach(slot, info)
         if restoring:
             self._write_env_file(profile, config.instance)
         self._set_state(slot, State.LOADING, f"loading {profile.name}")
@@ -1462,6 +1465,8 @@ class Core:
             for other in containers:
                 if other.id in keep_ids or other.profile in claimed:
                     continue
+                await anyio.to_thread.run_sync(engine.runtime.stop_and_remove, other.id, 0.0,
+                                               limiter=self._threads)
                 if other.id in known:
                     slot = known[other.id]
                     self._forget(slot)
@@ -1471,8 +1476,6 @@ class Core:
                     self._set_state(slot, State.STOPPED, "the container ended while Docker was not "
                                     "answering", "switch to the model to start it again",
                                     code="container_gone")
-                await anyio.to_thread.run_sync(engine.runtime.stop_and_remove, other.id, 0.0,
-                                               limiter=self._threads)
         except EngineUnavailable as exc:
             self._engine_lost(engine.name, exc)
             return

@@ -21,7 +21,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from llm_mcp import __version__, protocol
 from llm_mcp.config import binds, paths
-from llm_mcp.config.models_conf import Config, load_config
+from llm_mcp.config.models_conf import Config, ConfigReader, load_config
 from llm_mcp.core.events import Subscription
 from llm_mcp.core.preflight import WontFit
 from llm_mcp.core.scheduler import Core, Job, SwitchError, SwitchRefused
@@ -531,8 +531,7 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     config_path, socket_path = start.config_path, start.socket_path
     http_required = start.http_flag is not None
 
-    def current_config() -> Config:
-        return load_config(config_path)
+    current_config = ConfigReader(config_path)
 
     runtimes = {name: DockerRuntime.for_engine(
         name, engine.url, TLSFiles(engine.tls_ca, engine.tls_cert, engine.tls_key, engine.tls_verify)
