@@ -19,7 +19,8 @@ from tests.daemons import Daemons, Raw, in_process_daemon, socket_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
-VALID_REQUIRED = {"switch": {"model": "fake-a"}, "job": {"id": "job-0-0"}, "bench": {"models": ["fake-a"]}}
+VALID_REQUIRED = {"switch": {"model": "fake-a"}, "unload": {"model": "fake-a"}, "job": {"id": "job-0-0"},
+                  "bench": {"models": ["fake-a"]}}
 WRONG_TYPE = {"integer": "12", "number": "1.5", "boolean": "yes", "string": 5, "array": "log"}
 
 

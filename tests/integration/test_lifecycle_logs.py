@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from llm_mcp.core.scheduler import Core
 from llm_mcp.core.logbook import LogLine
+from llm_mcp.core.scheduler import Core
 from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ContainerCounter, Setup, make_core, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
@@ -160,19 +160,20 @@ async def test_lines_delivered_out_of_timestamp_order_are_kept_and_a_replay_is_d
 ) -> None:
     """Docker stamps stdout and stderr on separate pipes: a later-stamped stderr line can
     arrive before an earlier stdout line. Both must be kept; only restored lines are skipped."""
-    from types import SimpleNamespace
+    from llm_mcp.core.supervisor import Supervisor
+    from llm_mcp.runtime.base import ContainerInfo
 
-    from llm_mcp.core.scheduler import _Watch
-
-    watch = _Watch(container=SimpleNamespace(id="f" * 64), profile=None)
-    core._watch = watch
-    core.logbook.begin_run(watch.container.id, "test")
-    watch.replayed = {("2026-01-01T00:00:00.500000000Z", "restored line")}
+    info = ContainerInfo(id="f" * 64, name="test", status="running", profile="fake-a", config_hash="",
+                         image="test", started_at=None, exit_code=None, oom_killed=False, pid=None)
+    slot = core._new_slot("fake-a", None, "local")
+    sup = Supervisor(container=info, profile=None, model="fake-a", engine="local")
+    slot.sup = sup
+    core.logbook.begin_run(info.id, "fake-a")
+    sup.replayed = {("2026-01-01T00:00:00.500000000Z", "restored line")}
     feed = [("2026-01-01T00:00:00.500000000Z", "restored line"),  # replay overlap: skipped
             ("2026-01-01T00:00:02.000000000Z", "stderr, stamped later"),
             ("2026-01-01T00:00:01.000000000Z", "stdout, stamped earlier")]
-    for ts, text in feed:
-        core._on_log_line(watch, ts, text)
-    core._watch = None
+    core._on_lines(sup, feed)
+    slot.sup = None
     assert [ln.text for ln in core.logbook.tail(10, run="current")] == [
         "stderr, stamped later", "stdout, stamped earlier"]

@@ -14,5 +14,5 @@ async def test_switch_from_stopped_reaches_ready_with_one_container(core: Core, 
         job = await core.switch("fake-a")
         await job.done.wait()
     assert job.result == "ready", job.to_dict()
-    assert core.state.value == "ready"
+    assert core.status()["state"] == "ready"
     assert len(setup.containers()) == 1
