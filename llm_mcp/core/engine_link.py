@@ -147,14 +147,18 @@ async def follow_events(runtime: Runtime, link: EngineLink, on_event: Callable[[
         try:
             stop = new_stop()
             silent: list[EngineUnavailable] = []
+            failed: list[RuntimeFailure] = []  # raised out here: a task group would wrap it in a group
             async with anyio.create_task_group() as watching:
                 watching.start_soon(partial(_watch, runtime.ping, stop, every=watch_s, found=silent,
                                             limiter=limiter, following=watching.cancel_scope))
-                await anyio.to_thread.run_sync(runtime.events, on_event, stop, limiter=limiter,
-                                               abandon_on_cancel=True)
+                try:
+                    await anyio.to_thread.run_sync(runtime.events, on_event, stop, limiter=limiter,
+                                                   abandon_on_cancel=True)
+                except RuntimeFailure as exc:
+                    failed.append(exc)
                 watching.cancel_scope.cancel()
-            if silent:
-                raise silent[0]
+            if silent or failed:
+                raise (silent or failed)[0]
             if shutdown.is_set():
                 return
             await anyio.to_thread.run_sync(runtime.ping, limiter=limiter)

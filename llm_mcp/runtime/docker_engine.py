@@ -13,6 +13,7 @@ and the long waits (wait, logs, events) run in slices or end on their stop event
 from __future__ import annotations
 
 import contextlib
+import copy
 import ipaddress
 import logging
 import os
@@ -225,22 +226,22 @@ def _is_loopback(ip: str) -> bool:
         return ip == "localhost"
 
 
-def _call_within(seconds: float, fn: Callable[[], None]) -> tuple[bool, BaseException | None]:
-    """Run fn in a daemon thread for at most `seconds`: (whether it finished, what it raised)."""
-    outcome: list[BaseException | None] = []
+class _PingAttempt:
+    """One ping in flight; every caller in the meantime waits for its outcome (never a second one)."""
 
-    def run() -> None:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def outcome(self) -> BaseException | None:
+        """The error to raise in this caller's thread (a copy: one exception object per raise)."""
+        if self.error is None:
+            return None
         try:
-            fn()
-        except BaseException as exc:  # handed to the caller
-            outcome.append(exc)
-        else:
-            outcome.append(None)
-
-    worker = threading.Thread(target=run, name="docker-ping", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    return (True, outcome[0]) if outcome else (False, None)
+            return copy.copy(self.error)
+        except Exception:
+            return self.error
 
 
 def classify_start_error(message: str, spec: ContainerSpec) -> Failure:
@@ -276,7 +277,7 @@ class DockerRuntime:
         self._ssh_client = ssh_client
         self._client = client
         self._ping_api: docker.APIClient | None = None
-        self._pinging = False  # a ping thread that has not returned yet (a hung transport)
+        self._attempt: _PingAttempt | None = None  # the ping in flight
         self._lock = threading.Lock()
         self._ping_lock = threading.Lock()
 
@@ -351,31 +352,36 @@ class DockerRuntime:
         """Return when the engine answers; EngineUnavailable within PING_DEADLINE_S when it does not.
 
         Its own connection with PING_S timeouts, in a thread of its own so that not even a
-        transport without socket timeouts (ssh) can hold the caller longer.
+        transport without socket timeouts (ssh) can hold the caller longer. Callers while
+        a ping is in flight share it: one stuck ping answers them all "not in time".
         """
         with self._ping_lock:
-            if self._pinging:  # the last one is still stuck: the engine is as unavailable as then
-                raise _unavailable(TimeoutError("timed out: the previous ping has not returned"),
-                                   self.host, self._engine)
-            self._pinging = True
-        started = time.monotonic()
-        finished, error = _call_within(PING_DEADLINE_S, self._ping_once)
-        if not finished:
-            log.debug("ping %s: no answer after %.1f s", self.host, time.monotonic() - started)
+            attempt = self._attempt
+            if attempt is None:
+                attempt = self._attempt = _PingAttempt()
+                threading.Thread(target=self._ping_once, args=(attempt,), name=f"ping-{self._engine}",
+                                 daemon=True).start()
+        if not attempt.done.wait(max(0.0, attempt.started + PING_DEADLINE_S - time.monotonic())):
+            log.debug("ping %s: no answer after %.1f s", self.host, time.monotonic() - attempt.started)
             raise _unavailable(TimeoutError(f"timed out after {PING_DEADLINE_S:g} s"), self.host,
                                self._engine)
+        error = attempt.outcome()
         if error is not None:
             raise error
 
-    def _ping_once(self) -> None:
+    def _ping_once(self, attempt: _PingAttempt) -> None:
         try:
             with self._errors("ping"):
                 if self._ping_api is None:
                     self._ping_api = self._api(PING_S)  # asks the engine its API version
                 self._ping_api.ping()
+        except BaseException as exc:  # the callers raise it, in their threads
+            attempt.error = exc
         finally:
             with self._ping_lock:
-                self._pinging = False
+                if self._attempt is attempt:
+                    self._attempt = None
+            attempt.done.set()
 
     def _filters(self) -> dict[str, Any]:
         labels = [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]

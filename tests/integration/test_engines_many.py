@@ -123,6 +123,25 @@ def test_a_hung_engine_answers_engine_unavailable_within_2_s_on_ping(
     gpu2.ping()
 
 
+def test_pings_at_once_share_one_answer_healthy_or_hung(engine: Engine, gpu2: DockerRuntime) -> None:
+    def all_at_once() -> list[tuple[float, BaseException | None]]:
+        results: list[tuple[float, BaseException | None]] = []
+        threads = [threading.Thread(target=lambda: results.append(timed(gpu2.ping))) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        return results
+
+    healthy = all_at_once()
+    assert [error for _, error in healthy] == [None] * 8
+    engine.freeze()
+    hung = all_at_once()
+    engine.thaw()
+    assert all(isinstance(error, EngineUnavailable) for _, error in hung), hung
+    assert max(took for took, _ in hung) < PING_DEADLINE_S + 0.2, hung
+
+
 def test_an_event_stream_asked_of_a_hung_engine_fails_instead_of_waiting_forever(
     engine: Engine, gpu2: DockerRuntime,
 ) -> None:
@@ -236,7 +255,7 @@ async def test_the_link_notices_a_hung_engine_by_its_pings(engine: Engine, gpu2:
 async def test_the_link_notices_an_engine_hung_before_its_stream_began(
     engine: Engine, gpu2: DockerRuntime,
 ) -> None:
-    gpu2.ping()  # connected: the stream's request reaches the engine, which never answers it
+    gpu2.managed()  # connected: the stream's request reaches the engine, which never answers it
     took, problem = await follow_until_lost(gpu2, engine.freeze, WATCH_S + 2 * PING_DEADLINE_S, first=True)
     engine.thaw()
     assert took < WATCH_S + 2 * PING_DEADLINE_S + 0.5, (took, problem.message)
