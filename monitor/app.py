@@ -297,12 +297,13 @@ class MonitorApp(App[None]):
             self._render_rows()
             self._want_status()
         elif topic == "job":
-            if self.model.apply_job(data):
+            finished = self.model.apply_job(data)
+            if finished:
                 self._job_finished(data)
-                # The header and the rows change with the job's end (a rollback, a new primary):
-                # the panel changes with them, when the status after it arrives.
                 self._want_status()
-            else:
+            # A failure panel waits for the status after it, so it never shows beside a header that
+            # still names the failed target (after a rollback the restored model is the primary).
+            if not (finished and self.model.failed_job() is not None):
                 self._render_switch()
 
     def flush_logs(self) -> None:

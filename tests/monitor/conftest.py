@@ -105,6 +105,23 @@ def fake_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator
     yield from _live(tmp_path, models_dir, fake_monitor_profiles())
 
 
+def several_monitor_profiles() -> str:
+    """Two fake profiles that run side by side (no GPU, ports Docker picks) and one that runs alone."""
+    out = ""
+    for pid, name, model, extra in (("fake-a", "Fake A", "tiny-a.gguf", ""),
+                                    ("fake-b", "Fake B", "tiny-b.gguf", ""),
+                                    ("fake-big", "Fake Big", "tiny-b.gguf", "exclusive = true\n")):
+        out += (f"\n[{pid}]\nname = {name}\nmodel = {model}\nimage = {FAKE_IMAGE}\ngpus = none\nport = auto\n"
+                f"flags = --fake-load-seconds 1\n{extra}")
+    return out
+
+
+@pytest.fixture
+def several_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[LiveDaemon]:
+    """A daemon per test whose fake-a and fake-b run at once; fake-big replaces both."""
+    yield from _live(tmp_path, models_dir, several_monitor_profiles())
+
+
 @pytest.fixture
 def fit_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[LiveDaemon]:
     """A daemon per test whose `huge` profile needs more RAM than this machine has (a header-only
