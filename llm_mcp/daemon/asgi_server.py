@@ -32,9 +32,25 @@ GRACE = 1  # second(s) requests in flight get to finish when the daemon stops
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's Server less what the daemon does itself: signals, and polling for the stop at 10 Hz."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stopping = anyio.Event()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stopping.set()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the daemon's own handlers stay: it decides when the server stops
+
+    async def main_loop(self) -> None:
+        # uvicorn ticks every 0.1 s to refresh the Date header and look at should_exit; with no
+        # Date header and stop() waking it, one tick (the default headers) and a wait do (0 wakeups idle)
+        await self.on_tick(0)
+        await self._stopping.wait()
 
 
 async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
@@ -42,14 +58,18 @@ async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
     """Serve `app` on host:port until cancelled; `task_status.started(port)` gives the bound port."""
     sockets = await _bind(host, port)
     bound = int(sockets[0].getsockname()[1])
-    config = uvicorn.Config(
-        app, http="h11", ws="none", lifespan="off", interface="asgi3",
-        log_config=None, log_level="warning", access_log=False,  # the daemon's logging, untouched
-        proxy_headers=False, server_header=False, date_header=False,
-        headers=[("server", f"llm-mcp/{__version__}")],
-        timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=GRACE, backlog=BACKLOG)
-    server = _Server(config)
-    shield = anyio.CancelScope(shield=True)  # uvicorn shuts down by itself once should_exit is set
+    try:
+        server = _Server(uvicorn.Config(
+            app, http="h11", ws="none", lifespan="off", interface="asgi3",
+            log_config=None, log_level="warning", access_log=False,  # the daemon's logging, untouched
+            proxy_headers=False, server_header=False, date_header=False,
+            headers=[("server", f"llm-mcp/{__version__}")],
+            timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=GRACE, backlog=BACKLOG))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    shield = anyio.CancelScope(shield=True)  # uvicorn shuts down by itself once stopped
     ended = anyio.Event()
 
     async def run() -> None:
@@ -70,7 +90,7 @@ async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
         try:
             await ended.wait()
         finally:
-            server.should_exit = True
+            server.stop()
             shield.deadline = anyio.current_time() + GRACE + 1  # uvicorn's own grace, then a hard stop
 
 
