@@ -29,6 +29,7 @@ from llm_mcp.config.engines import (
     undeclared,
     url_host,
 )
+from llm_mcp.config.proxy_conf import PROXY_SECTION, ProxySettings, proxy_section
 
 DEFAULT_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
@@ -99,6 +100,10 @@ class Profile:
     gpus: tuple[str, ...] | None = None  # None: all; (): none (CPU only); else normalised indices/UUIDs
     exclusive: bool = False
     aliases: tuple[str, ...] = ()
+    # The endpoint's idle and start-up behaviour (docs/proxy.md): unload after `ttl` seconds
+    # without a request (None: never); `preload`: ensured when the daemon starts.
+    ttl: float | None = None
+    preload: bool = False
 
     @property
     def gpus_text(self) -> str:
@@ -144,6 +149,8 @@ class Profile:
             "gpus": self.gpus_text,
             "exclusive": self.exclusive,
             "aliases": list(self.aliases),
+            "ttl": self.ttl,
+            "preload": self.preload,
         }
 
 
@@ -170,6 +177,7 @@ class Config:
     # Valid but risky settings, each "file:line: [section] key: why" (shown by check and status).
     warnings: tuple[str, ...] = ()
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)  # [proxy]: the model endpoint
     # Always holds LOCAL; the [engine NAME] sections besides it.
     engines: Mapping[str, EngineSettings] = field(default_factory=lambda: {LOCAL: EngineSettings(LOCAL)})
 
@@ -221,6 +229,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "stall_timeout": (1, 86_400),
     "drain_timeout": (0.1, 3_600),
     "stop_grace": (0.1, 3_600),
+    "ttl": (1, 31_536_000),  # a year; 0 or `never` means no ttl
 }
 MAX_CHARS: dict[str, int] = {
     "name": 100, "description": 2_000, "model": 1_024, "image": 512, "models_dir": 4_096,
@@ -445,6 +454,14 @@ def _aliases(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _ttl(raw: str) -> float | None:
+    """Seconds, or 0 / `never` for no ttl."""
+    if raw.strip().lower() in ("0", "never", "none", "off"):
+        return None
+    value: float | None = _seconds("ttl")(raw)
+    return value
+
+
 PROFILE_KEYS: dict[str, Parser] = {
     "name": _limited("name", _text),
     "model": _limited("model", _model_file),
@@ -471,6 +488,8 @@ PROFILE_KEYS: dict[str, Parser] = {
     "gpus": _gpus,
     "exclusive": _bool,
     "aliases": _aliases,
+    "ttl": _ttl,
+    "preload": _bool,
 }
 DEFAULTS_ONLY_KEYS: dict[str, Parser] = {"instance": _instance, "default": str.strip}
 NOT_IN_DEFAULTS = {"name", "model", "aliases"}
@@ -490,6 +509,8 @@ BUILTIN_DEFAULTS = {
     "engine": LOCAL,
     "gpus": "all",
     "exclusive": "false",
+    "ttl": "never",
+    "preload": "false",
 }
 
 
@@ -621,7 +642,7 @@ def parse_config(text: str, path: Path) -> Config:
     warnings: list[str] = []
     engines = _engine_sections(parser, fail, base_dir, warnings)
     for section in parser.sections():
-        if section in ("defaults", DAEMON_SECTION) or _engine_header(section) is not None:
+        if section in ("defaults", DAEMON_SECTION, PROXY_SECTION) or _engine_header(section) is not None:
             continue
         if not PROFILE_ID.match(section):
             hint = (f" (an engine section is [{ENGINE_SECTION} NAME], NAME a slug)"
@@ -712,6 +733,8 @@ def parse_config(text: str, path: Path) -> Config:
             gpus=values["gpus"],
             exclusive=values["exclusive"],
             aliases=values.get("aliases", ()),
+            ttl=values["ttl"],
+            preload=values["preload"],
         )
     if not profiles:
         raise ConfigError(path, None, None, "no profiles: add a section such as [my-model] with "
@@ -721,9 +744,11 @@ def parse_config(text: str, path: Path) -> Config:
                    f"{', '.join(profiles)}")
     _check_aliases(profiles, fail)
     daemon = _daemon_section(parser, fail, warnings)
+    proxy = proxy_section(dict(parser.items(PROXY_SECTION)) if parser.has_section(PROXY_SECTION) else None,
+                          fail, warnings, lambda raw: _resolve(base_dir, raw))
     return Config(path=path, instance=instance, profiles=profiles,
                   default_profile=default_profile, source_text=text, warnings=tuple(warnings),
-                  daemon=daemon, engines=engines)
+                  daemon=daemon, proxy=proxy, engines=engines)
 
 
 Fail = Callable[[str, str | None, str], ConfigError]

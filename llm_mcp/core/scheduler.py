@@ -14,6 +14,7 @@ state change goes through the transition table (core/transitions.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -49,6 +50,7 @@ from llm_mcp.core.memory_view import MemoryView
 from llm_mcp.core.preflight import MemorySnapshot, Preflight, WontFit
 from llm_mcp.core.preflight import unknown as fit_unknown
 from llm_mcp.core.ready_health import ReadyHealth
+from llm_mcp.core.requests import RequestBook
 from llm_mcp.core.supervisor import Observers, Supervisor, describe_container
 from llm_mcp.core.switch_intent import IntentFile, SwitchIntent
 from llm_mcp.core.transitions import State
@@ -96,6 +98,7 @@ class Slot:
     stale_config: bool = False
     port: int | None = None
     last_job: Job | None = None
+    ready_at: float = 0.0  # the scheduler's clock when it last became ready (the ttl counts from there)
 
     @property
     def name(self) -> str:
@@ -164,6 +167,7 @@ class Core:
             for name, rt in runtimes.items()}
         self._slots: dict[str, Slot] = {}
         self._order = 0
+        self.requests = RequestBook(clock)  # the endpoint's requests per model (drain, ttl, status)
         self._primary: str | None = None  # the model the single-model status fields describe
         self._active: list[Job] = []  # jobs in flight
         self._jobs: dict[str, Job] = {}
@@ -212,6 +216,8 @@ class Core:
                     for engine in self.engines.values():
                         first.start_soon(self._reconcile, engine, intent)
             self.intent.clear()
+            tg.start_soon(self._preload)
+            tg.start_soon(self._expire_idle)
             if self.memory_view is not None:  # read every profile's header now: later looks are free
                 tg.start_soon(self.update_fits, 0.0)
             self.started.set()
@@ -221,6 +227,49 @@ class Core:
             finally:
                 self._detach_all()
                 tg.cancel_scope.cancel()
+
+    async def _preload(self) -> None:
+        """Ensure every `preload = true` profile at start, one after another; one that conflicts
+        with a model already running (adopted, or preloaded before it) is skipped, and says so."""
+        try:
+            profiles = [p for p in self.config().profiles.values() if p.preload]
+        except Exception:
+            return  # a broken models.conf: status says so; nothing to preload
+        for profile in profiles:
+            clash = [m for m in self._would_stop(profile)]
+            if profile.id in self.running_ids() or clash:
+                if clash:
+                    self.logbook.note(f"preload of {profile.name} skipped: it conflicts with "
+                                      f"{', '.join(clash)}, which runs", model=profile.id)
+                continue
+            try:
+                job = await self.ensure(profile.id)
+                await job.done.wait()
+            except (SwitchError, SwitchRefused, WontFit) as exc:
+                self.logbook.note(f"preload of {profile.name} skipped: {exc}", model=profile.id)
+
+    async def _expire_idle(self) -> None:
+        """Unload a ready model idle for its `ttl` (no request in flight, none queued)."""
+        while True:
+            await anyio.sleep(self.health_interval * 10)  # 1 s by default: a ttl is whole seconds
+            for slot in list(self._slots.values()):
+                remaining = self._ttl_remaining(slot)
+                if remaining is None or remaining > 0:
+                    continue
+                if any(slot.model in j.claims for j in self._active if not j.done.is_set()):
+                    continue
+                assert slot.profile is not None and slot.profile.ttl is not None
+                with contextlib.suppress(SwitchError, SwitchRefused):
+                    await self.unload(slot.model, idle=f"idle for {slot.profile.ttl:g} s (ttl)")
+
+    def _ttl_remaining(self, slot: Slot) -> float | None:
+        """Seconds until the ttl unloads a ready model; None when it has no ttl (or is not ready)."""
+        if slot.profile is None or slot.profile.ttl is None or slot.state != State.READY or slot.sup is None:
+            return None
+        idle = self.requests.idle_for(slot.model)
+        since_ready = self._clock() - slot.ready_at
+        idle = since_ready if idle is None else min(idle, since_ready)
+        return max(0.0, slot.profile.ttl - idle)
 
     def _detach_all(self) -> None:
         """Leave the containers running (the next core adopts them); only stop our own threads."""
@@ -363,8 +412,8 @@ class Core:
         ready = [m for m in stops if self._slots[m].state == State.READY]
         return ready[0] if ready else (stops[0] if stops else None)
 
-    async def unload(self, model: str, *, force: bool = False) -> Job:
-        """Stop one model; the others keep serving."""
+    async def unload(self, model: str, *, force: bool = False, idle: str | None = None) -> Job:
+        """Stop one model; the others keep serving. `idle`: why the ttl unloads it (for status)."""
         slot = self._slots.get(model)
         if slot is None or not slot.has_container:
             running = sorted(self.running_ids())
@@ -381,6 +430,7 @@ class Core:
         job = Job(kind="unload", profile=model, profile_name=slot.name, force=force, rollback=False,
                   previous=None, estimate=None, engine=slot.engine)
         job.stops, job.claims = [model], {model}
+        job.detail = idle or ""
         self._begin(job, overlapping)
         assert self._tg is not None
         self._tg.start_soon(self._run_job, job, overlapping, self._do_unload, model)
@@ -548,6 +598,10 @@ class Core:
             "offload": offload,
             "stale_config": slot.stale_config,
             "memory_bytes": None,
+            "requests": self.requests.to_dict(slot.model),
+            "ttl": None if profile is None or profile.ttl is None else {
+                "seconds": profile.ttl, "remaining": _round(self._ttl_remaining(slot))},
+            "preload": bool(profile and profile.preload),
             "profile": profile.to_dict() if profile else None,
         }
 
@@ -654,6 +708,8 @@ class Core:
         if state == slot.state and reason == slot.reason and code == slot.code:
             return
         transitions.check(slot.model, slot.state, state)
+        if state == State.READY and slot.state != State.READY:
+            slot.ready_at = self._clock()
         slot.state, slot.reason, slot.hint, slot.code = state, reason, hint, code
         slot.since = time.time()
         if not slot.has_container and state in (State.STOPPED,):
@@ -858,9 +914,15 @@ class Core:
             job.result, job.detail = "stopped", "it was not running"
             return
         self._need_engine(slot.engine)
+        if slot.profile is not None:
+            await self._drain(job, [slot], slot.profile.drain_timeout)
         await self._remove(job, slot)
         job.result = "stopped"
-        self._set_state(slot, State.STOPPED, "stopped on request")
+        if job.detail.startswith("idle for"):  # the ttl: news worth a line in status
+            self._set_state(slot, State.STOPPED, f"unloaded: {job.detail}", "the endpoint loads it "
+                            "again on the next request", code="ttl_expired")
+        else:
+            self._set_state(slot, State.STOPPED, "stopped on request")
         if self._primary == model:
             running = [s for s in self._slots.values() if s.has_container]
             if running:
@@ -870,6 +932,8 @@ class Core:
         slots = [self._slots[m] for m in job.stops if m in self._slots and self._slots[m].has_container]
         for slot in slots:
             self._need_engine(slot.engine)
+        timeout = max((s.profile.drain_timeout for s in slots if s.profile), default=0.0)
+        await self._drain(job, slots, timeout)
         for slot in slots:
             await self._remove(job, slot)
             self._set_state(slot, State.STOPPED, "stopped on request")
@@ -920,12 +984,19 @@ class Core:
         self._history_error = None
 
     async def _drain(self, job: Job, slots: list[Slot], timeout: float) -> None:
-        """Let the models about to stop finish what they generate (bounded; force skips it)."""
+        """Let the models about to stop finish what they generate: the endpoint's requests in
+        flight and llama-server's busy slots (bounded by `timeout`; force skips it)."""
         busy_slots = [s for s in slots if s.state == State.READY and s.sup is not None and s.profile]
         if job.force or not busy_slots:
             return
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # real time: /slots and the requests are real waits
         for slot in busy_slots:
+            if self.requests.inflight(slot.model):
+                self._phase(job, "draining")
+                if not await self.requests.wait_idle(slot.model, deadline - time.monotonic()):
+                    self.logbook.note(f"{slot.name} still answering {self.requests.inflight(slot.model)} "
+                                      f"request(s) after {timeout:g}s; switching anyway", model=slot.model)
+                    continue
             endpoint = self._endpoint(slot)
             if endpoint is None:
                 continue
@@ -952,6 +1023,12 @@ class Core:
             self._phase(job, "stopping_previous")
             self._set_state(slot, State.STOPPING, f"stopping {slot.name}")
         sup.expected_exit = True
+        if self.requests.inflight(slot.model):  # past the drain (or forced): say so, not a closed socket
+            why = ("a forced switch" if job.force else
+                   f"its drain timeout ({slot.profile.drain_timeout:g} s)" if slot.profile else "a stop")
+            loading = job.kind == "switch" and job.profile != slot.model
+            target = f" to load {job.profile_name}" if loading else ""
+            self.requests.cut(slot.model, f"{slot.name} was stopped{target} after {why}; retry the request")
         grace = 0.0 if quick else (slot.profile.stop_grace if slot.profile else 10.0)
         if not quick:  # if we die during the stop, the next daemon can say so
             self.intent.write(SwitchIntent(
@@ -1579,6 +1656,10 @@ class Core:
             return
         await self._remove(job, slot, quick=True)
         self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _client_host(host: str) -> str:
