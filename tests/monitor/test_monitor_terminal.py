@@ -125,3 +125,23 @@ async def test_a_pick_that_does_not_fit_is_refused_by_the_real_daemon_with_its_n
         await pilot.pause(0.5)
         assert app.model.state == "ready" and (app.model.profile or {}).get("id") == "fake-a"
         assert app.model.job is None
+
+
+def test_at_80x24_two_models_side_by_side_get_a_row_each_under_the_header_in_a_real_terminal(
+        several_live: LiveDaemon, tmp_path: Path) -> None:
+    assert shutil.which("tmux"), "tmux is needed (scripts/bootstrap.sh installs it)"
+    out = tmp_path / "pane.txt"
+    env = {**os.environ, "LLM_MONITOR": monitor_command(), "TMUX_CHECK_TIMEOUT": "60",
+           "TMUX_CHECK_SIZE": "80x24"}
+    done = subprocess.run(["bash", str(SCRIPT), str(out), "1", "Fake A", "2", r"★ +● ready +fake-b .*up "],
+                          env=env, capture_output=True, text=True, timeout=240, check=False)
+    pane = out.read_text(encoding="utf-8") if out.exists() else ""
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{pane}"
+    lines = pane.splitlines()
+    assert len(lines) == 24
+    assert lines[0].startswith(" llm-mcp ● ready  Fake B"), pane
+    assert lines[2].split() == ["state", "model", "where", "speed", "uptime"], pane
+    assert "● ready" in lines[3] and "fake-a" in lines[3] and "local · CPU" in lines[3], pane
+    assert "★" in lines[4] and "fake-b" in lines[4], pane
+    assert any(line.startswith("╭─ log · all") for line in lines), pane
+    assert "l log" in lines[-1] and "q quit" in lines[-1], pane
