@@ -80,7 +80,7 @@ class TLSFiles(NamedTuple):
 
 class _BoundedAPIClient(docker.APIClient):
     """docker-py uses one number to connect and to read: connecting gets CONNECT_S at most,
-    and a look (a GET that is not a stream) LOOK_S to be answered.
+    and a look (a GET; for a stream, its beginning) LOOK_S to be answered.
 
     A dead tcp:// engine fails to connect within CONNECT_S instead of the operating
     system's minutes. A stream without a read timeout (events) still gets LOOK_S for
@@ -94,7 +94,7 @@ class _BoundedAPIClient(docker.APIClient):
         endless = timeout is None and bool(kwargs.get("stream"))
         if endless:
             timeout = LOOK_S
-        elif timeout == self.timeout and request.method == "GET" and not kwargs.get("stream"):
+        elif timeout == self.timeout and request.method == "GET":  # a stream (logs): its beginning
             timeout = min(timeout, LOOK_S)
         kwargs["timeout"] = (CONNECT_S if timeout is None else min(CONNECT_S, timeout), timeout)
         response = super().send(request, **kwargs)

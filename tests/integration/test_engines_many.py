@@ -152,25 +152,35 @@ def test_an_event_stream_asked_of_a_hung_engine_fails_instead_of_waiting_forever
     assert isinstance(error, EngineUnavailable) and took < LOOK_S + 1, (took, error)
 
 
-def test_a_quiet_event_stream_stays_open_past_the_time_its_answer_had_to_begin(
+def test_quiet_event_and_log_streams_stay_open_past_the_time_their_answer_had_to_begin(
     setup: Setup, spec: ContainerSpec,
 ) -> None:
     runtime = DockerRuntime(setup.instance)
+    quiet = replace(spec, entrypoint=("python3", "-c", f"import time; time.sleep({LOOK_S + 1}); "
+                                      "print('late', flush=True); time.sleep(60)"), command=())
+    info = runtime.create_and_start(quiet)
     seen: list[str] = []
+    lines: list[str] = []
     stop = threading.Event()
-    follower = threading.Thread(target=runtime.events, args=(lambda a, c: seen.append(a), stop))
-    follower.start()
+    followers = [
+        threading.Thread(target=runtime.events, args=(lambda a, c: seen.append(a), stop)),
+        threading.Thread(target=runtime.follow_logs, args=(info.id, lambda t, x: lines.append(x), stop)),
+    ]
+    for follower in followers:
+        follower.start()
     try:
-        stop.wait(LOOK_S + 1)
-        assert follower.is_alive()
-        info = runtime.create_and_start(spec)
-        deadline = time.monotonic() + 5
-        while "start" not in seen and time.monotonic() < deadline:
+        deadline = time.monotonic() + LOOK_S + 6
+        while "late" not in lines and time.monotonic() < deadline:
+            stop.wait(0.1)
+        assert lines == ["late"] and all(f.is_alive() for f in followers)
+        assert runtime.stop_and_remove(info.id, 0) is not None
+        while "die" not in seen and time.monotonic() < deadline:
             stop.wait(0.05)
-        assert "start" in seen and runtime.stop_and_remove(info.id, 0) is not None
+        assert "die" in seen
     finally:
         stop.set()
-        follower.join(5)
+        for follower in followers:
+            follower.join(5)
 
 
 def test_an_ssh_engine_that_never_answers_is_unavailable_within_the_ping_deadline(setup: Setup) -> None:

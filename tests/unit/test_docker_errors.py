@@ -6,11 +6,13 @@ raw exception escaping the adapter would end the core's task group, and the daem
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from docker.errors import DockerException  # noqa: TID251 - what the SDK raises, for the translation
 
+from llm_mcp.config.engines import EngineSettings
 from llm_mcp.runtime.base import ContainerGone, EngineUnavailable, RuntimeFailure
 from llm_mcp.runtime.docker_engine import DockerRuntime, _host_port, _port_bindings, _translated, engine_words
 
@@ -79,3 +81,12 @@ def test_port_zero_asks_docker_for_any_free_port() -> None:
 def test_a_published_port_is_reached_on_the_engines_host(url: str, bind: str, host: str) -> None:
     runtime = DockerRuntime.for_engine("e", url, instance="t")  # connects to nothing until used
     assert runtime.published_host(bind) == host
+
+
+def test_an_engine_section_becomes_its_runtime() -> None:
+    settings = EngineSettings("gpu2", url="tcp://gpu2.lan:2376", tls_ca=Path("/etc/llm/ca.pem"),
+                              tls_cert=Path("/etc/llm/cert.pem"), tls_key=Path("/etc/llm/key.pem"))
+    runtime = DockerRuntime.for_settings(settings, instance="t")  # connects to nothing until used
+    assert (runtime.engine, runtime.host, runtime.instance) == ("gpu2", "tcp://gpu2.lan:2376", "t")
+    local = DockerRuntime.for_settings(EngineSettings("local"), instance="t")
+    assert local.engine == "local" and local.base_url is None  # DOCKER_HOST, as `docker` does
