@@ -308,8 +308,12 @@ class Core:
 
     def local_containers(self) -> list[str]:
         """Blocking-safe (called from a sampler thread): ids of the local engine's containers."""
-        return [s.sup.container.id for s in list(self._slots.values())
-                if s.sup is not None and s.engine == LOCAL]
+        return list(self.local_models().values())
+
+    def local_models(self) -> dict[str, str]:
+        """Model -> container id, for the models on the local engine (their processes are here)."""
+        return {s.model: s.sup.container.id for s in list(self._slots.values())
+                if s.sup is not None and s.engine == LOCAL}
 
     # ---- asking for changes -----------------------------------------------------
 

@@ -26,6 +26,7 @@ from llm_mcp.core.events import Subscription
 from llm_mcp.core.preflight import WontFit
 from llm_mcp.core.scheduler import Core, Job, SwitchError, SwitchRefused
 from llm_mcp.daemon.listeners import serve_forever
+from llm_mcp.daemon.model_memory import ModelMemory
 from llm_mcp.protocol import ProtocolError
 from llm_mcp.util import locks
 from llm_mcp.util.safe_files import UnsafePathError, open_private, private_dir, usable_dir
@@ -114,8 +115,10 @@ class Method:
 
 class Daemon:
     def __init__(self, core: Core, socket_path: Path, samplers: Samplers | None = None,
-                 config_path: Path | None = None, *, private_socket_dir: bool = False) -> None:
+                 config_path: Path | None = None, *, private_socket_dir: bool = False,
+                 memory: ModelMemory | None = None) -> None:
         self.core = core
+        self.memory = memory
         self.socket_path = socket_path
         self.samplers = samplers
         self.config_path = config_path
@@ -155,6 +158,8 @@ class Daemon:
             await tg.start(self.core.run)
             if self.samplers is not None:
                 tg.start_soon(self.samplers.run)
+            if self.memory is not None:
+                tg.start_soon(self.memory.run)
             tg.start_soon(serve_forever, listener, self._connection)
             log.info("daemon %s listening on %s", os.getpid(), self.socket_path)
             task_status.started()
@@ -269,6 +274,9 @@ class Daemon:
         status = self.core.status()
         if self.samplers is not None and p.gpu:
             status["gpu"] = await self.samplers.gpu_now()
+        if self.memory is not None:
+            for entry in status["models"]:
+                entry["memory_bytes"] = self.memory.get(entry["id"])
         return status
 
     async def _switch(self, p: protocol.SwitchParams, conn: Conn | None) -> dict[str, Any]:
@@ -550,7 +558,9 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
                             container_stats=runtime.memory_stats)
     core = Core(load_config=current_config, runtimes=runtimes, state_dir=start.state, memory_view=memory)
     samplers = Samplers(core, gpu, SystemSampler())
-    daemon = Daemon(core, socket_path, samplers, config_path, private_socket_dir=start.private_socket_dir)
+    memory_of = ModelMemory(core.local_models, runtime.container_pids, lambda: samplers.last_gpu)
+    daemon = Daemon(core, socket_path, samplers, config_path, private_socket_dir=start.private_socket_dir,
+                    memory=memory_of)
     failed: list[str] = []
 
     async def start_http(tg: anyio.abc.TaskGroup, bind: tuple[str, int]) -> None:
