@@ -27,7 +27,6 @@ UNKNOWN_MODEL = 1001
 BUSY = 1002
 CONFIG_ERROR = 1003
 NOT_FOUND = 1004
-DOCKER_UNAVAILABLE = 1005
 PROTOCOL_MISMATCH = 1006
 WONT_FIT = 1007  # the switch's pre-flight: the profile does not fit in memory; nothing was stopped
 

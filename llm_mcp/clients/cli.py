@@ -267,7 +267,7 @@ def _protocol_error(args: argparse.Namespace, exc: BaseException) -> int:
                      **data)
     code = {
         protocol.UNKNOWN_MODEL: EXIT_USAGE, protocol.CONFIG_ERROR: EXIT_USAGE,
-        protocol.INVALID_PARAMS: EXIT_USAGE, protocol.DOCKER_UNAVAILABLE: EXIT_UNAVAILABLE,
+        protocol.INVALID_PARAMS: EXIT_USAGE,
         protocol.PROTOCOL_MISMATCH: EXIT_UNAVAILABLE, protocol.WONT_FIT: EXIT_WONT_FIT,
     }.get(exc.code, EXIT_FAILED)
     hint = "" if exc.code == protocol.UNKNOWN_MODEL else exc.hint

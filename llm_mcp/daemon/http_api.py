@@ -51,7 +51,6 @@ _STATUS_FOR_CODE = {
     protocol.CONFIG_ERROR: 500,
     protocol.PROTOCOL_MISMATCH: 500,
     protocol.INTERNAL_ERROR: 500,
-    protocol.DOCKER_UNAVAILABLE: 503,
 }
 _REASON_FOR_STATUS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "busy",
                       413: "too_large", 415: "unsupported_media_type", 500: "internal_error"}
