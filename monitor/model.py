@@ -227,10 +227,12 @@ def _running_model(row: dict[str, Any]) -> RunningModel:
     """The row as the wire type; a row with a field that makes no sense keeps what does (never an error)."""
     try:
         return RunningModel.model_validate(row)
+    except ValidationError as exc:  # leave out the fields that do not make sense, keep the rest
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    try:
+        return RunningModel.model_validate({k: v for k, v in row.items() if k not in bad or k == "id"})
     except ValidationError:
-        keep = {key: row.get(key) for key in ("name", "state", "engine", "gpus", "reason", "hint")
-                if isinstance(row.get(key), str)}
-        return RunningModel.model_validate({**keep, "id": str(row.get("id"))})
+        return RunningModel.model_validate({"id": str(row.get("id"))})
 
 
 def _apply_state_to(target: dict[str, Any], data: dict[str, Any]) -> None:

@@ -121,6 +121,16 @@ def test_a_state_event_changes_its_models_row_and_the_header_fields_only_for_the
     assert old.state == "loading"
 
 
+def test_a_row_field_that_makes_no_sense_is_left_out_and_the_rest_of_the_row_kept() -> None:
+    model = Model(clock=S.frozen_clock, connected=True)
+    broken = {**S.running_model("gemma3", measured=36.0), "container": "not a container", "speed": [1]}
+    model.apply_status(S.several([S.running_model("qwen3-coder"), broken, {"id": 7, "state": {}}], None))
+    coder, gemma, odd = model.running
+    assert (gemma.id, gemma.state, gemma.gpus) == ("gemma3", "ready", "1")
+    assert gemma.container is None and gemma.speed is None
+    assert coder.container is not None and (odd.id, odd.state) == ("7", "stopped")
+
+
 async def test_a_state_event_for_another_model_changes_its_row_not_the_header() -> None:
     app, client = make(two())
     async with app.run_test(size=LARGE) as pilot:
