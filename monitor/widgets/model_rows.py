@@ -23,6 +23,9 @@ WIDE = 100  # columns from which the health column and whole ids show
 NARROW_ID = 18  # cells for an id below WIDE
 WIDE_ID = 32
 PRIMARY_MARK = "★"
+MAX_ROWS = 8  # models listed; the rest are counted (the log keeps its room)
+MAX_ROWS_SHORT = 4  # on a terminal under SHORT rows
+SHORT = 30
 
 
 def speed_cell(speed: SpeedInfo | None) -> Text:
@@ -63,8 +66,20 @@ class ModelRows(Widget):
         if wide:
             table.add_column("", overflow="ellipsis", no_wrap=True)
         primary = self.model.primary_id
-        for row in self.model.running:
+        rows = self.model.running
+        limit = MAX_ROWS_SHORT if self.is_attached and 0 < self.app.size.height < SHORT else MAX_ROWS
+        if len(rows) > limit:  # the primary always shows
+            shown = rows[:limit - 1]
+            if primary is not None and all(r.id != primary for r in shown):
+                shown = [*shown[:-1], *(r for r in rows if r.id == primary)]
+            rows, more = shown, len(rows) - len(shown)
+        else:
+            more = 0
+        for row in rows:
             table.add_row(*self._cells(row, row.id == primary, wide))
+        if more:
+            note = "bright_black"
+            table.add_row(Text(""), Text(f"+{more} more", note), Text("s lists them", note))
         return table
 
     def _cells(self, row: RunningModel, primary: bool, wide: bool) -> list[Text]:

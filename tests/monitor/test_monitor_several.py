@@ -11,6 +11,7 @@ from monitor import make_app
 from monitor.app import MonitorApp
 from monitor.model import Model
 from monitor.screens import ConfirmScreen, PickerScreen, StopPickerScreen
+from monitor.widgets.model_rows import MAX_ROWS, MAX_ROWS_SHORT
 from tests.monitor import standin as S
 from tests.monitor.test_monitor_app import calls, settled
 
@@ -77,6 +78,20 @@ async def test_at_80_columns_a_long_id_is_cut_and_the_rows_stay_on_one_line_each
         text = S.screen_text(app)
         assert "gemma3-27b-it-qat…" in text and "very-long" not in text
         assert len(text.splitlines()) == 24
+
+
+@BOTH
+async def test_many_models_are_listed_up_to_a_limit_with_the_primary_and_the_rest_counted(
+        size: tuple[int, int]) -> None:
+    rows = [{**S.running_model("gemma3", port=9000 + i), "id": f"m{i}"} for i in range(10)]
+    app, client = make(rows, "m9")
+    async with app.run_test(size=size) as pilot:
+        await settled(pilot, client)
+        text = S.screen_text(app)
+        listed = MAX_ROWS_SHORT if size == SMALL else MAX_ROWS
+        assert [f" m{i} " in text for i in range(9)] == [i < listed - 2 for i in range(9)]
+        assert "★" in row_of(text, "m9") and f"+{10 - listed + 1} more  s lists them" in text
+        assert len(text.splitlines()) == size[1] and "╭─ log" in text
 
 
 async def test_with_nothing_running_there_are_no_rows_and_the_header_says_so() -> None:
