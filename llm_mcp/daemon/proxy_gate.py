@@ -1,0 +1,153 @@
+"""Load on demand: which profile a request names, and its server once it is ready.
+
+A request for a ready model goes straight through (even while another model loads);
+one for a model that is not ready asks the scheduler to ensure it and waits, in a
+bounded queue per model, for at most the queue timeout. A model that a job in flight
+is about to stop counts as not ready: new requests wait for the next load instead of
+stretching the drain of the old one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from llm_mcp.config.models_conf import Config, Profile
+from llm_mcp.config.proxy_conf import ProxySettings
+from llm_mcp.core.jobs import Job, SwitchError, SwitchRefused
+from llm_mcp.core.requests import RequestBook
+from llm_mcp.daemon.proxy_errors import ProxyError
+from llm_mcp.runtime.failure_lines import relevant_first
+
+__all__ = ["Gate", "Scheduler", "Target"]
+
+PROGRESS_EVERY = 1.0  # seconds between two loading-state reports
+LOG_LINES = 12  # of a failed load, most telling first
+
+
+class Scheduler(Protocol):
+    """The parts of core.scheduler.Core the endpoint uses."""
+
+    requests: RequestBook
+
+    def config(self) -> Config: ...
+    def status(self) -> dict[str, Any]: ...
+    async def ensure(self, model: str, *, force: bool = False, rollback: bool = True) -> Job: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    model: str  # the profile id
+    profile: Profile
+
+
+Progress = Callable[[Job | None, float], Awaitable[None]]  # (the load, seconds waited so far)
+
+
+class Gate:
+    def __init__(self, core: Scheduler, settings: Callable[[], ProxySettings]) -> None:
+        self.core = core
+        self.settings = settings
+
+    def resolve(self, name: object) -> Target:
+        """The profile a `model` field names (its id or an alias); 404 with the valid names."""
+        config = self.core.config()
+        if isinstance(name, str):
+            if name in config.profiles:
+                return Target(name, config.profiles[name])
+            for profile in config.profiles.values():
+                if name in profile.aliases:
+                    return Target(profile.id, profile)
+        valid = [n for p in config.profiles.values() for n in (p.id, *p.aliases)]
+        if not isinstance(name, str) or not name:
+            raise ProxyError(400, "model_required", 'the request needs "model": a model id or alias',
+                             hint=f"valid: {', '.join(valid)}", valid=valid, retry=False)
+        raise ProxyError(404, "unknown_model", f"unknown model '{name}'",
+                         hint=f"valid: {', '.join(valid)} (GET /v1/models lists them)", valid=valid,
+                         retry=False)
+
+    def ready_endpoint(self, model: str) -> str | None:
+        """The model's server when it is ready and no job in flight is about to stop it."""
+        status = self.core.status()
+        for job in status.get("jobs") or ():
+            if not job.get("done") and model in (job.get("stops") or ()):
+                return None
+        for entry in status.get("models") or ():
+            if entry.get("id") == model:
+                endpoint = entry.get("endpoint")
+                return str(endpoint) if entry.get("state") == "ready" and endpoint else None
+        return None
+
+    async def wait_ready(self, target: Target, progress: Progress | None = None) -> str:
+        """Ensure the model and wait for it in its queue; its endpoint, or a ProxyError."""
+        endpoint = self.ready_endpoint(target.model)
+        if endpoint is not None:
+            return endpoint
+        settings = self.settings()
+        requests = self.core.requests
+        if requests.queued(target.model) >= settings.queue_limit:
+            raise ProxyError(503, "queue_full", f"{settings.queue_limit} requests already wait for "
+                             f"'{target.model}' to load", hint="retry later, or raise [proxy] queue_limit",
+                             retry=True, retry_after=5)
+        limit = settings.wait_limit(target.profile.load_timeout)
+        started = time.monotonic()
+        deadline = started + limit
+        with requests.waiting(target.model):
+            while (endpoint := self.ready_endpoint(target.model)) is None:
+                job = await self._ensure(target.model)
+                finished_at_once = job.done.is_set()
+                await self._wait_job(job, deadline, started, progress)
+                if not job.done.is_set():
+                    raise ProxyError(503, "queue_timeout", f"'{target.model}' was not ready after "
+                                     f"{limit:g} s", hint="the load goes on; retry, or raise [proxy] "
+                                     "queue_timeout", retry=True, retry_after=_remaining(job),
+                                     phase=job.phase)
+                if job.profile == target.model and job.kind == "switch" and job.result == "failed":
+                    raise _load_failed(target.model, job)
+                if finished_at_once:  # an answer without a load (already ready, or refused): no spin
+                    await anyio.sleep(0.05)
+        return endpoint
+
+    async def _ensure(self, model: str) -> Job:
+        """The job that makes the model ready, or the one in the way (wait for it, then try again)."""
+        try:
+            return await self.core.ensure(model)
+        except SwitchRefused as refused:
+            return refused.job
+        except SwitchError as exc:  # WontFit included: 507, nothing was stopped
+            status = {"unknown_model": 404, "wont_fit": 507}.get(exc.reason, 500)
+            raise ProxyError(status, exc.reason, str(exc), hint=exc.hint or None, valid=exc.valid,
+                             retry=False) from None
+
+    @staticmethod
+    async def _wait_job(job: Job, deadline: float, started: float, progress: Progress | None) -> None:
+        while not job.done.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if progress is not None:
+                await progress(job, now - started)
+            with anyio.move_on_after(min(PROGRESS_EVERY, deadline - now)):
+                await job.done.wait()
+
+
+def _remaining(job: Job) -> float:
+    if job.estimate is None:
+        return 5.0
+    return max(1.0, math.ceil(job.estimate - job.elapsed()))
+
+
+def _load_failed(model: str, job: Job) -> ProxyError:
+    failure = job.failure
+    reason = failure.reason if failure is not None else "load_failed"
+    message = failure.message if failure is not None else (job.detail or "the load failed")
+    restored = " (the model before it was restored)" if job.restored else ""
+    return ProxyError(503, reason, f"loading '{model}' failed: {message}{restored}",
+                      hint=failure.hint if failure is not None else None,
+                      log_lines=relevant_first(job.log_lines)[:LOG_LINES], retry=False, job=job.id,
+                      restored=job.restored)

@@ -1,0 +1,247 @@
+"""One request relayed to a model's server, as an ASGI response.
+
+It waits for the model's load (optionally streaming `: loading ...` SSE comments,
+which the OpenAI and Anthropic SDKs skip), counts itself in flight with the
+scheduler (which then drains it before stopping the model), relays the answer
+(SSE as it comes, anything else whole, errors unchanged), ends a stream whose model
+was stopped under it with an error event in the API's format, and closes the
+upstream request as soon as the client goes away, so llama-server frees the slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from llm_mcp.daemon.proxy_errors import Api, ProxyError, error_event
+from llm_mcp.daemon.proxy_gate import Target
+
+if TYPE_CHECKING:
+    from llm_mcp.core.jobs import Job
+    from llm_mcp.daemon.proxy import Proxy
+
+__all__ = ["Forward", "Outgoing"]
+
+log = logging.getLogger("llm_mcp.proxy")
+
+# Not forwarded either way: hop-by-hop, what httpx/uvicorn set themselves, the client's keys,
+# and llama-server's CORS allowances (the endpoint answers no web page of another site).
+_DROP_REQUEST = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length",
+                           "authorization", "x-api-key", "accept-encoding", "te", "upgrade",
+                           "proxy-authorization", "cookie", "x-llm-mcp-loading-state"})
+_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server",
+                            "date", "content-encoding"})
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+MAX_TIMINGS_BODY = 4 << 20  # a non-streamed answer larger than this is relayed without reading timings
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What the client asked for, already read and checked."""
+
+    api: Api
+    route: str  # for metrics: chat, completions, embeddings, messages, upstream
+    target: Target
+    method: str
+    path: str  # on the model's server, with the query string
+    body: bytes
+    headers: list[tuple[str, str]]
+    loading_state: bool  # stream the load's progress as SSE comments (a streaming request opted in)
+
+
+class Forward(Response):
+    def __init__(self, proxy: Proxy, out: Outgoing) -> None:
+        super().__init__(b"")
+        self.proxy = proxy
+        self.out = out
+        self.started = False  # the response head went out
+        self.ended = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            try:
+                await self._run(send)
+            finally:
+                tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope.cancel()  # the upstream request is closed on the way out
+                return
+
+    # ---- waiting for the model ------------------------------------------------------------
+
+    async def _run(self, send: Send) -> None:
+        out, proxy = self.out, self.proxy
+        model = out.target.model
+        proxy.metrics.request(model, out.route)
+        began = time.monotonic()
+        progress = None
+        if out.loading_state and proxy.gate.ready_endpoint(model) is None:
+            await self._start(send, 200, SSE_HEADERS)
+
+            async def progress(job: Job | None, waited: float) -> None:
+                await send({"type": "http.response.body", "body": _loading_line(model, job, waited),
+                            "more_body": True})
+
+        try:
+            endpoint = await proxy.gate.wait_ready(out.target, progress)
+        except ProxyError as exc:
+            await self._fail(send, exc)
+            return
+        waited = time.monotonic() - began
+        if waited > 0.01:
+            proxy.metrics.waited(model, waited)
+        # no await between the ready check and this: the scheduler sees the request before it stops the model
+        with proxy.core.requests.serving(model) as ticket:
+            with anyio.CancelScope() as relay:
+                async with anyio.create_task_group() as tg:
+                    async def on_cut() -> None:
+                        await ticket.cut.wait()
+                        relay.cancel()
+
+                    tg.start_soon(on_cut)
+                    try:
+                        await self._relay(send, endpoint)
+                    except ProxyError as exc:
+                        await self._fail(send, exc)
+                    tg.cancel_scope.cancel()
+            if ticket.cut.is_set() and not self.ended:
+                await self._fail(send, ProxyError(503, "model_stopped", ticket.cut_reason or
+                                                  f"'{model}' was stopped while answering", retry=True))
+
+    # ---- relaying ---------------------------------------------------------------------------
+
+    async def _relay(self, send: Send, endpoint: str) -> None:
+        out, proxy = self.out, self.proxy
+        model = out.target.model
+        headers = [(k, v) for k, v in out.headers if k not in _DROP_REQUEST]
+        request = proxy.client.build_request(out.method, endpoint + out.path, content=out.body or None,
+                                             headers=headers)
+        sent_at = time.monotonic()
+        try:
+            response = await proxy.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise ProxyError(502, "upstream_unreachable", f"the server of '{model}' did not answer: "
+                             f"{exc.__class__.__name__} {exc}", hint="GET /v1/models shows its state; "
+                             "the daemon log says more", retry=True) from None
+        try:
+            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+            if response.status_code >= 400:
+                proxy.metrics.error(model, f"upstream_{response.status_code}")
+            if streamed and response.status_code == 200:
+                await self._relay_stream(send, response, sent_at)
+            else:
+                await self._relay_whole(send, response)
+        except httpx.HTTPError as exc:
+            raise ProxyError(502, "upstream_failed", f"the server of '{model}' broke off its answer: "
+                             f"{exc.__class__.__name__} {exc}", retry=not self.started) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()  # mid-stream: closes the connection, llama-server stops generating
+
+    async def _relay_stream(self, send: Send, response: httpx.Response, sent_at: float) -> None:
+        model = self.out.target.model
+        if not self.started:
+            await self._start(send, 200, _response_headers(response))
+        timings = _TimingsReader()
+        first = True
+        async for chunk in response.aiter_raw():
+            if first:
+                self.proxy.metrics.first_token(model, time.monotonic() - sent_at)
+                first = False
+            timings.feed(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.proxy.metrics.timings(model, timings.last)
+        await self._end(send)
+
+    async def _relay_whole(self, send: Send, response: httpx.Response) -> None:
+        data = await response.aread()
+        if self.started:  # a loading-state stream, answered without a stream: the body as an error event
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or "error" not in body:
+                body = ProxyError(502, "upstream_not_streamed", f"the model's server answered "
+                                  f"{response.status_code} without a stream: {data[:500]!r}"
+                                  ).body(self.out.api)
+            await send({"type": "http.response.body", "body": error_event(self.out.api, body),
+                        "more_body": True})
+            await self._end(send)
+            return
+        if response.status_code == 200 and len(data) <= MAX_TIMINGS_BODY and b'"timings"' in data:
+            with contextlib.suppress(ValueError, AttributeError):
+                self.proxy.metrics.timings(self.out.target.model, json.loads(data).get("timings"))
+        headers = [*_response_headers(response), (b"content-length", str(len(data)).encode())]
+        await self._start(send, response.status_code, headers)
+        await send({"type": "http.response.body", "body": data, "more_body": False})
+        self.ended = True
+
+    # ---- the response's own steps ---------------------------------------------------------
+
+    async def _start(self, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def _end(self, send: Send) -> None:
+        self.ended = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _fail(self, send: Send, exc: ProxyError) -> None:
+        self.proxy.metrics.error(self.out.target.model, exc.reason)
+        if self.ended:
+            return
+        if self.started:
+            await send({"type": "http.response.body", "body": exc.event(self.out.api), "more_body": True})
+            await self._end(send)
+            return
+        response = exc.response(self.out.api)
+        await self._start(send, response.status_code, response.raw_headers)
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
+        self.ended = True
+
+
+def _response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    return [(k.lower(), v) for k, v in response.headers.raw
+            if k.lower().decode("latin-1") not in _DROP_RESPONSE
+            and not k.lower().startswith(b"access-control-")]
+
+
+def _loading_line(model: str, job: Job | None, waited: float) -> bytes:
+    """An SSE comment: both SDKs skip lines that start with ':'."""
+    if job is None:
+        return f": loading {model} ({waited:.0f} s)\n\n".encode()
+    fraction = job.progress()
+    share = f" {round(fraction * 100)}%" if fraction is not None else ""
+    return f": loading {model}{share} ({job.phase}, {waited:.0f} s)\n\n".encode()
+
+
+class _TimingsReader:
+    """Finds llama-server's `timings` in a stream's events (the last chunk carries them)."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.last: Any = None
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._tail + chunk).split(b"\n")
+        self._tail = lines.pop()[-MAX_TIMINGS_BODY:]
+        for line in lines:
+            if line.startswith(b"data:") and b'"timings"' in line:
+                with contextlib.suppress(ValueError, AttributeError):
+                    self.last = json.loads(line[5:]).get("timings")
