@@ -484,9 +484,11 @@ async def cmd_ps(client: Any, args: argparse.Namespace) -> int:
     from llm_mcp.runtime.docker_problem import docker_down
     from llm_mcp.wire import Status
 
-    result = await client.call("status", gpu=False)
-    if args.json:
-        _emit([m.model_dump(mode="json") for m in Status.model_validate(result).running_models()])
+    result = await client.call("status")  # with the GPU sample: memory_bytes comes from it
+    if args.json:  # the daemon's own list; from a single-model daemon, its one model
+        models = result.get("models")
+        _emit(models if models is not None else
+              [m.model_dump(mode="json") for m in Status.model_validate(result).running_models()])
     else:
         _print(render.ps_table(result))
     return EXIT_UNAVAILABLE if docker_down(result) else EXIT_OK
