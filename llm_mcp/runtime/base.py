@@ -79,6 +79,7 @@ class ContainerInfo:
     pid: int | None
     engine: str = DEFAULT_ENGINE  # the engine it runs on (its label; "local" when unlabelled)
     host_port: int | None = None  # the host port published for llama-server; None when none is
+    finished_at: float | None = None  # when it last stopped (wall clock); None while it never has
 
     @property
     def short_id(self) -> str:

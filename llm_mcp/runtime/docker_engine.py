@@ -191,6 +191,7 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         pid=state.get("Pid") or None,
         engine=labels.get(LABEL_ENGINE) or DEFAULT_ENGINE,
         host_port=_host_port(attrs),
+        finished_at=_parse_time(state.get("FinishedAt")),
     )
 
 

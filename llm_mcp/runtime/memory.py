@@ -113,6 +113,7 @@ class _Container:
     status: str = "running"
     exit_code: int | None = 0
     port: int | None = None  # the host port published (an auto one chosen at start)
+    finished_at: float | None = None  # wall
     ready: bool = False
     pending: list[tuple[float, str, Any]] = field(default_factory=list)  # (due, what, arg), sorted
     lines: list[tuple[str, str]] = field(default_factory=list)  # (docker timestamp, text)
@@ -134,7 +135,8 @@ class _Container:
             started_at=self.started_at, exit_code=self.exit_code, oom_killed=False,
             pid=None,  # no host process: nothing of the host's GPU memory is attributed to it
             engine=self.labels.get(LABEL_ENGINE) or DEFAULT_ENGINE,
-            host_port=self.port if self.running or self.fixed_port() else None)  # Docker's, see _host_port
+            host_port=self.port if self.running or self.fixed_port() else None,  # Docker's, see _host_port
+            finished_at=self.finished_at)
 
     def fixed_port(self) -> bool:
         return any(port for _, port in self.spec.ports.values())
@@ -350,6 +352,7 @@ class MemoryEngine:
 
     def _exit(self, c: _Container, code: int) -> None:
         c.status, c.exit_code, c.ready, c.pending, c.paused_at = "exited", code, False, [], None
+        c.finished_at = self.clock.wall()
         self._emit(c, "die")
 
     def _remove(self, c: _Container) -> None:

@@ -319,14 +319,19 @@ def test_the_engines_return_shows_the_container_running_with_live_restore_else_s
     outage: Outage, tmp_path: Path,
 ) -> None:
     info = outage.runtime.create_and_start(spec_for(tmp_path))
+    assert info.finished_at is None
+    down = time.time()
     outage.stop()
     outage.start()
+    up = time.time()
     outage.runtime.ping()
     after = outage.runtime.inspect(info.id)
     assert after is not None and after.engine == "gpu2"
     if outage.live_restore:
         assert after.running and after.started_at == info.started_at and after.host_port == info.host_port
-    else:
+        assert after.finished_at is None
+    else:  # stopped as by `docker stop` while the engine went down: the reason a status can give
         assert not after.running and after.status == "exited" and isinstance(after.exit_code, int)
+        assert after.finished_at is not None and down - 0.5 <= after.finished_at <= up + 0.5
         assert after.host_port is None
     assert ids(outage.runtime.managed()) == [info.id]
