@@ -150,3 +150,6 @@ class Runtime(Protocol):
 
     def container_pids(self, container_id: str) -> set[int]:
         """Host PIDs of the container's processes (to attribute GPU memory); empty if unknown."""
+
+    def close(self) -> None:
+        """Let go of the engine's connections (an engine no longer configured); never raises."""

@@ -384,6 +384,18 @@ class DockerRuntime:
                     self._attempt = None
             attempt.done.set()
 
+    def close(self) -> None:
+        """Close both connection pools; a later call connects again."""
+        with self._lock:
+            client, self._client = self._client, None
+        ping_api, self._ping_api = self._ping_api, None
+        for api in (client.api if client is not None else None, ping_api):
+            if api is not None:
+                try:
+                    api.close()
+                except Exception:
+                    log.debug("closing the docker client", exc_info=True)
+
     def _filters(self) -> dict[str, Any]:
         labels = [f"{LABEL_MANAGED}={MANAGED_BY}", f"{LABEL_INSTANCE}={self.instance}"]
         if self._engine != DEFAULT_ENGINE:  # "local" also takes the unlabelled: filtered after

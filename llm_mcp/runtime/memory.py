@@ -594,6 +594,9 @@ class MemoryRuntime:
     def container_pids(self, container_id: str) -> set[int]:
         return set()  # no host processes
 
+    def close(self) -> None:
+        return None  # no connections
+
 
 def _labelled_for(c: _Container, instance: str, engine: str) -> bool:
     """DockerRuntime's label filter: managed by llm-mcp, for this instance and this engine."""

@@ -218,6 +218,13 @@ def test_the_event_stream_reports_this_engines_containers_only(side: Side) -> No
     assert theirs.id not in {c for _, c in seen}
 
 
+def test_a_closed_runtime_connects_again_when_used(side: Side) -> None:
+    info = side.runtime.create_and_start(side.spec)
+    side.runtime.close()
+    assert ids(side.runtime.managed()) == [info.id]
+    side.runtime.ping()
+
+
 # ---- host ports: fixed, and `port = auto` ---------------------------------------------------
 
 
