@@ -223,15 +223,7 @@ gpus = none
 """
 
 
-def allow_auto_ports(s: Setup) -> None:
-    """The setup's compose file with an empty LLM_PORT meaning "Docker picks" (what port = auto needs)."""
-    compose = s.root / "compose" / "compose.yaml"
-    compose.write_text(compose.read_text(encoding="utf-8").replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"),
-                       encoding="utf-8")
-
-
 def test_ps_shows_each_running_model_and_stop_id_unloads_one(setup: Setup, daemons: Daemons) -> None:
-    allow_auto_ports(setup)
     setup.write(FAKE_PROFILES + SIDE_BY_SIDE)
     nothing = _ok(cli(setup, "ps")).stdout
     assert nothing.startswith("nothing is running") and len(nothing.splitlines()) == 1
@@ -264,7 +256,6 @@ def test_ps_shows_each_running_model_and_stop_id_unloads_one(setup: Setup, daemo
 
 
 def test_a_switch_says_which_running_model_it_replaced(setup: Setup, daemons: Daemons) -> None:
-    allow_auto_ports(setup)
     setup.write(FAKE_PROFILES + SIDE_BY_SIDE)
     _ok(cli(setup, "switch", "side-a"))
     _ok(cli(setup, "switch", "fake-a"))

@@ -259,16 +259,8 @@ gpus = none
 """
 
 
-def allow_auto_ports(s: Setup) -> None:
-    """The setup's compose file with an empty LLM_PORT meaning "Docker picks" (what port = auto needs)."""
-    compose = s.root / "compose" / "compose.yaml"
-    compose.write_text(compose.read_text(encoding="utf-8").replace("${LLM_PORT:-8080}", "${LLM_PORT-8080}"),
-                       encoding="utf-8")
-
-
 async def test_two_models_serve_side_by_side_and_unload_model_stops_one(mcp: Client,
                                                                          mcp_setup: Setup) -> None:
-    allow_auto_ports(mcp_setup)
     mcp_setup.write(MCP_PROFILES + SIDE_BY_SIDE)  # no GPU and a port Docker picks: they never conflict
     with anyio.fail_after(60):
         first = await call(mcp, "switch_model", {"model": "side-a"})
@@ -300,7 +292,6 @@ async def test_two_models_serve_side_by_side_and_unload_model_stops_one(mcp: Cli
 
 
 async def test_switch_model_says_which_running_model_it_replaced(mcp: Client, mcp_setup: Setup) -> None:
-    allow_auto_ports(mcp_setup)
     mcp_setup.write(MCP_PROFILES + SIDE_BY_SIDE)
     with anyio.fail_after(60):
         await call(mcp, "switch_model", {"model": "side-a"})
