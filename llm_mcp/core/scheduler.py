@@ -897,14 +897,14 @@ class Core:
                             f"{failed_again[0][1].message}", failure.hint, code=failure.reason)
             return
         # As the single-model version said it: the restored model is what runs, with the news.
+        # It is the primary before any event goes out, so every client reads the same story.
         first = self._slots[restore[0]]
+        self._primary = first.model
         names = ", ".join(self._slots[m].name for m in restore)
+        # The failed model stays listed with its reason.
+        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
         self._set_state(first, State.READY, f"switch to {profile.name} failed ({failure.reason}); "
                         f"{names} restored", failure.hint)
-        # The failed model stays listed with its reason; the restored one is what the
-        # single-model fields describe, as before.
-        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
-        self._primary = first.model
 
     def _drop_tombstones(self, profile: Profile) -> None:
         """A new load supersedes the failures and stops it conflicts with."""

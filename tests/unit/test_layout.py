@@ -82,3 +82,27 @@ def test_no_module_sits_outside_a_group() -> None:
     loose = sorted(p.name for p in ROOT.glob("*.py")) + sorted(
         p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert set(loose) <= {f"{g}.py" for g in ALLOWED} | set(ALLOWED) | {"__pycache__"}, loose
+
+
+# The monitor is a client: it talks to the daemon through the socket client only, and
+# borrows pure helpers (no I/O, no Docker, no NVML) for what it shows.
+MONITOR_MAY_IMPORT = {
+    "llm_mcp", "llm_mcp.clients.client", "llm_mcp.protocol", "llm_mcp.wire", "llm_mcp.config",
+    "llm_mcp.config.paths", "llm_mcp.util.terminal_text", "llm_mcp.hardware.levels",
+    "llm_mcp.runtime.failure_lines",
+}
+
+
+def test_the_monitor_imports_only_the_client_the_wire_and_pure_helpers() -> None:
+    wrong = []
+    for path in sorted((ROOT.parent / "monitor").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llm_mcp"):
+                modules = [node.module] if node.module != "llm_mcp" and node.module != "llm_mcp.config" else [
+                    f"{node.module}.{a.name}" if a.name != "__version__" else node.module for a in node.names]
+                wrong += [f"{path.name}: {m}" for m in modules if m not in MONITOR_MAY_IMPORT]
+            elif isinstance(node, ast.Import):
+                wrong += [f"{path.name}: {a.name}" for a in node.names
+                          if a.name.startswith("llm_mcp") and a.name not in MONITOR_MAY_IMPORT]
+    assert wrong == [], wrong
