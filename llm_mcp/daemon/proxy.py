@@ -239,7 +239,7 @@ async def _upstream(proxy: Proxy, request: Request) -> Response:
 
 async def _models(proxy: Proxy, request: Request) -> Response:
     """Every profile and alias with its state; Anthropic's list form for Anthropic clients."""
-    config = proxy.core.config()
+    config = proxy.gate.config()
     states = {m["id"]: m["state"] for m in proxy.core.status().get("models") or ()}
     rows = []
     for profile in config.profiles.values():
@@ -260,7 +260,7 @@ async def _models(proxy: Proxy, request: Request) -> Response:
 
 
 async def _metrics(proxy: Proxy, request: Request) -> Response:
-    models = list(proxy.core.config().profiles)
+    models = list(proxy.gate.config().profiles)
     requests = proxy.core.requests
     gpu = getattr(proxy.samplers, "last_gpu", None) if proxy.samplers is not None else None
     text = proxy.metrics.render(models, {m: requests.inflight(m) for m in models},

@@ -54,9 +54,18 @@ class Gate:
         self.core = core
         self.settings = settings
 
+    def config(self) -> Config:
+        """models.conf now; a ProxyError (500, config_error) while it does not parse."""
+        try:
+            return self.core.config()
+        except Exception as exc:
+            raise ProxyError(500, "config_error", f"models.conf cannot be read: {exc}",
+                             hint="fix models.conf (`llm-mcp check` says where); the running models "
+                             "go on", retry=False) from None
+
     def resolve(self, name: object) -> Target:
         """The profile a `model` field names (its id or an alias); 404 with the valid names."""
-        config = self.core.config()
+        config = self.config()
         if isinstance(name, str):
             if name in config.profiles:
                 return Target(name, config.profiles[name])

@@ -66,20 +66,27 @@ class Forward(Response):
         self.out = out
         self.started = False  # the response head went out
         self.ended = False
+        self.gone = False  # the client hung up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
             try:
                 await self._run(send)
+            except anyio.get_cancelled_exc_class():
+                if not self.gone:  # the daemon stops (uvicorn cancels what outlives its grace)
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                        await self._fail(send, ProxyError(503, "daemon_stopping", "the daemon stopped "
+                                                          "before this request finished", retry=True))
+                raise
             finally:
                 tg.cancel_scope.cancel()
 
-    @staticmethod
-    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                self.gone = True
                 scope.cancel()  # the upstream request is closed on the way out
                 return
 

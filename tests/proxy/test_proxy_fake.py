@@ -350,3 +350,44 @@ async def test_ten_clients_asking_three_conflicting_models_at_random_each_get_an
                     tg.start_soon(client, n)
     assert len(outcomes) == 30
     assert outcomes.count("ok") >= 27, outcomes  # a forced cut is the only acceptable error, and rare
+
+
+BESIDE = f"""
+[fake-a]
+name = Fake A
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+gpus = none
+port = auto
+
+[fake-slow]
+name = Fake Slow
+model = tiny-b.gguf
+image = {FAKE_IMAGE}
+gpus = none
+port = auto
+flags = --fake-load-seconds 4
+"""
+
+
+async def test_a_ready_model_answers_at_once_while_another_loads_beside_it(setup: Setup) -> None:
+    setup.write(BESIDE)  # no shared GPU, no shared port: the two run side by side
+    async with serving(setup) as ep, httpx.AsyncClient(timeout=60) as raw:
+        body = {"messages": HELLO, "max_tokens": 2}
+        with anyio.fail_after(60):
+            assert (await raw.post(f"{ep.v1}/chat/completions", json={**body, "model": "fake-a"})
+                    ).status_code == 200
+        slow: list[httpx.Response] = []
+        async with anyio.create_task_group() as tg:
+            async def load_slow() -> None:
+                slow.append(await raw.post(f"{ep.v1}/chat/completions", json={**body, "model": "fake-slow"}))
+
+            tg.start_soon(load_slow)
+            await wait_until(lambda: ep.daemon.core.requests.queued("fake-slow") == 1, 10)
+            await wait_until(lambda: state(ep, "fake-slow") == "loading", 30)
+            began = anyio.current_time()
+            fast = await raw.post(f"{ep.v1}/chat/completions", json={**body, "model": "fake-a"})
+            took = anyio.current_time() - began
+            assert fast.status_code == 200 and took < 1.0, (fast.text, took)
+            assert state(ep, "fake-slow") == "loading" and not slow  # still loading meanwhile
+        assert slow[0].status_code == 200 and state(ep, "fake-a") == "ready"
