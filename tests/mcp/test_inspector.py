@@ -50,11 +50,12 @@ async def test_inspector_lists_the_tools_with_schemas_and_annotations(
         inspector: Path, daemon: DaemonClient, mcp_setup: Setup) -> None:
     listed = run_inspector(inspector, mcp_setup, "--method", "tools/list", "--strict")  # portable schemas
     tools = {tool["name"]: tool for tool in listed["tools"]}
-    assert sorted(tools) == ["fit_model", "list_models", "status", "switch_model", "tail_logs"]
-    switch = tools["switch_model"]
-    assert switch["inputSchema"]["required"] == ["model"]
-    assert switch["annotations"]["destructiveHint"] is True
-    assert switch["annotations"]["idempotentHint"] is True
+    assert sorted(tools) == ["fit_model", "list_models", "status", "switch_model", "tail_logs",
+                             "unload_model"]
+    for name in ("switch_model", "unload_model"):
+        assert tools[name]["inputSchema"]["required"] == ["model"]
+        assert tools[name]["annotations"]["destructiveHint"] is True
+        assert tools[name]["annotations"]["idempotentHint"] is True
     assert tools["status"]["annotations"]["readOnlyHint"] is True
     assert all("outputSchema" in tool for tool in tools.values())
 
@@ -73,3 +74,9 @@ async def test_inspector_switches_a_model_with_a_tool_argument(
     assert result.get("isError") in (None, False), result
     assert result["structuredContent"]["result"] == "ready"
     assert (await daemon.call("status", gpu=False))["profile"]["id"] == "fake-b"
+    unloaded = run_inspector(inspector, mcp_setup, "--method", "tools/call", "--tool-name", "unload_model",
+                             "--tool-arg", "model=fake-b")
+    assert unloaded.get("isError") in (None, False), unloaded
+    stopped = unloaded["structuredContent"]
+    assert stopped["result"] == "stopped" and stopped["running"] == [] and stopped["kind"] == "unload"
+    assert mcp_setup.containers() == []
