@@ -13,6 +13,7 @@ files: a request can only ensure a profile models.conf defines and talk to its s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any, Protocol
@@ -64,8 +65,9 @@ class Proxy:
         self.core = core
         self.samplers = samplers
         self.bus = bus
-        self._settings = _settings_of(core) or ProxySettings()
         self.gate = Gate(core, self.settings)
+        self._settings = ProxySettings()
+        self.settings()
         self.keys = Keys()
         self.metrics = Metrics()
         self.client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, follow_redirects=False,
@@ -75,9 +77,8 @@ class Proxy:
     def settings(self) -> ProxySettings:
         """[proxy] as models.conf says now (keys, queue sizes count at once); the last good one
         while models.conf does not parse."""
-        current = _settings_of(self.core)
-        if current is not None:
-            self._settings = current
+        with contextlib.suppress(ProxyError):  # a broken models.conf: the last good settings stay
+            self._settings = self.gate.config().proxy
         return self._settings
 
     async def follow_jobs(self) -> None:
@@ -269,9 +270,4 @@ async def _metrics(proxy: Proxy, request: Request) -> Response:
                              headers={"cache-control": "no-store"})
 
 
-def _settings_of(core: Scheduler) -> ProxySettings | None:
-    try:
-        return core.config().proxy
-    except Exception:  # a broken models.conf: the last good settings stay
-        return None
 

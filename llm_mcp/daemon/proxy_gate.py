@@ -10,6 +10,7 @@ stretching the drain of the old one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,12 +54,29 @@ class Gate:
     def __init__(self, core: Scheduler, settings: Callable[[], ProxySettings]) -> None:
         self.core = core
         self.settings = settings
+        self._config: tuple[Config, tuple[int, int]] | None = None  # and the file's (mtime_ns, size)
 
     def config(self) -> Config:
-        """models.conf now; a ProxyError (500, config_error) while it does not parse."""
+        """models.conf now; a ProxyError (500, config_error) while it does not parse.
+
+        Read again only when the file's mtime or size changed: reading it costs about a
+        millisecond, a stat a few microseconds, and every request asks.
+        """
+        cached = self._config
+        if cached is not None:
+            try:
+                st = os.stat(cached[0].path)
+                if (st.st_mtime_ns, st.st_size) == cached[1]:
+                    return cached[0]
+            except OSError:
+                pass
         try:
-            return self.core.config()
+            config = self.core.config()
+            st = os.stat(config.path)
+            self._config = (config, (st.st_mtime_ns, st.st_size))
+            return config
         except Exception as exc:
+            self._config = None
             raise ProxyError(500, "config_error", f"models.conf cannot be read: {exc}",
                              hint="fix models.conf (`llm-mcp check` says where); the running models "
                              "go on", retry=False) from None
