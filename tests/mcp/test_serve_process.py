@@ -23,7 +23,7 @@ from tests.mcp.conftest import LLM_MCP, daemon_pid, serve_env, stop_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
-TOOLS = ["list_models", "status", "switch_model", "tail_logs", "fit_model"]
+TOOLS = ["list_models", "status", "switch_model", "unload_model", "tail_logs", "fit_model"]
 
 
 def serve(setup: Setup, *args: str) -> Client:
