@@ -47,6 +47,7 @@ LOADING_HEADER = "x-llm-mcp-loading-state"
 ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
           "/v1/messages": "messages", "/v1/messages/count_tokens": "messages"}
 UPSTREAM_CONNECT_TIMEOUT = 10.0
+GPU_SAMPLE_TIMEOUT = 2.0  # NVML answers in milliseconds; a hung driver must not hang /metrics
 # Generations take as long as they take; a model that stops under one is noticed by the scheduler.
 UPSTREAM_TIMEOUT = httpx.Timeout(None, connect=UPSTREAM_CONNECT_TIMEOUT)
 
@@ -260,10 +261,25 @@ async def _models(proxy: Proxy, request: Request) -> Response:
         {"object": "model", "created": 0, "owned_by": "llm-mcp", **r} for r in rows]})
 
 
+async def _gpu_sample(samplers: Any) -> dict[str, Any] | None:
+    """The daemon's last GPU sample, taken again when older than 2 s (server.Samplers.gpu_now):
+    the sampling loop runs only while a monitor watches, a scraper must still see the GPU."""
+    if samplers is None:
+        return None
+    last: dict[str, Any] | None = samplers.last_gpu
+    try:
+        with anyio.move_on_after(GPU_SAMPLE_TIMEOUT):
+            fresh: dict[str, Any] = await samplers.gpu_now()
+            return fresh
+    except Exception:
+        log.exception("GPU sample for /metrics failed")
+    return last
+
+
 async def _metrics(proxy: Proxy, request: Request) -> Response:
     models = list(proxy.gate.config().profiles)
     requests = proxy.core.requests
-    gpu = getattr(proxy.samplers, "last_gpu", None) if proxy.samplers is not None else None
+    gpu = await _gpu_sample(proxy.samplers)
     text = proxy.metrics.render(models, {m: requests.inflight(m) for m in models},
                                 {m: requests.queued(m) for m in models}, gpu)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
@@ -53,16 +54,17 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
-async def serving(setup: Setup, host: str = "127.0.0.1") -> AsyncIterator[Endpoint]:
+async def serving(setup: Setup, host: str = "127.0.0.1",
+                  samplers: Callable[[Daemon], Any] | None = None) -> AsyncIterator[Endpoint]:
+    """The daemon, and the endpoint started as server.py starts it; `samplers`: the daemon's GPU sampling."""
     async with in_process_daemon(setup) as daemon, anyio.create_task_group() as tg:
+        if samplers is not None:
+            daemon.samplers = samplers(daemon)
         port = await tg.start(serve_proxy, daemon, host, 0)
         try:
             yield Endpoint(daemon, f"http://127.0.0.1:{port}", port)
         finally:
             tg.cancel_scope.cancel()
-
-
-Serve = Callable[..., "AsyncIterator[Endpoint]"]
 
 
 @pytest.fixture

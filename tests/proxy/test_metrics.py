@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from llm_mcp.core.jobs import Job
 from llm_mcp.daemon.metrics import Metrics
-from llm_mcp.hardware.gpu import GpuSample, GpuSnapshot
+from llm_mcp.daemon.server import Daemon, Samplers
+from llm_mcp.hardware.gpu import GpuSample, GpuSampler, GpuSnapshot
+from llm_mcp.hardware.system import SystemSampler
+from tests.conftest import Setup
+from tests.proxy.conftest import PROXY_FAKES, serving
+from tests.unit.nvml_standin import GIB, FakeGpu, NvmlStandIn
 
 LINE = re.compile(r'^(# (HELP|TYPE) \w+ .+|\w+(\{(\w+="([^"\\]|\\.)*",?)+\})? -?[0-9.e+-]+)$')
 
@@ -66,3 +72,25 @@ def test_no_gpu_sample_leaves_the_gpu_families_empty() -> None:
     text = Metrics().render([], {}, {}, None)
     assert "# TYPE llm_mcp_gpu_utilization_ratio gauge" in text
     assert not [line for line in text.splitlines() if line.startswith("llm_mcp_gpu")]
+
+
+@pytest.mark.anyio
+@pytest.mark.docker
+async def test_a_scrape_samples_the_gpu_through_the_daemons_samplers(setup: Setup) -> None:
+    # NVML STAND-IN (tests/unit/nvml_standin.py): there is no GPU here; the sampler and the
+    # daemon's Samplers are the real ones
+    nvml = NvmlStandIn([FakeGpu(name="H200", memory_used=10 * GIB, memory_total=24 * GIB, utilization=37)])
+
+    def samplers(daemon: Daemon) -> Samplers:
+        return Samplers(daemon.core, GpuSampler(nvml), SystemSampler())
+
+    setup.write(PROXY_FAKES)
+    async with serving(setup, samplers=samplers) as ep, httpx.AsyncClient() as raw:
+        assert ep.daemon.samplers is not None and ep.daemon.samplers.last_gpu is None  # nobody subscribed
+        response = await raw.get(f"{ep.url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert f'llm_mcp_gpu_memory_used_bytes{{gpu="0",name="H200"}} {10 * GIB}' in text
+    assert f'llm_mcp_gpu_memory_total_bytes{{gpu="0",name="H200"}} {24 * GIB}' in text
+    assert 'llm_mcp_gpu_utilization_ratio{gpu="0",name="H200"} 0.37' in text
