@@ -79,6 +79,11 @@ class Forward(Response):
                         await self._fail(send, ProxyError(503, "daemon_stopping", "the daemon stopped "
                                                           "before this request finished", retry=True))
                 raise
+            except Exception as exc:  # a bug: the client still gets an answer in its API's format
+                log.exception("relaying %s %s to %s failed", self.out.method, self.out.path,
+                              self.out.target.model)
+                await self._fail(send, ProxyError(500, "internal_error", f"internal error: {exc}",
+                                                  hint="see the daemon log", retry=False))
             finally:
                 tg.cancel_scope.cancel()
 
