@@ -154,9 +154,14 @@ def tool_error(text: str) -> ToolError:
 
 def tool_result(value: BaseModel) -> CallToolResult:
     """Structured content keeps the raw strings; the text copy a client may print holds no
-    control character (and still parses as the same JSON)."""
+    control character (and still parses as the same JSON). A result with a summary (status: one
+    line per model) says it first, in a text block of its own, for agents that read text only."""
     data = value.model_dump(mode="json", by_alias=True)
-    return CallToolResult(content=[TextContent(type="text", text=json_text(data))], structured_content=data)
+    blocks = [TextContent(type="text", text=json_text(data))]
+    summary = data.get("summary")
+    if isinstance(summary, str) and summary:
+        blocks.insert(0, TextContent(type="text", text=visible_lines(summary)))
+    return CallToolResult(content=list(blocks), structured_content=data)
 
 
 def describe_error(exc: ProtocolError) -> str:

@@ -271,6 +271,8 @@ async def test_two_models_serve_side_by_side_and_unload_model_stops_one(mcp: Cli
     assert {(m["state"], m["engine"], m["gpus"]) for m in status["models"]} == {("ready", "local", "none")}
     lines = status["summary"].splitlines()
     assert lines[0] == "2 models (2 ready):"
+    raw = await mcp.call_tool("status", {})  # an agent that reads text only gets the lines first
+    assert isinstance(raw.content[0], TextContent) and raw.content[0].text.splitlines()[:2] == lines[:2]
     assert lines[1].startswith("- side-a (Side A): ready · engine local · gpus none · http://127.0.0.1:")
     models = await call(mcp, "list_models")
     by_id = {m["id"]: m for m in models["models"]}
