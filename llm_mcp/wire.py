@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ContainerInfo", "DockerState", "Engine", "FitDeviceVerdict", "GpuInfo", "GpuLayers", "GpuSummary",
     "HealthDetail", "Job", "LogLine", "Logs", "Measured", "ModelEntry", "ModelList", "OffloadInfo",
-    "PhaseMark", "Profile", "ProfileFit", "RunningModel", "SpeedInfo", "Spread", "StateDir", "Status",
-    "Wire",
+    "PhaseMark", "Profile", "ProfileFit", "Requests", "RunningModel", "SpeedInfo", "Spread", "StateDir",
+    "Status", "Ttl", "Wire",
 ]
 
 RUNNING_STATES = ("starting", "loading", "ready", "stopping", "unreachable")  # a container is there
@@ -54,6 +54,13 @@ class Profile(Wire):
     bench: bool = False
     image: str | None = None
     port: int | str | None = Field(None, description="host port: a number, or \"auto\" (Docker picks one)")
+    engine: str = Field("local", description="the Docker Engine it runs on ([engine NAME] in models.conf)")
+    gpus: str = Field("all", description='its GPUs: "all", "none" (CPU only) or indices/UUIDs "0,1"')
+    exclusive: bool = Field(False, description="runs alone on its engine")
+    aliases: list[str] = Field(default_factory=list, description="other names the endpoint accepts for it")
+    ttl: float | None = Field(None, description="seconds without a request before it is unloaded; "
+                              "null: never")
+    preload: bool = Field(False, description="ensured when the daemon starts")
 
 
 class Spread(Wire):
@@ -104,9 +111,6 @@ class ModelEntry(Profile):
     default: bool = Field(False, description="models.conf's `default`")
     running: str | None = Field(None, description="its state when it has a container (starting, loading, "
                                 "ready, stopping, failed, unreachable); null: not running")
-    engine: str = Field("local", description="the Docker Engine it runs on ([engine NAME] in models.conf)")
-    gpus: str = Field("all", description='its GPUs: "all", "none" (CPU only) or indices/UUIDs "0,1"')
-    exclusive: bool = Field(False, description="runs alone on its engine")
     conflicts_with: list[str] = Field(default_factory=list, description="profiles that cannot run beside "
                                       "it (same engine and a shared GPU, the same fixed port, or exclusive)")
     would_replace: list[str] = Field(default_factory=list, description="the RUNNING models a switch to it "
@@ -141,6 +145,7 @@ class ModelList(Wire):
 class PhaseMark(Wire):
     phase: str
     at: float = Field(0.0, description="seconds after the job began")
+    time: float | None = Field(None, description="unix time")
 
 
 class Job(Wire):
@@ -172,6 +177,10 @@ class Job(Wire):
     replaced_by: str | None = Field(None, description="the job that cancelled this one")
     load_seconds: float | None = None
     created_at: float | None = Field(None, description="unix time")
+    force: bool = False
+    rollback: bool = True
+    bench: dict[str, Any] | None = Field(None, description="a bench job's profiles, settings, step and "
+                                         "results so far (docs/bench.md); null for other jobs")
 
 
 # ---- status ------------------------------------------------------------------------------
@@ -209,6 +218,17 @@ class HealthDetail(Wire):
     hint: str | None = None
 
 
+class Requests(Wire):
+    in_flight: int = Field(0, description="requests the endpoint is passing to it now")
+    queued: int = Field(0, description="requests waiting for it to be ready")
+
+
+class Ttl(Wire):
+    seconds: float = Field(description="the profile's ttl")
+    remaining: float | None = Field(None, description="seconds left before it is unloaded if no request "
+                                    "comes; null while requests run")
+
+
 class RunningModel(Wire):
     """One model with a container (or a recent failure)."""
 
@@ -236,6 +256,9 @@ class RunningModel(Wire):
     stale_config: bool = Field(False, description="models.conf changed since it started")
     memory_bytes: int | None = Field(None, description="memory it holds (GPU memory of its processes, "
                                      "else the container's), when known")
+    requests: Requests | None = Field(None, description="the endpoint's requests for it")
+    ttl: Ttl | None = Field(None, description="idle unload; null: it stays until unloaded")
+    preload: bool = False
     profile: Profile | None = None
 
 
@@ -252,6 +275,8 @@ class Engine(Wire):
 
 
 class DockerState(Wire):
+    name: str | None = Field(None, description="the engine's name (local)")
+    url: str | None = None
     available: bool = Field(True, description="false while the Docker Engine does not answer; the daemon "
                             "reconnects by itself and adopts the running containers again")
     since: float | None = Field(None, description="unix time of the last change")
@@ -281,6 +306,7 @@ class GpuSummary(Wire):
     reason: str | None = Field(None, description="why no GPU is visible")
     driver_version: str | None = None
     gpus: list[GpuInfo] = Field(default_factory=list)
+    taken_at: float | None = Field(None, description="unix time of the sample")
 
 
 class Status(Wire):
@@ -353,6 +379,7 @@ class LogLine(Wire):
 
 class Logs(Wire):
     run: str = "all"
+    model: str | None = Field(None, description="the model asked for; null: every model's lines")
     lines: list[LogLine] = Field(default_factory=list)
     truncated: bool = Field(False, description="true when older matching lines were left out to keep "
                             "the reply small; ask for fewer lines")
