@@ -347,10 +347,8 @@ def engine_of(profile: Profile) -> str:
 
 def quick_reconnect(core: Core) -> None:
     """Reconnect quickly after a stand-in engine outage (the real backoff starts at 0.5 s)."""
-    links = getattr(core, "engines", None)
-    for link in (links.values() if isinstance(links, Mapping) else [getattr(core, "engine", None)]):
-        if link is not None and hasattr(link, "first_delay"):
-            link.first_delay = 0.01
+    for engine in core.engines.values():
+        engine.link.first_delay = 0.01
 
 
 @pytest.fixture
@@ -415,7 +413,7 @@ class StormLog:
                 f"{self.refused} refused, {self.not_running} not running")
 
 
-def storm_plan(seed: int, models: list[str], n: int = 50, spread: float = 0.5) -> list[Request]:
+def storm_plan(seed: int, models: list[str], n: int = 50, spread: float = 0.3) -> list[Request]:
     """n requests over `spread` seconds, reproducible from `seed`."""
     rng = random.Random(seed)
     return [Request(delay=rng.uniform(0, spread), op=rng.choices(STORM_OPS, STORM_WEIGHTS)[0],

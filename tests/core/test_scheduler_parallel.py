@@ -61,7 +61,7 @@ async def test_a_conflicting_third_model_replaces_only_the_one_it_conflicts_with
         assert (await ensured(fleet_core, model_id)).result == "ready"
     before = fleet.ours()
     seen_beta: set[str] = set()
-    fleet.script("gamma", Script(load_s=0.2))
+    fleet.script("gamma", Script(load_s=0.1))
     job = await fleet_core.ensure("gamma")  # GPU 0, like alpha; beta has GPU 1
     assert job.stops == ["alpha"], job.to_dict()
     with anyio.fail_after(2):
