@@ -307,6 +307,7 @@ class GpuSummary(Wire):
     driver_version: str | None = None
     gpus: list[GpuInfo] = Field(default_factory=list)
     taken_at: float | None = Field(None, description="unix time of the sample")
+    wall: float | None = Field(None, description="unix time the daemon published it")
 
 
 class Status(Wire):
