@@ -168,10 +168,14 @@ def describe_error(exc: ProtocolError) -> str:
     data = exc.data
     if exc.code == protocol.BUSY and isinstance(data.get("job"), dict):
         job = data["job"]
-        return (f"busy: a switch to '{job.get('profile')}' is in progress (job {job.get('id')}, phase "
+        kind, target = str(job.get("kind") or "switch"), job.get("profile")
+        what = {"switch": f"a switch to '{target}'", "bench": f"a bench (now at '{target}')",
+                "stop": "a stop of every model"}.get(kind, f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} "
+                                                           f"of '{target}'")
+        return (f"busy: {what} that conflicts with this request is in progress (job {job.get('id')}, phase "
                 f"{job.get('phase')}, {float(job.get('elapsed') or 0):.1f}s elapsed). Wait for it (status "
                 "shows it; switch_model with the same model joins it), or pass force=true to cancel "
-                "it and switch anyway.")
+                "it and go ahead.")
     text = exc.message
     if data.get("reason") == "wont_fit":
         devices = (data.get("fit") or {}).get("devices") or []

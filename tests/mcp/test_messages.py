@@ -70,6 +70,11 @@ def test_busy_error_names_the_job_and_both_ways_out() -> None:
     err = ProtocolError(protocol.BUSY, "busy", {"reason": "busy", "job": job()})
     text = describe_error(err)
     assert "job-1" in text and "'qwen'" in text and "force=true" in text and "joins" in text
+    assert text.startswith("busy: a switch to 'qwen' that conflicts with this request is in progress")
+    unload = describe_error(ProtocolError(protocol.BUSY, "busy", {"job": job(kind="unload")}))
+    assert unload.startswith("busy: an unload of 'qwen' that conflicts")
+    stop = describe_error(ProtocolError(protocol.BUSY, "busy", {"job": job(kind="stop", profile=None)}))
+    assert stop.startswith("busy: a stop of every model that conflicts")
 
 
 def test_other_errors_keep_message_reason_and_hint() -> None:
