@@ -250,9 +250,11 @@ def _protocol_error(args: argparse.Namespace, exc: BaseException) -> int:
     reason = exc.reason or "error"
     if exc.code == protocol.BUSY:
         job = exc.data.get("job") or {}
-        kind = job.get("kind", "switch")
-        target = f"{'of' if kind == 'bench' else 'to'} '{job.get('profile')}'"
-        message = (f"busy: a {kind} {target} is in progress (job "
+        kind, profile = job.get("kind", "switch"), job.get("profile")
+        what = {"switch": f"a switch to '{profile}'", "bench": f"a bench of '{profile}'",
+                "unload": f"an unload of '{profile}'", "stop": "a stop of every model"}.get(
+                    kind, f"a {kind} of '{profile}'")
+        message = (f"busy: {what} is in progress (job "
                    f"{job.get('id')}, {job.get('phase')}); wait for it or repeat with --force")
         return _fail(args, EXIT_BUSY, "busy", message, **data)
     if exc.code == protocol.WONT_FIT:
