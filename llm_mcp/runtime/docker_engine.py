@@ -377,6 +377,8 @@ class DockerRuntime:
                     self._ping_api = self._api(PING_S)  # asks the engine its API version
                 self._ping_api.ping()
         except BaseException as exc:  # the callers raise it, in their threads
+            if isinstance(exc, RuntimeFailure):  # ours: its frames and cause would keep the failed
+                exc.__context__ = exc.__traceback__ = None  # connection (an ssh process) alive
             attempt.error = exc
         finally:
             with self._ping_lock:

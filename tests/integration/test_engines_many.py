@@ -54,6 +54,19 @@ def gpu2(engine: Engine, setup: Setup) -> Iterator[DockerRuntime]:
     gc.collect()  # the leaked sockets of failed connects, under this module's filter
 
 
+def answers_again(runtime: DockerRuntime, within: float = 10) -> None:
+    """A thawed dockerd first works through what queued up meanwhile: its first pings may be late."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            runtime.ping()
+            return
+        except EngineUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def timed(call: Callable[[], object]) -> tuple[float, BaseException | None]:
     started = time.monotonic()
     try:
@@ -120,7 +133,7 @@ def test_a_hung_engine_answers_engine_unavailable_within_2_s_on_ping(
     assert isinstance(error, EngineUnavailable) and took < LOOK_S + 1, (took, error)
     print({k: round(t, 3) for k, (t, _) in measured.items()}, "inspect:", round(took, 2))
     engine.thaw()
-    gpu2.ping()
+    answers_again(gpu2)
 
 
 def test_pings_at_once_share_one_answer_healthy_or_hung(engine: Engine, gpu2: DockerRuntime) -> None:
@@ -200,6 +213,12 @@ def test_an_ssh_engine_that_never_answers_is_unavailable_within_the_ping_deadlin
         assert "'far'" in error.message
         took_again, again = timed(runtime.ping)  # the first one is still stuck: no second thread
         assert isinstance(again, EngineUnavailable) and took_again < 0.5
+    # Closed: `ssh` is reset and exits, and the stuck ping with it; collected here, under this
+    # module's filter, rather than as an unclosed socket and process at the end of the session.
+    deadline = time.monotonic() + 10
+    while any(t.name == "ping-far" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gc.collect()
     print(f"ssh: {took:.2f} s, then {took_again:.3f} s")
 
 
