@@ -6,10 +6,11 @@ instance's view of it with DockerRuntime's semantics (only containers labelled f
 that instance and engine are visible; the same errors for the same situations;
 EngineUnavailable from every call while the engine is stopped; a host port 0
 publishes the next free port from 40000 up). Several engines are several
-MemoryEngines sharing one clock. `engine.probe` (or `probes(*engines)` for several)
-answers /health and /slots from the same script, so no HTTP is involved. A test says how a profile's server
-behaves (`Script`) and acts on containers the way a user with the docker CLI
-would (kill, stop, remove, pause, stop the engine).
+MemoryEngines sharing one clock. `engine.probe` (or `probes(*engines)` for
+several) answers /health and /slots from the same script, so no HTTP is involved.
+A test says how a profile's server behaves (`Script`) and acts on containers the
+way a user with the docker CLI would (kill, stop, remove, pause, stop the engine
+with or without live-restore).
 
 Time is `engine.clock`: real monotonic time plus what `engine.advance()` added,
 so a test can jump over a stall timeout; give the same clock to the Core. No
