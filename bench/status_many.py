@@ -59,7 +59,7 @@ def write_config(root: Path, models: int) -> Path:
 
 def serve(root: Path) -> None:
     """The daemon process: a Core on the stand-in engine, served on root/d.sock."""
-    from llm_mcp.config.models_conf import load_config
+    from llm_mcp.config.models_conf import ConfigReader, load_config
     from llm_mcp.core.scheduler import Core
     from llm_mcp.daemon.server import Daemon
     from llm_mcp.runtime.memory import MemoryEngine
@@ -67,7 +67,7 @@ def serve(root: Path) -> None:
     config_path = root / "models.conf"
     engine = MemoryEngine()
     config = load_config(config_path)
-    core = Core(load_config=lambda: load_config(config_path),
+    core = Core(load_config=ConfigReader(config_path),  # as the daemon reads it: parsed when it changed
                 runtimes={"local": engine.runtime(config.instance)}, state_dir=root / "state",
                 probe_factory=engine.probe, health_interval=0.01, clock=engine.clock)
     daemon = Daemon(core, root / "d.sock", None, config_path)
