@@ -338,12 +338,17 @@ class DockerRuntime:
 
     @property
     def client(self) -> docker.DockerClient:
+        if self._client is not None:
+            return self._client
+        self.ping()  # bounded, shared by callers at once; it learns the engine's API version
         with self._lock:
             if self._client is None:
-                self.ping()  # bounded; it learns the engine's API version, so this client asks nothing
-                assert self._ping_api is not None
-                with self._errors("connect"):
-                    api = self._api(CALL_S, self._ping_api.api_version)
+                ping_api = self._ping_api
+                if ping_api is None:  # closed meanwhile
+                    raise _unavailable(ConnectionError("Connection aborted: closed"), self.host,
+                                       self._engine)
+                with self._errors("connect"):  # no request: the version is known
+                    api = self._api(CALL_S, ping_api.api_version)
                 client = docker.DockerClient.__new__(docker.DockerClient)
                 client.api = api
                 self._client = client
