@@ -43,6 +43,7 @@ _DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "co
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 MAX_TIMINGS_BODY = 4 << 20  # a non-streamed answer larger than this is relayed without reading timings
+MAX_PENDING = 1 << 20  # an event longer than this is relayed in pieces
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +173,19 @@ class Forward(Response):
             await self._start(send, 200, _response_headers(response))
         timings = _TimingsReader()
         first = True
+        pending = b""  # relayed by whole events: an error event after a cut must not land mid-event
         async for chunk in response.aiter_raw():
             if first:
                 self.proxy.metrics.first_token(model, time.monotonic() - sent_at)
                 first = False
             timings.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            pending += chunk
+            end = pending.rfind(b"\n\n") + 2 if len(pending) < MAX_PENDING else len(pending)
+            if end >= 2:
+                await send({"type": "http.response.body", "body": pending[:end], "more_body": True})
+                pending = pending[end:]
+        if pending:
+            await send({"type": "http.response.body", "body": pending, "more_body": True})
         self.proxy.metrics.timings(model, timings.last)
         await self._end(send)
 

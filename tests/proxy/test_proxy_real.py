@@ -145,3 +145,24 @@ async def test_a_client_that_hangs_up_mid_stream_frees_the_server_slot_within_a_
         with anyio.fail_after(5):
             while core.requests.inflight("real-a"):
                 await anyio.sleep(0.02)
+
+
+async def test_a_forced_unload_ends_an_anthropic_stream_with_an_error_event_not_a_closed_socket(
+    real: Endpoint, sdks: tuple[openai.AsyncOpenAI, anthropic.AsyncAnthropic]
+) -> None:
+    _, claude = sdks
+    core = real.daemon.core
+    events: list[str] = []
+    with anyio.fail_after(120):
+        stream = await claude.messages.create(model="real-a", max_tokens=30000, messages=SAY, stream=True,
+                                              extra_body={"ignore_eos": True, "temperature": 0})
+        with pytest.raises(anthropic.APIError) as caught:
+            async for event in stream:
+                events.append(event.type)
+                if len(events) == 20:
+                    assert core.requests.inflight("real-a") == 1
+                    await core.unload("real-a", force=True)
+    assert "content_block_delta" in events
+    assert "was stopped" in str(caught.value) and "retry the request" in str(caught.value)
+    body: Any = caught.value.body
+    assert body["error"]["reason"] == "model_stopped"
