@@ -391,3 +391,29 @@ async def test_a_ready_model_answers_at_once_while_another_loads_beside_it(setup
             assert fast.status_code == 200 and took < 1.0, (fast.text, took)
             assert state(ep, "fake-slow") == "loading" and not slow  # still loading meanwhile
         assert slow[0].status_code == 200 and state(ep, "fake-a") == "ready"
+
+
+async def test_a_client_that_gives_up_while_queued_leaves_the_queue_and_the_load_goes_on(
+    setup: Setup,
+) -> None:
+    setup.write(PROXY_FAKES + SLOW)
+    async with serving(setup) as ep:
+        requests = ep.daemon.core.requests
+        body = {"model": "fake-slow", "messages": HELLO, "max_tokens": 2}
+        async with httpx.AsyncClient(timeout=60) as raw:
+            async with anyio.create_task_group() as tg:
+                async def impatient() -> None:
+                    with anyio.move_on_after(30):
+                        await raw.post(f"{ep.v1}/chat/completions", json=body)
+                    raise AssertionError("answered though it should have been cancelled")
+
+                scope = tg.cancel_scope
+                tg.start_soon(impatient)
+                await wait_until(lambda: requests.queued("fake-slow") == 1, 10)
+                scope.cancel()  # the client hangs up while it waits
+            await wait_until(lambda: requests.queued("fake-slow") == 0, 2)
+            assert [j["profile"] for j in ep.daemon.core.status()["jobs"]] == ["fake-slow"]  # still loading
+            await wait_until(lambda: state(ep, "fake-slow") == "ready", 30)
+            assert requests.inflight("fake-slow") == 0
+            answer = await raw.post(f"{ep.v1}/chat/completions", json=body)
+            assert answer.status_code == 200
