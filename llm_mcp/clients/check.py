@@ -73,6 +73,11 @@ def check_models(config: Config) -> list[Finding]:
     out: list[Finding] = []
     missing_dirs: set[Path] = set()
     for profile in config.profiles.values():
+        engine = config.engine_of(profile)
+        if engine.remote:  # the file is on that engine's host: the load itself says if it is missing
+            out.append(Finding("model", "ok", f"[{profile.id}] {profile.model_path()} is on engine "
+                               f"'{engine.name}' ({engine.url}); not checked from here"))
+            continue
         if not profile.models_dir.is_dir():
             if profile.models_dir not in missing_dirs:
                 missing_dirs.add(profile.models_dir)
@@ -135,19 +140,41 @@ def check_compose(config: Config) -> tuple[list[Finding], bool]:
     return out, wants_gpu
 
 
-def check_docker(runtime: Any) -> Finding:
+def check_docker(runtime: Any, name: str = "local") -> Finding:
+    """Whether the engine answers; `name` is its models.conf name (the finding says which)."""
+    from llm_mcp.runtime.base import EngineUnavailable
     from llm_mcp.runtime.docker_problem import describe
 
+    check = "docker" if name == "local" else f"docker {name}"
     try:
         runtime.ping()
         version = runtime.client.version().get("Version", "?")
-    except Exception as exc:  # DockerUnavailable, or anything else: not usable
-        hint = getattr(exc, "hint", "")
-        if hint:  # already a sentence and its fix (the runtime translates the engine's errors)
-            return Finding("docker", "error", str(exc), hint)
-        problem = describe(str(exc), getattr(runtime, "base_url", None))
-        return Finding("docker", "error", problem.sentence, problem.hint)
-    return Finding("docker", "ok", f"Docker Engine {version} reachable")
+    except EngineUnavailable as exc:  # already a sentence and its fix (the runtime translated it)
+        if exc.hint:
+            return Finding(check, "error", str(exc), exc.hint)
+        problem = describe(str(exc), runtime.host)
+        return Finding(check, "error", problem.sentence, problem.hint)
+    except Exception as exc:  # anything else: not usable either
+        problem = describe(str(exc), runtime.host)
+        return Finding(check, "error", problem.sentence, problem.hint)
+    where = "" if name == "local" else f" ('{name}', {runtime.host})"
+    return Finding(check, "ok", f"Docker Engine {version} reachable{where}")
+
+
+def check_other_engines(config: Config) -> list[Finding]:
+    """Every [engine NAME] besides the local one: reachable or why not (bounded: ~2 s each)."""
+    from llm_mcp.runtime.docker_engine import DockerRuntime
+
+    out = []
+    for name, settings in config.engines.items():
+        if name == "local":
+            continue
+        runtime = DockerRuntime.for_settings(settings, instance=config.instance)
+        try:
+            out.append(check_docker(runtime, name))
+        finally:
+            runtime.close()
+    return out
 
 
 def check_images(config: Config, runtime: Any) -> list[Finding]:
@@ -285,8 +312,19 @@ def diagnose(config_path: Path, *, runtime_factory: Callable[[str], Any] | None 
     config, found = check_config(config_path)
     findings = [found, *(config_warnings(config) if config else [])]
     runtime = runtime_factory(config.instance if config else "default")
+    try:
+        return findings + _with_engine(config, runtime, gpu_sampler_factory)
+    finally:
+        runtime.close()
+
+
+def _with_engine(config: Config | None, runtime: Any,
+                 gpu_sampler_factory: Callable[[], Any]) -> list[Finding]:
+    findings = []
     docker = check_docker(runtime)
     findings.append(docker)
+    if config is not None:
+        findings += check_other_engines(config)
     docker_ok = docker.level == "ok"
     if config is None:
         findings += check_gpu(gpu_sampler_factory, False, runtime if docker_ok else None)

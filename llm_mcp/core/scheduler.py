@@ -695,8 +695,10 @@ class Core:
         slot = Slot(model=model, profile=profile, engine=engine, order=self._order,
                     ready_health=ReadyHealth(self.ready_health_interval,
                                              self.engines[engine].runtime.inspect, self._threads))
-        if old is not None:
-            slot.state, slot.last_job = old.state, old.last_job
+        if old is not None:  # a new container starts from rest, whatever the last one said
+            slot.state = old.state if old.state in (State.READY, State.FAILED, State.UNREACHABLE) \
+                else State.STOPPED
+            slot.last_job = old.last_job
         self._slots[model] = slot
         return slot
 

@@ -534,16 +534,15 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
     from llm_mcp.core.memory_view import LiveMemoryView
     from llm_mcp.hardware.gpu import GpuSampler
     from llm_mcp.hardware.system import SystemSampler
-    from llm_mcp.runtime.docker_engine import DockerRuntime, TLSFiles
+    from llm_mcp.runtime.docker_engine import DockerRuntime
 
     config_path, socket_path = start.config_path, start.socket_path
     http_required = start.http_flag is not None
 
     current_config = ConfigReader(config_path)
 
-    runtimes = {name: DockerRuntime.for_engine(
-        name, engine.url, TLSFiles(engine.tls_ca, engine.tls_cert, engine.tls_key, engine.tls_verify)
-        if engine.tls else None, instance=initial.instance) for name, engine in initial.engines.items()}
+    runtimes = {name: DockerRuntime.for_settings(engine, instance=initial.instance)
+                for name, engine in initial.engines.items()}
     runtime = runtimes["local"]
 
     def our_pids() -> set[int]:  # every local container's processes: NVML marks them as ours

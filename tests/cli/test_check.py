@@ -118,11 +118,18 @@ def test_a_compose_file_with_an_unsupported_key_is_an_error(setup: Setup) -> Non
 
 
 class _NoDocker:
+    """A STAND-IN engine that refuses every call (an engine that is down), for check's wording."""
+
+    host = "unix:///var/run/docker.sock"
+
     def __init__(self, instance: str) -> None:
         self.instance = instance
 
     def ping(self) -> None:
         raise RuntimeError("Error while fetching server API version: Connection refused")
+
+    def close(self) -> None:
+        pass
 
 
 class _NoGpu:

@@ -939,7 +939,8 @@ def test_a_config_of_the_previous_version_parses_to_the_single_container_placeme
         data = profile.to_dict()
         assert set(data) >= OLD_PROFILE_KEYS and data["port"] == 8080
         assert {k: data[k] for k in set(data) - OLD_PROFILE_KEYS} == {
-            "engine": "local", "gpus": "all", "exclusive": False, "aliases": []}
+            "engine": "local", "gpus": "all", "exclusive": False, "aliases": [], "ttl": None,
+            "preload": False}
         assert cfg.engine_of(profile) is cfg.engines["local"] == cfg.engine_of(profile.id)
         assert profile.models_dir == Path.home() / "models"
 
