@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ _DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "co
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 MAX_TIMINGS_BODY = 4 << 20  # a non-streamed answer larger than this is relayed without reading timings
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)  # no answer began
 MAX_PENDING = 1 << 20  # an event longer than this is relayed in pieces
 
 
@@ -147,7 +149,12 @@ class Forward(Response):
                                              headers=headers)
         sent_at = time.monotonic()
         try:
-            response = await proxy.client.send(request, stream=True)
+            try:
+                response = await proxy.client.send(request, stream=True)
+            except _STALE as exc:
+                # a kept-alive connection the server closed as we reused it: it saw no request
+                log.info("%s: %s on a reused connection; sending again", model, exc.__class__.__name__)
+                response = await proxy.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise ProxyError(502, "upstream_unreachable", f"the server of '{model}' did not answer: "
                              f"{exc.__class__.__name__} {exc}", hint="GET /v1/models shows its state; "
@@ -174,6 +181,9 @@ class Forward(Response):
         timings = _TimingsReader()
         first = True
         pending = b""  # relayed by whole events: an error event after a cut must not land mid-event
+        # llama-server (b11434) leaves out an Anthropic stream's message_start now and then (about 1 in
+        # 8 seen); the Anthropic SDK's stream helper cannot build the message without it
+        needs_start = self.out.path.split("?", 1)[0] == "/v1/messages"
         async for chunk in response.aiter_raw():
             if first:
                 self.proxy.metrics.first_token(model, time.monotonic() - sent_at)
@@ -182,7 +192,13 @@ class Forward(Response):
             pending += chunk
             end = pending.rfind(b"\n\n") + 2 if len(pending) < MAX_PENDING else len(pending)
             if end >= 2:
-                await send({"type": "http.response.body", "body": pending[:end], "more_body": True})
+                events = pending[:end]
+                if needs_start:
+                    needs_start = False
+                    if not events.startswith(b"event: message_start"):
+                        log.info("llama-server's stream for %s began without message_start: added", model)
+                        events = _message_start(model) + events
+                await send({"type": "http.response.body", "body": events, "more_body": True})
                 pending = pending[end:]
         if pending:
             await send({"type": "http.response.body", "body": pending, "more_body": True})
@@ -240,6 +256,16 @@ def _response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
     return [(k.lower(), v) for k, v in response.headers.raw
             if k.lower().decode("latin-1") not in _DROP_RESPONSE
             and not k.lower().startswith(b"access-control-")]
+
+
+def _message_start(model: str) -> bytes:
+    """The first event of an Anthropic Messages stream, as llama-server writes it (usage unknown: 0)."""
+    message: dict[str, Any] = {
+        "id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "content": [],
+        "model": model, "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0}}
+    data = json.dumps({"type": "message_start", "message": message}, separators=(",", ":"))
+    return f"event: message_start\ndata: {data}\n\n".encode()
 
 
 def _loading_line(model: str, job: Job | None, waited: float) -> bytes:
