@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ContainerInfo", "DockerState", "Engine", "FitDeviceVerdict", "GpuInfo", "GpuLayers", "GpuSummary",
+    "ContainerSummary", "DockerState", "Engine", "FitDeviceVerdict", "GpuInfo", "GpuLayers", "GpuSummary",
     "HealthDetail", "Job", "LogLine", "Logs", "Measured", "ModelEntry", "ModelList", "OffloadInfo",
     "PhaseMark", "Profile", "ProfileFit", "Requests", "RunningModel", "SpeedInfo", "Spread", "StateDir",
     "Status", "Ttl", "Wire",
@@ -186,7 +186,7 @@ class Job(Wire):
 # ---- status ------------------------------------------------------------------------------
 
 
-class ContainerInfo(Wire):
+class ContainerSummary(Wire):
     id: str
     name: str = ""
     image: str = ""
@@ -245,7 +245,7 @@ class RunningModel(Wire):
     exclusive: bool = False
     port: int | None = Field(None, description="the host port it listens on")
     endpoint: str | None = Field(None, description="llama-server's base URL (OpenAI-compatible /v1)")
-    container: ContainerInfo | None = None
+    container: ContainerSummary | None = None
     health: str | None = Field(None, description="ok | loading | unresponsive (ready but not answering "
                                "/health: paused or hung) | error")
     health_detail: HealthDetail | None = None
@@ -331,7 +331,7 @@ class Status(Wire):
     hint: str | None = None
     profile: Profile | None = None
     endpoint: str | None = Field(None, description="llama-server's base URL (OpenAI-compatible /v1)")
-    container: ContainerInfo | None = None
+    container: ContainerSummary | None = None
     health: str | None = Field(None, description="ok | loading | unresponsive | error")
     health_detail: HealthDetail | None = None
     stale_config: bool = Field(False, description="models.conf changed since the model started")

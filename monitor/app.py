@@ -22,11 +22,11 @@ from llm_mcp.clients.client import DaemonUnavailable
 from llm_mcp.protocol import BUSY, TOPICS, ProtocolError
 from monitor.connection import ClientFactory, MonitorClient
 from monitor.format import duration, visible
-from monitor.model import Model
 from monitor.profile_facts import device_line, fit_sentence, parse_fit
 from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, Pick, PickerScreen, StopPickerScreen
 from monitor.screens.stop_picker import ALL
 from monitor.styles import APP_CSS
+from monitor.view_state import ViewState
 from monitor.widgets import GpuPanel, LogView, ModelRows, StatusBar, SwitchPanel, SystemPanel
 from monitor.widgets.switch_panel import phase_label
 
@@ -69,7 +69,7 @@ class MonitorApp(App[None]):
         super().__init__()
         self.client_factory = client_factory
         self.readonly = readonly
-        self.model = Model(clock=clock, readonly=readonly)
+        self.model = ViewState(clock=clock, readonly=readonly)
         self.client: MonitorClient | None = None
         self._pending_logs: list[dict[str, Any]] = []
         self._catching_up = False

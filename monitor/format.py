@@ -9,6 +9,7 @@ from rich.text import Text
 
 # Textual passes ESC through to the terminal: text from the daemon or a container is
 # drawn through the project's one escaping function (control characters shown as \x1b).
+from llm_mcp.util import durations
 from llm_mcp.util.terminal_text import visible
 
 __all__ = ["bar", "clip", "duration", "gib", "pct", "placement", "ratio_pct", "sparkline", "visible"]
@@ -34,23 +35,8 @@ def clip(text: str, width: int) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """1.2s, 42s, 3m05s, 2h03m, 3d04h."""
-    if seconds is None:
-        return "n/a"
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    """The monitor's narrow form: 1.2s, 42s, 3m05s, 2h03m, 3d04h (llm_mcp.util.durations)."""
+    return durations.duration(seconds, compact=True)
 
 
 def gib(mib: float | None) -> str:

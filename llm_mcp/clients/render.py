@@ -13,24 +13,11 @@ from typing import Any
 
 from llm_mcp.runtime.docker_problem import status_words
 from llm_mcp.runtime.failure_lines import failure_lines
+from llm_mcp.util.durations import duration
 from llm_mcp.util.terminal_text import visible
 from llm_mcp.wire import ModelEntry, RunningModel, Status
 
 FAILURE_LOG_LINES = 25
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    return f"{hours // 24}d {hours % 24}h"
 
 
 def ago(wall: float | None, now: float | None = None) -> str:

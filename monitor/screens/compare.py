@@ -22,8 +22,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from monitor.format import bar, clip, duration, visible
-from monitor.model import Model
 from monitor.profile_facts import Measured, Spread, bench_command, measured_of, reports_measured, size, tps
+from monitor.view_state import ViewState
 
 GEN_STYLE, PROMPT_STYLE, LOAD_STYLE = "green", "cyan", "yellow"
 
@@ -37,7 +37,7 @@ def _bar_cell(value: Spread | None, top: float, width: int, style: str, label: s
     return text
 
 
-def comparison(model: Model, width: int) -> RenderableType:
+def comparison(model: ViewState, width: int) -> RenderableType:
     """The whole view for `width` cells: title, bars, the profiles never measured, keys."""
     parts: list[RenderableType] = []
     title = Text("Bench results", "bold")
@@ -149,7 +149,7 @@ class CompareScreen(ModalScreen[None]):
         Binding("q", "app.quit", "quit"),  # q quits everywhere, as every pop-up says
     ]
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: ViewState) -> None:
         super().__init__()
         self.model = model
 

@@ -27,7 +27,6 @@ from textual.widgets import Static
 
 from monitor.format import clip, duration, placement, visible
 from monitor.levels import STATE_STYLE
-from monitor.model import Model
 from monitor.profile_facts import (
     FIT_MARK,
     FIT_WORD,
@@ -40,6 +39,7 @@ from monitor.profile_facts import (
     reports_measured,
     tps,
 )
+from monitor.view_state import ViewState
 from monitor.widgets.status_bar import STATE_ICON
 from monitor.widgets.switch_panel import phase_label
 
@@ -105,7 +105,7 @@ class PickerScreen(ModalScreen[Pick | None]):
         Binding("q", "app.quit", "quit"),
     ]
 
-    def __init__(self, model: Model, *, readonly: bool = False) -> None:
+    def __init__(self, model: ViewState, *, readonly: bool = False) -> None:
         super().__init__()
         self.model = model
         self.readonly = readonly

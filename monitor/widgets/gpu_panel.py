@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from monitor.format import bar, clip, gib, pct, ratio_pct, sparkline, visible
 from monitor.levels import LEVEL_STYLE, MEMORY_THRESHOLDS, UTIL_THRESHOLDS, temperature_level, usage_level
-from monitor.model import HISTORY_SECONDS, GpuHistory, Model
+from monitor.view_state import HISTORY_SECONDS, GpuHistory, ViewState
 
 LABEL = 6
 VALUE = 16
@@ -31,7 +31,7 @@ class GpuPanel(Widget):
     GpuPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: ViewState, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
         self._shape: tuple[bool, int] | None = None

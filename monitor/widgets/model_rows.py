@@ -16,7 +16,7 @@ from textual.widget import Widget
 from llm_mcp.wire import RunningModel, SpeedInfo
 from monitor.format import clip, duration, placement, visible
 from monitor.levels import STATE_STYLE
-from monitor.model import Model
+from monitor.view_state import ViewState
 from monitor.widgets.status_bar import STATE_ICON
 
 WIDE = 100  # columns from which the health column and whole ids show
@@ -41,7 +41,7 @@ class ModelRows(Widget):
     ModelRows { height: auto; padding: 0 1; display: none; }
     """
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: ViewState, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
 

@@ -13,7 +13,7 @@ from textual.widget import Widget
 
 from monitor.format import duration, placement, visible
 from monitor.levels import STATE_STYLE
-from monitor.model import Model
+from monitor.view_state import ViewState
 
 STATE_ICON = {"ready": "●", "loading": "◐", "starting": "◐", "stopping": "◑", "failed": "✗",
               "stopped": "○", "unknown": "◌"}
@@ -24,7 +24,7 @@ class StatusBar(Widget):
     StatusBar { height: 2; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: ViewState, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
 

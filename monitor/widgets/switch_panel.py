@@ -15,7 +15,7 @@ from textual.widget import Widget
 
 from llm_mcp.runtime.failure_lines import failure_lines
 from monitor.format import bar, clip, duration, visible
-from monitor.model import Model
+from monitor.view_state import ViewState
 
 FAILURE_LOG_LINES = 6
 MAX_SHARE = 0.6  # of the room below the panels; the log keeps the rest (styles.py uses it)
@@ -30,7 +30,7 @@ class SwitchPanel(Widget):
     SwitchPanel { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: ViewState, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
 

@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from monitor.format import bar, gib, pct, ratio_pct, sparkline
 from monitor.levels import LEVEL_STYLE, MEMORY_THRESHOLDS, UTIL_THRESHOLDS, usage_level
-from monitor.model import HISTORY_SECONDS, Model
+from monitor.view_state import HISTORY_SECONDS, ViewState
 
 WIDE = 70  # from this width (no GPU: the panel spans the screen) the panel needs two rows, not four
 
@@ -19,7 +19,7 @@ class SystemPanel(Widget):
     SystemPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: ViewState, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
 

@@ -19,8 +19,8 @@ from textual.pilot import Pilot
 
 from monitor import make_app
 from monitor.app import MonitorApp
-from monitor.model import Model
 from monitor.screens import CompareScreen, ConfirmScreen, HelpScreen, PickerScreen
+from monitor.view_state import ViewState
 from tests.monitor import standin as S
 from tests.monitor.conftest import wait_for
 
@@ -394,7 +394,7 @@ async def test_a_replace_question_whose_switch_finishes_meanwhile_turns_into_a_p
 
 
 def test_a_status_answer_older_than_a_jobs_last_event_does_not_resurrect_it() -> None:
-    model = Model(clock=S.frozen_clock)
+    model = ViewState(clock=S.frozen_clock)
     running = S.job("gemma3", "Gemma 3 27B", id="job-9")
     model.apply_job(running)
     model.apply_job({**running, "done": True, "result": "ready", "phase": "ready"})

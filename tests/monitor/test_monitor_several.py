@@ -9,8 +9,8 @@ import pytest
 
 from monitor import make_app
 from monitor.app import MonitorApp
-from monitor.model import Model
 from monitor.screens import ConfirmScreen, PickerScreen, StopPickerScreen
+from monitor.view_state import ViewState
 from monitor.widgets.model_rows import MAX_ROWS, MAX_ROWS_SHORT
 from tests.monitor import standin as S
 from tests.monitor.test_monitor_app import calls, settled
@@ -124,20 +124,20 @@ async def test_an_older_daemon_without_models_gives_one_row_from_its_top_level_f
 
 
 def test_a_state_event_changes_its_models_row_and_the_header_fields_only_for_the_primary() -> None:
-    model = Model(clock=S.frozen_clock, connected=True)
+    model = ViewState(clock=S.frozen_clock, connected=True)
     model.apply_status(S.several(two(), "qwen3-coder"))
     model.apply_state({"state": "stopping", "reason": "stopping Gemma 3 27B", "model": "gemma3"})
     assert [r.state for r in model.running] == ["ready", "stopping"] and model.state == "ready"
     model.apply_state({"state": "loading", "reason": "reloading", "model": "qwen3-coder"})
     assert [r.state for r in model.running] == ["loading", "stopping"] and model.state == "loading"
-    old = Model(clock=S.frozen_clock, connected=True)  # a one-model daemon: every event is its model's
+    old = ViewState(clock=S.frozen_clock, connected=True)  # a one-model daemon: every event is its model's
     old.apply_status(S.status("ready", S.MODELS[0]))
     old.apply_state({"state": "loading", "profile": "gemma3"})
     assert old.state == "loading"
 
 
 def test_a_row_field_that_makes_no_sense_is_left_out_and_the_rest_of_the_row_kept() -> None:
-    model = Model(clock=S.frozen_clock, connected=True)
+    model = ViewState(clock=S.frozen_clock, connected=True)
     broken = {**S.running_model("gemma3", measured=36.0), "container": "not a container", "speed": [1]}
     model.apply_status(S.several([S.running_model("qwen3-coder"), broken, {"id": 7, "state": {}}], None))
     coder, gemma, odd = model.running

@@ -89,7 +89,7 @@ def test_no_module_sits_outside_a_group() -> None:
 MONITOR_MAY_IMPORT = {
     "llm_mcp", "llm_mcp.clients.client", "llm_mcp.protocol", "llm_mcp.wire", "llm_mcp.config",
     "llm_mcp.config.paths", "llm_mcp.util.terminal_text", "llm_mcp.hardware.levels",
-    "llm_mcp.runtime.failure_lines",
+    "llm_mcp.runtime.failure_lines", "llm_mcp.util", "llm_mcp.util.durations",
 }
 
 

@@ -25,7 +25,7 @@ class GpuHistory:
 
 
 @dataclass
-class Model:
+class ViewState:
     clock: Callable[[], float]
     readonly: bool = False
     connected: bool = False
