@@ -66,7 +66,8 @@ async def test_chat_completions_embeddings_and_messages_through_both_sdks(
 ) -> None:
     oai, claude = sdks
     with anyio.fail_after(120):
-        chat = await oai.chat.completions.create(model="small", messages=HELLO, max_tokens=8, temperature=0)
+        chat = await oai.chat.completions.create(model="small", messages=HELLO, max_tokens=8, temperature=0,
+                                                 extra_body={"ignore_eos": True})
         assert chat.choices[0].message.role == "assistant" and chat.usage is not None
         assert chat.usage.completion_tokens >= 1
         stream = await oai.chat.completions.create(model="real-a", messages=HELLO, max_tokens=8, stream=True)
@@ -78,7 +79,8 @@ async def test_chat_completions_embeddings_and_messages_through_both_sdks(
                                                extra_body={"ignore_eos": True})  # random weights
         pieces = [c async for c in stream_]
         assert (pieces[-1].model_extra or {})["timings"]["predicted_n"] == 6  # a chunk may carry several
-        message = await claude.messages.create(model="real-a", max_tokens=8, messages=SAY)
+        message = await claude.messages.create(model="real-a", max_tokens=8, messages=SAY,
+                                               extra_body={"ignore_eos": True})
         assert message.type == "message" and message.role == "assistant"
         assert message.content and message.content[0].type == "text"
         async with claude.messages.stream(model="real-a", max_tokens=8, messages=SAY) as s:
