@@ -20,23 +20,23 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from llm_mcp.config.compose import config_hash, profile_spec, remove_env_file, write_env_file
-from llm_mcp.config.models_conf import Config, Profile, UnknownProfileError, gpu_layers_value
+from llm_mcp.config.compose import profile_spec, remove_env_file, write_env_file
+from llm_mcp.config.models_conf import Config, Profile, UnknownProfileError
 from llm_mcp.config.placement import conflict
-from llm_mcp.core import transitions
-from llm_mcp.core.bench_runner import BenchError, BenchSettings, measure, memory_used
-from llm_mcp.core.bench_store import BenchStore, spread
+from llm_mcp.core import adoption, bench_job, status_view, transitions
+from llm_mcp.core.bench_job import GpuSampleFn
+from llm_mcp.core.bench_runner import BenchSettings
+from llm_mcp.core.bench_store import BenchStore
 from llm_mcp.core.engine_link import (
     DOCKER_UNAVAILABLE,
     EngineLink,
-    follow_events,
     outage_failure,
     reconnect_hint,
 )
@@ -44,84 +44,30 @@ from llm_mcp.core.events import EventBus
 from llm_mcp.core.fit_board import FitBoard
 from llm_mcp.core.jobs import Job, SwitchError, SwitchRefused
 from llm_mcp.core.load_history import LoadHistory
-from llm_mcp.core.log_replay import REPLAY_MARGIN_S, docker_ts_seconds, recent_records
 from llm_mcp.core.logbook import Logbook
 from llm_mcp.core.memory_view import MemoryView
 from llm_mcp.core.preflight import MemorySnapshot, Preflight, WontFit
 from llm_mcp.core.preflight import unknown as fit_unknown
 from llm_mcp.core.ready_health import ReadyHealth
 from llm_mcp.core.requests import RequestBook
-from llm_mcp.core.supervisor import Observers, Supervisor, describe_container
+from llm_mcp.core.slots import LOCAL, Engine, Slot, client_host
+from llm_mcp.core.supervisor import Observers, Supervisor
 from llm_mcp.core.switch_intent import IntentFile, SwitchIntent
 from llm_mcp.core.transitions import State
 from llm_mcp.runtime.base import ContainerInfo, EngineUnavailable, Runtime, RuntimeFailure, StartError
-from llm_mcp.runtime.health import Health, LlamaServerProbe, Probe
+from llm_mcp.runtime.health import LlamaServerProbe, Probe
 from llm_mcp.runtime.log_signals import STALLED, TIMED_OUT, Failure, exit_failure, match_failure
 
 __all__ = ["Core", "Job", "Runtime", "State", "SwitchError", "SwitchRefused"]
 
-GpuSampleFn = Callable[[], Awaitable[dict[str, Any] | None]]  # a fresh GPU sample (NVML), for the bench
-
 log = logging.getLogger("llm_mcp.scheduler")
 
-LOCAL = "local"
 PREFLIGHT_TIMEOUT_S = 5.0  # NVML, docker top and psutil answer in ~30 ms; past this, no verdict
 FITS_FRESH_S = 1.0  # list_models reuses verdicts this young (a switch's pre-flight never does)
 MAX_JOBS_KEPT = 200
 
 REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
                   "something ran `docker rm` on it; switch to the model again to start it")
-
-
-@dataclass(eq=False)
-class Slot:
-    """One model the scheduler runs (or ran last): its state and its container's supervisor.
-
-    A slot without a container stays only to say why (failed, stopped outside
-    llm-mcp) until the next job that touches the model or a conflicting one.
-    """
-
-    model: str
-    profile: Profile | None
-    engine: str
-    ready_health: ReadyHealth
-    order: int  # start order, for status listings
-    state: State = State.STOPPED
-    reason: str | None = None
-    hint: str | None = None
-    code: str | None = None
-    since: float = field(default_factory=time.time)
-    sup: Supervisor | None = None
-    health: Health | None = None  # the last /health answer while loading
-    measured_tps: float | None = None
-    speed_source: str | None = None
-    stale_config: bool = False
-    port: int | None = None
-    last_job: Job | None = None
-    ready_at: float = 0.0  # the scheduler's clock when it last became ready (the ttl counts from there)
-
-    @property
-    def name(self) -> str:
-        return self.profile.name if self.profile is not None else self.model
-
-    @property
-    def has_container(self) -> bool:
-        return self.sup is not None
-
-    def health_status(self) -> str | None:
-        if self.state == State.READY and self.ready_health.status is not None:
-            return self.ready_health.status
-        return None if self.health is None else self.health.status
-
-
-@dataclass(eq=False)
-class Engine:
-    """One Docker engine the config names, and whether it answers."""
-
-    name: str
-    runtime: Runtime
-    link: EngineLink
-    events_stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Core:
@@ -179,7 +125,7 @@ class Core:
         self._shutdown = threading.Event()  # set when the core stops: ends its Docker waits
         self._observers = Observers(limiter=self._threads, shutdown=self._shutdown,
                                     on_lines=self._on_lines, on_gone=self._container_gone,
-                                    on_engine_lost=self._engine_lost)
+                                    on_engine_lost=partial(adoption.engine_lost, self))
         # Pre-flight (docs/fit.md): None switches it off (fit "unknown" in list_models).
         self.memory_view = memory_view
         self.fits = FitBoard(anyio.CapacityLimiter(2))
@@ -208,13 +154,13 @@ class Core:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             for engine in self.engines.values():
-                tg.start_soon(self._watch_docker_events, engine)
-                tg.start_soon(engine.link.run, lambda e=engine: self._engine_back(e))
+                tg.start_soon(adoption.watch_docker_events, self, engine)
+                tg.start_soon(engine.link.run, lambda e=engine: adoption.engine_back(self, e))
             with anyio.move_on_after(10):  # one slow engine must not keep the others from starting
                 async with anyio.create_task_group() as first:
                     intent = self.intent.read()
                     for engine in self.engines.values():
-                        first.start_soon(self._reconcile, engine, intent)
+                        first.start_soon(adoption.reconcile, self, engine, intent)
             self.intent.clear()
             tg.start_soon(self._preload)
             tg.start_soon(self._expire_idle)
@@ -507,32 +453,20 @@ class Core:
             self._fits_at = time.monotonic()
             done.set()
 
-    # ---- what clients read ------------------------------------------------------------
+    # ---- what clients read (core/status_view.py) and the bench (core/bench_job.py) -----
+
+    def status(self) -> dict[str, Any]:
+        return status_view.status(self)
 
     def list_models(self) -> list[dict[str, Any]]:
-        config = self.config()
-        running = [m for m, s in self._slots.items() if s.has_container]
-        out = []
-        for profile in config.profiles.values():
-            slot = self._slots.get(profile.id)
-            entry = profile.to_dict()
-            entry["running"] = slot.state.value if slot is not None and slot.has_container else None
-            entry["current"] = entry["running"] is not None
-            entry["default"] = profile.id == config.default_profile
-            entry["engine"] = profile.engine
-            entry["gpus"] = profile.gpus_text
-            entry["exclusive"] = profile.exclusive
-            entry["port"] = profile.port if profile.port is not None else "auto"
-            entry["conflicts_with"] = [p.id for p in config.profiles.values()
-                                       if p.id != profile.id and conflict(profile, p) is not None]
-            entry["would_replace"] = [m for m in self._conflicts(profile, running) if m != profile.id]
-            entry["estimated_load_seconds"] = self.history.estimate(profile.id)
-            entry["model_present"] = profile.model_path().is_file()
-            entry["fit"] = (self.fits.entry(profile.id) if self.memory_view is not None
-                            else fit_unknown("no memory figures: pre-flight is off").to_dict())
-            entry["measured"] = self.bench_store.latest(profile)
-            out.append(entry)
-        return out
+        return status_view.list_models(self)
+
+    async def bench(self, profile_ids: list[str], settings: BenchSettings, *, force: bool = False,
+                    gpu_sample: GpuSampleFn | None = None) -> Job:
+        """Start (or join) a bench job (core/bench_job.py)."""
+        return await bench_job.bench(self, profile_ids, settings, force=force, gpu_sample=gpu_sample)
+
+    # ---- what clients read ------------------------------------------------------------
 
     def _primary_slot(self) -> Slot | None:
         if self._primary is not None and self._primary in self._slots:
@@ -553,137 +487,7 @@ class Core:
         settings = self._engine_settings.get(engine)
         if engine != LOCAL and settings is not None and settings.address:
             return settings.address
-        return _client_host(profile.host) if profile is not None else "127.0.0.1"
-
-    def _model_status(self, slot: Slot, now: float) -> dict[str, Any]:
-        sup = slot.sup
-        profile = slot.profile
-        offload = None
-        if sup is not None and sup.offload:
-            expected = profile.n_gpu_layers if profile else None
-            layers, total = sup.offload
-            matches = None
-            if expected is not None and expected.isdigit():
-                matches = layers == min(int(expected), total)
-            elif expected == "all":
-                matches = layers == total
-            offload = {"layers": layers, "total": total, "expected": gpu_layers_value(expected),
-                       "matches": matches}
-        speed = None
-        if profile is not None:
-            ratio = (slot.measured_tps / profile.speed
-                     if slot.measured_tps is not None and profile.speed else None)
-            bench = self.bench_store.latest(profile)
-            speed = {"measured_tps": slot.measured_tps, "expected_tps": profile.speed,
-                     "ratio": None if ratio is None else round(ratio, 3), "source": slot.speed_source,
-                     "as_expected": None if ratio is None else ratio >= 0.8,
-                     "bench_tps": bench["gen_tps"]["median"] if bench else None}
-        job = next((j for j in reversed(self._active) if not j.done.is_set() and slot.model in j.claims
-                    and j.kind != "stop"), None)
-        return {
-            "id": slot.model,
-            "name": slot.name,
-            "state": slot.state.value,
-            "since": slot.since,
-            "reason": slot.reason,
-            "reason_code": slot.code,
-            "hint": slot.hint,
-            "engine": slot.engine,
-            "gpus": profile.gpus_text if profile else "all",
-            "exclusive": profile.exclusive if profile else False,
-            "port": slot.port if slot.port is not None else (profile.port if profile else None),
-            "endpoint": self._endpoint(slot),
-            "container": None if sup is None else describe_container(sup.container, now),
-            "health": slot.health_status(),
-            "health_detail": slot.ready_health.detail() if slot.state == State.READY else None,
-            "job": job.to_dict() if job is not None else None,
-            "last_switch": slot.last_job.to_dict() if slot.last_job else None,
-            "speed": speed,
-            "offload": offload,
-            "stale_config": slot.stale_config,
-            "memory_bytes": None,
-            "requests": self.requests.to_dict(slot.model),
-            "ttl": None if profile is None or profile.ttl is None else {
-                "seconds": profile.ttl, "remaining": _round(self._ttl_remaining(slot))},
-            "preload": bool(profile and profile.preload),
-            "profile": profile.to_dict() if profile else None,
-        }
-
-    def status(self) -> dict[str, Any]:
-        now = time.time()
-        shown = sorted((s for s in self._slots.values() if self._listed(s)), key=lambda s: s.order)
-        models = [self._model_status(s, now) for s in shown]
-        primary = self._primary_slot()
-        top = (next((m for m in models if m["id"] == primary.model), None) if primary else None)
-        if top is None and primary is not None:
-            top = self._model_status(primary, now)
-        try:  # valid but risky settings (a non-loopback host); a broken file is reported elsewhere
-            config_warnings = list(self.config().warnings)
-        except Exception:
-            config_warnings = []
-        active = [j for j in self._active if not j.done.is_set()]
-        local = self.engine
-        stopped = {"state": State.STOPPED.value, "since": self._idle_since, "reason": None,
-                   "reason_code": None, "hint": None}
-        if not local.available and local.problem is not None:
-            stopped.update(reason=local.problem.message, hint=reconnect_hint(local.problem),
-                           reason_code=DOCKER_UNAVAILABLE)
-        single = top or stopped
-        return {
-            "instance": self.instance,
-            "state": single["state"],
-            "since": single["since"],
-            "reason": single["reason"],
-            "reason_code": single["reason_code"],
-            "hint": single["hint"],
-            "docker": local.to_dict(),
-            "engines": self._engines_status(),
-            "primary": primary.model if primary else None,
-            "models": models,
-            "jobs": [j.to_dict() for j in active],
-            # As the single-model version said it: profile and endpoint while a container runs.
-            "profile": top["profile"] if top and top["container"] else None,
-            "endpoint": top["endpoint"] if top and top["container"] else None,
-            "container": top["container"] if top else None,
-            "health": top["health"] if top else None,
-            "health_detail": top["health_detail"] if top else None,
-            "stale_config": top["stale_config"] if top else False,
-            "job": active[-1].to_dict() if active else None,
-            "last_switch": self._last_job.to_dict() if self._last_job else None,
-            "speed": top["speed"] if top else None,
-            "offload": top["offload"] if top else None,
-            "state_dir": self._state_dir_status(),
-            "config_warnings": config_warnings,
-        }
-
-    @staticmethod
-    def _listed(slot: Slot) -> bool:
-        """Running models, and the ones whose end is news (a failure, a stop nobody asked for);
-        a model stopped on request just leaves the list."""
-        return slot.has_container or slot.state == State.FAILED or slot.code is not None
-
-    def _engines_status(self) -> list[dict[str, Any]]:
-        settings = self._engine_settings
-        out = []
-        for name, engine in self.engines.items():
-            conf = settings.get(name)
-            local = name == LOCAL
-            gpus_declared = conf.gpus if conf is not None else None
-            out.append({
-                **engine.link.to_dict(), "name": name, "local": local,
-                "gpu_source": "nvml" if local else ("config" if gpus_declared else None),
-                "gpu_note": None if local else (
-                    f"GPUs as declared in models.conf: {', '.join(gpus_declared)}; no live readings "
-                    "from another host" if gpus_declared else
-                    "no GPU readings: NVML sees only this machine's GPUs; declare `gpus` in the "
-                    f"[engine {name}] section"),
-            })
-        return out
-
-    def _state_dir_status(self) -> dict[str, Any]:
-        """Can the daemon write its files (run logs, load history)? A full disk is a state."""
-        error = self.logbook.write_error or self._history_error
-        return {"path": str(self.state_dir), "writable": error is None, "error": error}
+        return client_host(profile.host) if profile is not None else "127.0.0.1"
 
     # ---- state and events ----------------------------------------------------------
 
@@ -782,7 +586,7 @@ class Core:
                 job.detail = f"replaced by {job.replaced_by}" if job.replaced_by else "cancelled"
         except EngineUnavailable as exc:
             engine = job.engine if job.engine in self.engines else LOCAL
-            self._engine_lost(engine, exc)
+            adoption.engine_lost(self, engine, exc)
             job.result, job.failure = "failed", outage_failure(exc)
             slot = self._slots.get(job.profile or "")
             if job.phase != "queued" and slot is not None:  # refused before touching anything
@@ -842,9 +646,9 @@ class Core:
     # ---- the switch itself ---------------------------------------------------------
 
     async def _do_switch(self, job: Job, config: Config, profile: Profile) -> None:
-        self._need_engine(profile.engine)
+        adoption.need_engine(self, profile.engine)
         for model in job.stops:
-            self._need_engine(self._slots[model].engine)
+            adoption.need_engine(self, self._slots[model].engine)
         await self._drain(job, [self._slots[m] for m in job.stops], profile.drain_timeout)
         # The models to bring back if this load fails: those that were serving.
         restore = [m for m in job.stops if self._slots[m].state == State.READY and self._slots[m].profile]
@@ -919,7 +723,7 @@ class Core:
         if slot is None or slot.sup is None:
             job.result, job.detail = "stopped", "it was not running"
             return
-        self._need_engine(slot.engine)
+        adoption.need_engine(self, slot.engine)
         if slot.profile is not None:
             await self._drain(job, [slot], slot.profile.drain_timeout)
         await self._remove(job, slot)
@@ -937,7 +741,7 @@ class Core:
     async def _do_stop_all(self, job: Job) -> None:
         slots = [self._slots[m] for m in job.stops if m in self._slots and self._slots[m].has_container]
         for slot in slots:
-            self._need_engine(slot.engine)
+            adoption.need_engine(self, slot.engine)
         timeout = max((s.profile.drain_timeout for s in slots if s.profile), default=0.0)
         await self._drain(job, slots, timeout)
         for slot in slots:
@@ -1190,192 +994,6 @@ class Core:
             slot.measured_tps, slot.speed_source = round(tps, 2), "verification"
             self._publish_state(slot, speed=slot.measured_tps)
 
-    # ---- bench: measured speed per profile ----------------------------------------------
-
-    async def bench(self, profile_ids: list[str], settings: BenchSettings, *, force: bool = False,
-                    gpu_sample: GpuSampleFn | None = None) -> Job:
-        """Start (or join) a bench job: load each profile, measure it, then restore what ran.
-
-        Joined by the same request (same profiles and settings); refused while another job
-        runs, unless force (which cancels that job, as a forced switch does). A bench has the
-        engines to itself: it stops whatever conflicts with each profile it measures.
-        """
-        try:
-            config = self.config()
-            profiles = [config.profile(pid) for pid in dict.fromkeys(profile_ids)]
-        except UnknownProfileError as exc:
-            raise SwitchError(exc.message, reason="unknown_model", valid=exc.valid,
-                              hint="call list_models for the valid ids") from None
-        except Exception as exc:
-            raise SwitchError(str(exc), reason="config_error",
-                              hint="fix models.conf; the running models were not touched") from None
-        wanted = {"profiles": [p.id for p in profiles], "settings": settings.to_dict()}
-
-        def join_or_refuse() -> Job | None:
-            running = [j for j in self._active if not j.done.is_set()]
-            if not running or force:
-                return None
-            for job in running:
-                if job.kind == "bench" and job.bench is not None and all(
-                        job.bench.get(k) == v for k, v in wanted.items()):
-                    return job  # join
-            raise SwitchRefused(running[0])
-
-        if (joined := join_or_refuse()) is not None:
-            return joined
-        if not force and self.memory_view is not None:
-            for profile in profiles:  # before anything stops, as for a switch
-                fit = await self._preflight(profile)
-                if fit.verdict == "wont_fit":
-                    self.logbook.note(f"bench refused: {profile.name} {fit.message}", model=profile.id)
-                    raise WontFit(profile.id, fit)
-            if (joined := join_or_refuse()) is not None:  # the world may have moved meanwhile
-                return joined
-        running = [j for j in self._active if not j.done.is_set()]
-        ready_before = [m for m, s in self._slots.items() if s.state == State.READY and s.has_container]
-        previous = self._primary if self._primary in ready_before else (ready_before[0] if ready_before
-                                                                         else None)
-        # A model that ran before goes last: it is then loaded once, not twice.
-        profiles.sort(key=lambda p: p.id in ready_before)
-        # No estimate: a percentage of the job's elapsed time means nothing across several loads.
-        job = Job(kind="bench", profile=profiles[0].id, profile_name=profiles[0].name, force=force,
-                  rollback=True, previous=previous, estimate=None)
-        job.claims = set(config.profiles) | self.running_ids()
-        job.bench = {**wanted, "order": [p.id for p in profiles], "index": 0, "step": "queued",
-                     "run": 0, "results": {}}
-        self._begin(job, running)
-        assert self._tg is not None
-        self._tg.start_soon(self._run_job, job, running, self._do_bench, config, profiles, settings,
-                            gpu_sample)
-        return job
-
-    def _bench_step(self, job: Job, **changes: Any) -> None:
-        assert job.bench is not None
-        job.bench.update(changes)
-        self._publish_job(job)
-
-    async def _do_bench(self, job: Job, config: Config, profiles: list[Profile], settings: BenchSettings,
-                        gpu_sample: GpuSampleFn | None) -> None:
-        assert job.bench is not None
-        restore = [m for m, s in sorted(self._slots.items(), key=lambda kv: kv[1].order)
-                   if s.state == State.READY and s.has_container and s.profile is not None]
-        failures: list[Failure] = []
-        for index, profile in enumerate(profiles):
-            self._need_engine(profile.engine)
-            job.profile, job.profile_name = profile.id, profile.name
-            self._bench_step(job, index=index, step="loading", run=0)
-            stops = self._would_stop(profile)
-            job.stops = sorted(set(job.stops) | set(stops))
-            await self._drain(job, [self._slots[m] for m in stops], profile.drain_timeout)
-            for model in stops:
-                await self._remove(job, self._slots[model])
-            own = self._slots.get(profile.id)
-            if own is not None and own.sup is not None:
-                await self._remove(job, own)
-            self.logbook.separator(f"bench: loading {profile.name}", model=profile.id)
-            started = time.monotonic()
-            failure = await self._start_and_load(job, config, profile, since=started)
-            if failure is None:
-                load_seconds = time.monotonic() - started
-                failure = await self._bench_measure(job, profile, settings, load_seconds, gpu_sample)
-            slot = self._slots[profile.id]
-            if failure is not None:
-                failures.append(failure)
-                job.bench["results"][profile.id] = {"error": failure.message, "reason": failure.reason}
-                self.logbook.note(f"bench of {profile.name} failed: {failure.message}", model=profile.id)
-                if failure.reason == DOCKER_UNAVAILABLE:
-                    job.result, job.failure = "failed", failure
-                    self._set_state(slot, State.FAILED, failure.message, failure.hint,
-                                    code=DOCKER_UNAVAILABLE)
-                    return
-                await self._remove(job, slot, quick=True)
-                self._slots.pop(profile.id, None)
-        self._bench_step(job, step="restoring", run=0)
-        await self._bench_restore(job, config, restore)
-        job.bench["step"] = "done"
-        job.load_seconds = None  # each profile's load is in its result; the job's would be the last one's
-        job.result = "failed" if failures else "done"
-        job.failure = failures[0] if failures else None
-        job.detail = (f"measured {len(profiles) - len(failures)} of {len(profiles)} profiles"
-                      + (f"; {', '.join(restore)} restored" if job.restored and restore else ""))
-
-    async def _bench_measure(self, job: Job, profile: Profile, settings: BenchSettings, load_seconds: float,
-                             gpu_sample: GpuSampleFn | None) -> Failure | None:
-        """Measure the ready server and store the result; why it failed, or None."""
-        assert job.bench is not None
-        self._phase(job, "measuring")
-        self._bench_step(job, step="measuring")
-        slot = self._slots[profile.id]
-        endpoint = self._endpoint(slot)
-        assert endpoint is not None
-        probe = self.probe_factory(endpoint)
-        try:
-            part = await measure(probe, settings, on_run=lambda run: self._bench_step(job, run=run))
-        except BenchError as exc:
-            return Failure("bench_failed", str(exc), "see `llm-mcp logs`; the other profiles were measured")
-        finally:
-            await probe.aclose()
-        gpu = None
-        if gpu_sample is not None:
-            try:
-                gpu = await gpu_sample()
-            except Exception:  # no GPU numbers: the container's memory stands in
-                log.exception("GPU sample for the bench failed")
-        container = None
-        if slot.sup is not None:
-            from llm_mcp.hardware.system import container_stats_from_docker
-
-            runtime = self.engines[slot.engine].runtime
-            raw = await anyio.to_thread.run_sync(runtime.stats, slot.sup.container.id, limiter=self._threads)
-            container = None if raw is None else container_stats_from_docker(raw).to_dict()
-        memory, source = memory_used(gpu, container)
-        result = {"date": time.time(), "image": profile.image, **part,
-                  "load_seconds": spread([load_seconds]), "memory_bytes": memory, "memory_source": source}
-        try:
-            result = self.bench_store.record(profile, result)
-        except OSError as exc:  # the numbers still reach whoever waits for the job
-            self.logbook.note(f"cannot save the bench result in {self.bench_store.path} "
-                              f"({exc.strerror or exc})")
-        job.bench["results"][profile.id] = result
-        slot.measured_tps, slot.speed_source = result["gen_tps"]["median"], "bench"
-        self.logbook.note(f"bench {profile.name}: load {load_seconds:.2f} s, prompt "
-                          f"{result['prompt_tps']['median']:g} t/s, "
-                          f"generation {result['gen_tps']['median']:g} t/s", model=profile.id)
-        return None
-
-    async def _bench_restore(self, job: Job, config: Config, restore: list[str]) -> None:
-        """Put back what ran before the bench: those models, or nothing."""
-        keep = {m for m in restore if (s := self._slots.get(m)) is not None
-                and s.state == State.READY and s.has_container}
-        for model, slot in list(self._slots.items()):
-            if slot.has_container and model not in keep:
-                await self._remove(job, slot)
-                self._slots.pop(model, None)
-        missing = [m for m in restore if m not in keep and m in config.profiles]
-        if not restore:
-            self._idle_since = time.time()
-            self._primary = None
-            if job.profile:
-                tomb = self._new_slot(job.profile, config.profiles.get(job.profile), LOCAL)
-                self._set_state(tomb, State.STOPPED, "bench done; nothing was running before it")
-                self._primary = tomb.model
-            return
-        ok = True
-        if missing:
-            self._phase(job, "restoring_previous")
-        for model in missing:
-            back = config.profiles[model]
-            self.logbook.separator(f"restoring {back.name}", model=back.id)
-            again = await self._start_and_load(job, config, back, restoring=True)
-            if again is not None:
-                ok = False
-                await self._remove(job, self._slots[back.id], quick=True)
-                self._set_state(self._slots[back.id], State.FAILED,
-                                f"bench done; restoring {back.name} failed: {again.message}",
-                                again.hint, code=again.reason)
-        job.restored = ok
-        self._primary = job.previous
-
     # ---- watching containers -------------------------------------------------------
 
     def _attach(self, slot: Slot, info: ContainerInfo, *, since: float | None = None,
@@ -1455,218 +1073,3 @@ class Core:
         slot.health = None
         slot.ready_health.stop()
 
-    async def _watch_docker_events(self, engine: Engine) -> None:
-        """Notice containers that die or vanish behind our back within a second."""
-        def on_event(action: str, container_id: str) -> None:
-            if action in ("die", "destroy", "kill", "stop"):
-                try:
-                    anyio.from_thread.run_sync(self._on_docker_event, engine.name, action, container_id)
-                except RuntimeError:
-                    engine.events_stop.set()  # the event loop is gone
-
-        def stopper() -> threading.Event:
-            engine.events_stop = threading.Event()
-            return engine.events_stop
-
-        await follow_events(engine.runtime, engine.link, on_event, stopper, self._shutdown,
-                            lost=lambda exc: self._engine_lost(engine.name, exc), limiter=self._threads)
-
-    def _on_docker_event(self, engine: str, action: str, container_id: str) -> None:
-        if action != "destroy":
-            return
-        for slot in self._slots.values():
-            sup = slot.sup
-            if sup is not None and sup.engine == engine and sup.container.id == container_id:
-                sup.removed = True
-                assert self._tg is not None
-                self._tg.start_soon(self._container_gone, sup, None, True)
-
-    # ---- engines going away and coming back -------------------------------------------
-
-    def _engine_lost(self, name: str, problem: EngineUnavailable) -> None:
-        """Say so, and let go of its containers: their threads end; they are adopted again later."""
-        engine = self.engines.get(name)
-        if engine is None or not engine.link.lost(problem):
-            return
-        self.logbook.note(f"Docker engine '{name}' stopped answering ({problem.message}); "
-                          "reconnecting by itself" if name != LOCAL else
-                          f"Docker stopped answering ({problem.message}); reconnecting by itself")
-        for slot in self._slots.values():
-            if slot.engine != name:
-                continue
-            if slot.sup is not None:
-                slot.sup.detached = True
-                slot.sup.stop.set()
-            if slot.has_container:
-                self._set_state(slot, slot.state)  # becomes unreachable (see _set_state)
-
-    def _need_engine(self, name: str) -> None:
-        engine = self.engines.get(name)
-        if engine is None:
-            raise EngineUnavailable(f"no Docker engine named '{name}' is connected",
-                                    hint="add an [engine NAME] section to models.conf and restart the daemon")
-        problem = engine.link.problem
-        if not engine.link.available and problem is not None:
-            engine.link.poke()  # someone wants it: try now rather than after the pause
-            raise EngineUnavailable(problem.message, hint=problem.hint, detail=problem.detail)
-
-    async def _engine_back(self, engine: Engine) -> None:
-        self.logbook.note("Docker answers again" if engine.name == LOCAL
-                          else f"Docker engine '{engine.name}' answers again")
-        try:
-            await self._reconcile(engine, None, after_outage=True)
-        except Exception as exc:  # e.g. models.conf broken meanwhile: report, never crash
-            log.exception("adopting after the outage failed")
-            for slot in self._slots.values():
-                if slot.engine == engine.name and slot.state == State.UNREACHABLE:
-                    self._set_state(slot, State.FAILED, f"llm-mcp could not adopt the container: {exc}",
-                                    "fix the cause (see the daemon log); switch to the model to go on",
-                                    code="internal_error")
-
-    # ---- adoption --------------------------------------------------------------
-
-    async def _reconcile(self, engine: Engine, intent: SwitchIntent | None, *,
-                         after_outage: bool = False) -> None:
-        """Adopt this engine's running containers (no reload), clear leftovers."""
-        claimed = {m for j in self._active if not j.done.is_set() for m in j.claims}
-        known = {s.sup.container.id: s for s in self._slots.values()
-                 if s.sup is not None and s.engine == engine.name}
-        try:
-            containers = await anyio.to_thread.run_sync(engine.runtime.managed, limiter=self._threads)
-            dying = intent.container if intent else None  # the one a dead daemon was stopping
-            keep: dict[str, ContainerInfo] = {}
-            # Newest first; a container that conflicts with one already kept (two models that may
-            # not run together, left by hand or by an older models.conf) is a leftover too.
-            for info in sorted(containers, key=lambda c: c.started_at or 0, reverse=True):
-                if not info.running or info.id == dying or info.profile in keep:
-                    continue
-                profile = self._slot_profile(info.profile)
-                if profile is not None and self._conflicts(profile, [m for m in keep if m != info.profile]):
-                    continue
-                keep[info.profile] = info
-            keep_ids = {c.id for c in keep.values()}
-            for other in containers:
-                if other.id in keep_ids or other.profile in claimed:
-                    continue
-                await anyio.to_thread.run_sync(engine.runtime.stop_and_remove, other.id, 0.0,
-                                               limiter=self._threads)
-                if other.id in known:
-                    slot = known[other.id]
-                    self._forget(slot)
-                    self._remove_env_file(slot.profile)
-                    self.logbook.note(f"container {other.short_id} ended while Docker was away",
-                                      model=slot.model)
-                    self._set_state(slot, State.STOPPED, "the container ended while Docker was not "
-                                    "answering", "switch to the model to start it again",
-                                    code="container_gone")
-        except EngineUnavailable as exc:
-            self._engine_lost(engine.name, exc)
-            return
-        for container_id, slot in known.items():
-            if container_id in keep_ids or slot.model in claimed or slot.sup is None:
-                continue
-            self._forget(slot)
-            self._remove_env_file(slot.profile)
-            self.logbook.note(f"container {container_id[:12]} ended while Docker was away", model=slot.model)
-            self._set_state(slot, State.STOPPED, "the container ended while Docker was not answering",
-                            "switch to the model to start it again", code="container_gone")
-        for model, info in keep.items():
-            mine = self._slots.get(model)
-            if model in claimed and not (mine is not None and mine.sup is not None
-                                         and mine.sup.container.id == info.id):
-                continue  # a job in flight owns this model now
-            await self._adopt(engine, info, same_run=info.id in known)
-        if not keep and intent is not None and not after_outage and engine.name == LOCAL:
-            profile = self._slot_profile(intent.from_profile or "")
-            model = intent.from_profile or intent.to_profile or "?"
-            if model not in self._slots:
-                tomb = self._new_slot(model, profile, engine.name)
-                self.logbook.note(f"{intent.sentence()}; nothing is running")
-                self._set_state(tomb, State.STOPPED, f"{intent.sentence()}; nothing is running",
-                                "switch to a model to start one", code="switch_interrupted")
-                self._primary = model
-
-    async def _adopt(self, engine: Engine, keep: ContainerInfo, *, same_run: bool) -> None:
-        config = self.config()
-        profile = config.profiles.get(keep.profile)
-        slot = self._slots.get(keep.profile)
-        if same_run and slot is not None and slot.sup is not None:
-            # This core saw its lines already: only re-read the ones it may have missed.
-            since, replayed = recent_records(self.logbook.run_file(keep.id))
-            old = slot.sup
-            old.stop.set()
-            self.logbook.end_run(old.container.id)
-            slot.sup = None
-            slot.ready_health.stop()
-        else:
-            restored = self.logbook.restore_run(keep.id)
-            latest = docker_ts_seconds(restored.latest) if restored.latest else None
-            # Re-read a margin before the newest saved line: stdout and stderr lines are not
-            # saved in timestamp order. The replayed set drops what is already there.
-            since = max(0.0, latest - REPLAY_MARGIN_S) if latest is not None else None
-            replayed = restored.records
-            if slot is None or slot.sup is None:
-                slot = self._new_slot(keep.profile, profile, engine.name)
-        assert slot is not None
-        sup = self._attach(slot, keep, since=since, resume=True)
-        sup.replayed = replayed
-        self.logbook.note(f"adopted running container {keep.short_id} ({keep.profile})", model=slot.model)
-        if self._primary is None or self._primary not in self._slots or \
-                not self._slots[self._primary].has_container:
-            self._primary = slot.model
-        if profile is None:
-            slot.stale_config = True
-            self._set_state(slot, State.READY, f"running '{keep.profile}', which is no longer in "
-                            "models.conf", "switch to a current profile", code="unknown_profile")
-            return
-        slot.stale_config = config_hash(profile, config.instance) != keep.config_hash
-        endpoint = self._endpoint(slot)
-        assert endpoint is not None
-        probe = self.probe_factory(endpoint)
-        try:
-            slot.health = await probe.health()
-        finally:
-            await probe.aclose()
-        if slot.health.status == "ok" or keep.status == "paused":
-            # Loaded already: adopted at once, no job that would make a switch wait or be refused.
-            self._adopted_ready(slot, sup)
-            return
-        job = Job(kind="adopt", profile=keep.profile, profile_name=profile.name,
-                  force=False, rollback=False, previous=None,
-                  estimate=self.history.estimate(keep.profile), engine=engine.name)
-        job.claims = {keep.profile}
-        self._begin(job, [])
-        assert self._tg is not None
-        self._tg.start_soon(self._run_job, job, [], self._do_adopt, slot, sup)
-
-    def _adopted_ready(self, slot: Slot, sup: Supervisor) -> None:
-        stale = "running with a stale config: models.conf changed since it started"
-        self._set_state(slot, State.READY, stale if slot.stale_config else None,
-                        "switch to the profile again to apply the new config" if slot.stale_config
-                        else None, code="stale_config" if slot.stale_config else None)
-        self._after_ready(slot, sup, adopted=True)
-
-    async def _do_adopt(self, job: Job, slot: Slot, sup: Supervisor) -> None:
-        assert slot.profile is not None
-        self._phase(job, "loading")
-        self._set_state(slot, State.LOADING, f"loading {slot.name} (adopted)")
-        failure = await self._await_ready(job, slot, sup)
-        if failure is None:
-            job.result = "ready"
-            self._adopted_ready(slot, sup)
-            return
-        job.result, job.failure = "failed", failure
-        job.log_lines = [ln.text for ln in self.logbook.tail(25, run="current", model=slot.model)]
-        if failure.reason == DOCKER_UNAVAILABLE:
-            self._set_state(slot, State.UNREACHABLE, failure.message, failure.hint, code=DOCKER_UNAVAILABLE)
-            return
-        await self._remove(job, slot, quick=True)
-        self._set_state(slot, State.FAILED, failure.message, failure.hint, code=failure.reason)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
