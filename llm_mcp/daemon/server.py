@@ -126,6 +126,8 @@ class Daemon:
         self.started_at = time.time()
         self.clients = 0
         self.http: str | None = None  # "HOST:PORT" while the HTTP API serves
+        self.proxy: str | None = None  # "HOST:PORT" while the model endpoint serves ([proxy] listen)
+        self.proxy_error: str | None = None  # why it does not, when it should
         self.methods = self._method_table()
 
     def _method_table(self) -> dict[str, Method]:
@@ -261,7 +263,7 @@ class Daemon:
         return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
                 "instance": self.core.instance, "started_at": self.started_at,
                 "config": str(self.config_path) if self.config_path else None,
-                "socket": str(self.socket_path), "http": self.http}
+                "socket": str(self.socket_path), "http": self.http, "proxy": self.proxy}
 
     async def _list_models(self, p: protocol.NoParams, conn: Conn | None) -> dict[str, Any]:
         await self.core.update_fits()  # the "fit" verdicts: cached, re-judged when memory moved
@@ -272,6 +274,8 @@ class Daemon:
 
     async def _status(self, p: protocol.StatusParams, conn: Conn | None) -> dict[str, Any]:
         status = self.core.status()
+        status["proxy"] = {"address": self.proxy, "error": self.proxy_error,
+                           "url": f"http://{self.proxy}/v1" if self.proxy else None}
         if self.samplers is not None and p.gpu:
             status["gpu"] = await self.samplers.gpu_now()
         if self.memory is not None:
@@ -576,11 +580,25 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
             return  # a setting: the socket clients still get their daemon; daemon.log says why
         daemon.http = binds.show((bind[0], int(port)))
 
+    async def start_proxy(tg: anyio.abc.TaskGroup, listen: str, allow_remote: bool) -> None:
+        from llm_mcp.daemon.proxy import serve_proxy
+
+        host, port = binds.parse_bind(listen, allow_remote=allow_remote)  # models.conf checked it
+        try:
+            port = await tg.start(serve_proxy, daemon, host, port)
+        except OSError as exc:  # a setting: the socket clients still get their daemon; status says why
+            daemon.proxy_error = f"cannot serve the model endpoint on {listen}: {exc}"
+            log.error("%s", daemon.proxy_error)
+            return
+        daemon.proxy = binds.show((host, int(port)))
+
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.serve)
             if http is not None:
                 await start_http(tg, http)
+            if initial.proxy.listen is not None:
+                await start_proxy(tg, initial.proxy.listen, initial.proxy.allow_remote)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("signal %s: stopping the daemon (the model keeps running)", signum)
