@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ContainerSummary", "DockerState", "Engine", "FitDeviceVerdict", "GpuInfo", "GpuLayers", "GpuSummary",
     "HealthDetail", "Job", "LogLine", "Logs", "Measured", "ModelEntry", "ModelList", "OffloadInfo",
-    "PhaseMark", "Profile", "ProfileFit", "Requests", "RunningModel", "SpeedInfo", "Spread", "StateDir",
-    "Status", "Ttl", "Wire",
+    "PhaseMark", "Profile", "ProfileFit", "ProxyInfo", "Requests", "RunningModel", "SpeedInfo", "Spread",
+    "StateDir", "Status", "Ttl", "Wire",
 ]
 
 RUNNING_STATES = ("starting", "loading", "ready", "stopping", "unreachable")  # a container is there
@@ -310,6 +310,15 @@ class GpuSummary(Wire):
     wall: float | None = Field(None, description="unix time the daemon published it")
 
 
+class ProxyInfo(Wire):
+    """The model endpoint ([proxy] listen in models.conf; docs/proxy.md)."""
+
+    address: str | None = Field(None, description="HOST:PORT it listens on; null: not served")
+    error: str | None = Field(None, description="why it is not served although models.conf asks for it")
+    url: str | None = Field(None, description="base URL for OpenAI clients (http://HOST:PORT/v1); "
+                            "Anthropic clients take it without /v1")
+
+
 class Status(Wire):
     """Every running model, the jobs in flight, the engines; and, for one-model readers, the
     primary model's fields at the top level."""
@@ -344,6 +353,8 @@ class Status(Wire):
                                        "settings (file:line: [section] key: why)")
     gpu: GpuSummary | None = None
     system: dict[str, Any] | None = None
+    proxy: ProxyInfo | None = Field(None, description="the OpenAI/Anthropic endpoint: any client names a "
+                                    "model there and it is loaded on demand; null: an older daemon")
 
     def running_models(self) -> list[RunningModel]:
         """`models`, or (a single-model daemon) the one model its top-level fields describe."""

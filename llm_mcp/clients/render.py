@@ -156,11 +156,14 @@ def status_text(s: Mapping[str, Any], now: float | None = None) -> str:
     lines = [f"state:      {s.get('state')}" + (f" ({reason})" if reason else "")]
     if hint:
         lines.append(f"hint:       {hint}")
+    lines += endpoint_lines(s)
     lines += [f"warning:    {w}" for w in s.get("config_warnings") or []]
     profile = s.get("profile") or {}
     if profile:
         lines.append(f"model:      {profile.get('name')} [{profile.get('id')}] {profile.get('model', '')}")
     lines += _model_lines(s, now)
+    if running:
+        lines += _serving_lines(running[0])
     return "\n".join(lines + _status_tail(s))
 
 
@@ -169,8 +172,8 @@ def _model_lines(m: Mapping[str, Any], now: float) -> list[str]:
     lines = []
     if m.get("stale_config"):
         lines.append("config:     models.conf changed since this container started; switch again to apply")
-    if m.get("endpoint"):
-        lines.append(f"endpoint:   {m['endpoint']}")
+    if m.get("endpoint"):  # this model's llama-server itself; "endpoint:" is the daemon's, for every model
+        lines.append(f"server:     {m['endpoint']}")
     container = m.get("container")
     if container:
         name = f"{container['name']} " if container.get("name") else ""
@@ -199,6 +202,51 @@ def _model_lines(m: Mapping[str, Any], now: float) -> list[str]:
     return lines
 
 
+def endpoint_lines(s: Mapping[str, Any]) -> list[str]:
+    """The daemon's model endpoint ([proxy] in models.conf): where, or why it is not served."""
+    proxy = Status.model_validate(s).proxy
+    if proxy is None:
+        return []
+    if proxy.url:
+        return [f"endpoint:   {visible(proxy.url)} (OpenAI and Anthropic; any model, loaded on demand)"]
+    if proxy.error:
+        return [f"endpoint:   NOT SERVED: {visible(proxy.error)}",
+                "            fix [proxy] listen in models.conf, then restart the daemon"]
+    return []
+
+
+def requests_text(m: RunningModel) -> str | None:
+    """"2 in flight, 1 queued"; None when the endpoint has no request for it."""
+    r = m.requests
+    if r is None or not (r.in_flight or r.queued):
+        return None
+    return ", ".join([f"{r.in_flight} in flight", *([f"{r.queued} queued"] if r.queued else [])])
+
+
+def ttl_text(m: RunningModel) -> str | None:
+    """"4m12s left (unloaded after 5m00s idle)"; None: no ttl."""
+    if m.ttl is None:
+        return None
+    of = duration(m.ttl.seconds, compact=True)
+    if m.ttl.remaining is None:
+        return f"unloaded after {of} idle; paused while requests run"
+    return f"{duration(m.ttl.remaining, compact=True)} left (unloaded after {of} idle)"
+
+
+def _serving_lines(m: RunningModel) -> list[str]:
+    """The endpoint's requests for one model, its idle unload, and whether the daemon preloads it."""
+    lines = []
+    requests = requests_text(m)
+    if requests:
+        lines.append(f"requests:   {requests}")
+    ttl = ttl_text(m)
+    if ttl:
+        lines.append(f"ttl:        {ttl}")
+    if m.preload:
+        lines.append("preload:    yes (loaded when the daemon starts)")
+    return lines
+
+
 def _status_tail(s: Mapping[str, Any]) -> list[str]:
     lines = []
     state_dir = s.get("state_dir") or {}
@@ -210,7 +258,7 @@ def _status_tail(s: Mapping[str, Any]) -> list[str]:
 
 def _several_status(s: Mapping[str, Any], running: Sequence[RunningModel], now: float) -> str:
     ready = sum(m.state == "ready" for m in running)
-    lines = [f"models:     {len(running)} ({ready} ready)"]
+    lines = [f"models:     {len(running)} ({ready} ready)", *endpoint_lines(s)]
     docker = status_words(s)
     if docker is not None:
         lines += [f"docker:     {docker.sentence}", f"hint:       {docker.hint}"]
@@ -226,7 +274,7 @@ def _several_status(s: Mapping[str, Any], running: Sequence[RunningModel], now: 
         if m.hint and m.state != "ready":
             lines.append(f"hint:       {m.hint}")
         lines.append(f"placement:  engine {m.engine}, gpus {m.gpus}" + (", exclusive" if m.exclusive else ""))
-        lines += _model_lines(raw, now)
+        lines += _model_lines(raw, now) + _serving_lines(m)
     listed = {m.job.id for m in running if m.job is not None}
     others = [j for j in Status.model_validate(s).jobs_in_flight() if j.id not in listed]
     tail = [f"job:        {progress_line(j.model_dump(mode='json'))} ({j.kind} job {j.id})" for j in others]
@@ -238,7 +286,9 @@ def _several_status(s: Mapping[str, Any], running: Sequence[RunningModel], now: 
 
 
 def ps_table(s: Mapping[str, Any], now: float | None = None) -> str:
-    """One row per running model, as compact as `ollama ps`."""
+    """One row per running model, as compact as `ollama ps`: REQ is the endpoint's requests (in
+    flight, +queued), TTL the time left before an idle unload; SERVER its llama-server (no scheme,
+    to stay within 80 columns)."""
     running = Status.model_validate(s).running_models()
     if not running:
         return "nothing is running (`llm-mcp switch ID` starts a model; `llm-mcp models` lists them)"
@@ -248,9 +298,25 @@ def ps_table(s: Mapping[str, Any], now: float | None = None) -> str:
         if m.job is not None and not m.job.done and m.job.progress is not None and m.state != "ready":
             state += f" {m.job.progress:.0%}"
         uptime = m.container.uptime if m.container is not None else None
-        rows.append([visible(m.id), visible(m.engine), visible(m.gpus), state,
-                     _gib(m.memory_bytes), visible(m.endpoint or "-"), duration(uptime)])
-    return table(["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "ENDPOINT", "UPTIME"], rows)
+        server = (m.endpoint or "-").removeprefix("http://")
+        rows.append([visible(m.id), visible(m.engine), visible(m.gpus), state, _gib(m.memory_bytes),
+                     requests_cell(m), ttl_cell(m), visible(server), duration(uptime)])
+    return table(["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "REQ", "TTL", "SERVER", "UPTIME"], rows)
+
+
+def requests_cell(m: RunningModel) -> str:
+    """"2" in flight, "2+1q" with one queued, "-" for none."""
+    r = m.requests
+    if r is None or not (r.in_flight or r.queued):
+        return "-"
+    return f"{r.in_flight}+{r.queued}q" if r.queued else str(r.in_flight)
+
+
+def ttl_cell(m: RunningModel) -> str:
+    """Time left before an idle unload; "busy" while requests hold it; "-" without a ttl."""
+    if m.ttl is None:
+        return "-"
+    return "busy" if m.ttl.remaining is None else duration(m.ttl.remaining, compact=True)
 
 
 def _gib(value: int | None) -> str:

@@ -230,11 +230,11 @@ def test_ps_shows_each_running_model_and_stop_id_unloads_one(setup: Setup, daemo
     _ok(cli(setup, "switch", "side-a"))
     _ok(cli(setup, "switch", "side-b"))
     lines = _ok(cli(setup, "ps")).stdout.splitlines()
-    assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "ENDPOINT", "UPTIME"]
+    assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "REQ", "TTL", "SERVER", "UPTIME"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"side-a", "side-b"} and max(map(len, lines)) <= 80
     assert rows["side-a"][1:4] == rows["side-b"][1:4] == ["local", "none", "ready"]
-    endpoints = {next(c for c in row if c.startswith("http://127.0.0.1:")) for row in rows.values()}
+    endpoints = {next(c for c in row if c.startswith("127.0.0.1:")) for row in rows.values()}
     assert len(endpoints) == 2
     listed = json.loads(_ok(cli(setup, "ps", "--json")).stdout)
     assert sorted(m["id"] for m in listed) == ["side-a", "side-b"]

@@ -66,11 +66,11 @@ TWO = {"state": "ready", "primary": "qwen", "profile": QWEN["profile"], "endpoin
 
 def test_ps_shows_one_row_per_model_within_80_columns() -> None:
     lines = render.ps_table(TWO).splitlines()
-    assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "ENDPOINT", "UPTIME"]
-    assert lines[1].split() == ["qwen", "local", "0", "ready", "17.2", "GiB", "http://127.0.0.1:8080",
+    assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "REQ", "TTL", "SERVER", "UPTIME"]
+    assert lines[1].split() == ["qwen", "local", "0", "ready", "17.2", "GiB", "-", "-", "127.0.0.1:8080",
                                 "2h", "14m"]
-    assert lines[2].split() == ["embed", "local", "none", "loading", "30%", "-",
-                                "http://127.0.0.1:49153", "-"]
+    assert lines[2].split() == ["embed", "local", "none", "loading", "30%", "-", "-", "-",
+                                "127.0.0.1:49153", "-"]
     assert len(lines) == 3 and max(map(len, lines)) <= 80
 
 
@@ -148,3 +148,53 @@ def test_stop_and_unload_outcomes_say_what_stopped() -> None:
     switched = {"kind": "switch", "result": "ready", "profile": "llama", "name": "Llama", "load_seconds": 9.8,
                 "stops": ["qwen"]}
     assert render.outcome(switched) == "Llama is ready (loaded in 9.8s); it replaced qwen"
+
+
+# ---- the model endpoint ([proxy]): where it listens, each model's requests and ttl -----------
+
+SERVED = {"address": "127.0.0.1:8090", "error": None, "url": "http://127.0.0.1:8090/v1"}
+BUSY = {**QWEN, "requests": {"in_flight": 2, "queued": 1}, "ttl": {"seconds": 300.0, "remaining": None},
+        "preload": True}
+IDLE = {**EMBED, "state": "ready", "job": None, "requests": {"in_flight": 0, "queued": 0},
+        "ttl": {"seconds": 300.0, "remaining": 252.4}}
+SERVING = {**TWO, "models": [BUSY, IDLE], "jobs": [], "proxy": SERVED}
+
+
+def test_status_says_where_the_endpoint_serves_and_each_models_requests_and_ttl() -> None:
+    blocks = render.status_text(SERVING).split("\n\n")
+    assert blocks[0].splitlines() == [
+        "models:     2 (2 ready)",
+        "endpoint:   http://127.0.0.1:8090/v1 (OpenAI and Anthropic; any model, loaded on demand)"]
+    assert "requests:   2 in flight, 1 queued" in blocks[1]
+    assert "ttl:        unloaded after 5m00s idle; paused while requests run" in blocks[1]
+    assert "preload:    yes (loaded when the daemon starts)" in blocks[1]
+    assert "server:     http://127.0.0.1:8080" in blocks[1]
+    assert "ttl:        4m12s left (unloaded after 5m00s idle)" in blocks[2]
+    assert "requests:" not in blocks[2] and "preload:" not in blocks[2]
+
+
+def test_status_of_one_model_shows_the_endpoint_and_its_requests() -> None:
+    one = {**SERVING, "models": [BUSY]}
+    lines = render.status_text(one).splitlines()
+    assert lines[:2] == ["state:      ready",
+                         "endpoint:   http://127.0.0.1:8090/v1 (OpenAI and Anthropic; any model, loaded on "
+                         "demand)"]
+    assert "requests:   2 in flight, 1 queued" in lines
+
+
+def test_status_says_why_the_endpoint_is_not_served() -> None:
+    failed = {**TWO, "proxy": {"address": None, "url": None,
+                               "error": "cannot serve the model endpoint on 127.0.0.1:8090: in use"}}
+    text = render.status_text(failed)
+    assert "endpoint:   NOT SERVED: cannot serve the model endpoint on 127.0.0.1:8090: in use" in text
+    off = render.status_text({**TWO, "proxy": {"address": None, "url": None, "error": None}})
+    assert "endpoint:" not in off and off == render.status_text(TWO)
+
+
+def test_ps_shows_requests_and_ttl_left_within_80_columns() -> None:
+    lines = render.ps_table(SERVING).splitlines()
+    assert lines[1].split()[6:9] == ["2+1q", "busy", "127.0.0.1:8080"]
+    assert lines[2].split()[4:8] == ["-", "-", "4m12s", "127.0.0.1:49153"]
+    only_flight = {**SERVING, "models": [{**BUSY, "requests": {"in_flight": 3, "queued": 0}}]}
+    assert render.ps_table(only_flight).splitlines()[1].split()[6] == "3"
+    assert max(map(len, lines)) <= 80
