@@ -32,6 +32,7 @@ from llm_mcp import __version__, protocol
 from llm_mcp.clients.client import DaemonClient, DaemonUnavailable
 from llm_mcp.clients.render import failure_log
 from llm_mcp.protocol import ProtocolError
+from llm_mcp.util.durations import duration
 from llm_mcp.util.terminal_text import json_text, visible, visible_lines
 from llm_mcp.wire import Job, Logs, ModelEntry, ModelList, Profile, RunningModel, Status
 
@@ -70,6 +71,13 @@ filter takes a regex.
 - fit_model(model): before switching to a large model, whether it fits in GPU and host \
 memory (from the GGUF header and the profile's flags), and which n_gpu_layers, --n-cpu-moe \
 or ctx_size would fit.
+
+The model endpoint: when models.conf has [proxy] listen, status gives its URL (proxy.url). \
+It speaks the OpenAI API (/v1/chat/completions, /v1/embeddings, ...) and the Anthropic \
+Messages API (/v1/messages) for every profile at one address: a client just names the model \
+(a profile id or alias) and the endpoint loads it on demand, stopping only what conflicts, \
+while the request waits. status shows each model's requests there (in flight, queued) and its \
+idle unload (ttl). switch_model is still the way to load a model ahead of time.
 """
 
 # Where each phase sits in a typical load, for percentages before any load was timed.
@@ -102,7 +110,8 @@ class DaemonInfo(BaseModel):
 
 class StatusResult(Status):
     summary: str = Field(description="for people: one line per running model (id, engine, GPUs, state, "
-                         "endpoint), then the GPUs and warnings")
+                         "endpoint, requests, ttl), then the GPUs and warnings, then the model "
+                         "endpoint's URL (every model, loaded on demand) when the daemon serves it")
     model: Profile | None = Field(None, description="the primary model (loaded or loading): the target of "
                                   "the most recent switch, else the newest running one")
     daemon: DaemonInfo | None = None
@@ -306,7 +315,37 @@ def status_summary(status: dict[str, Any]) -> str:
     if status.get("hint") and state != "ready":
         parts.append(f"hint: {status['hint']}")
     parts += [f"warning: {w}" for w in status.get("config_warnings") or []]
-    return visible("; ".join(parts))
+    if running:
+        parts[1:1] = _serving_parts(running[0])
+    return "\n".join(visible(line) for line in ["; ".join(parts), *_endpoint_lines(status)])
+
+
+def _endpoint_lines(status: dict[str, Any]) -> list[str]:
+    """The model endpoint: its URL (every model, loaded on demand), or why it is not served."""
+    proxy = Status.model_validate(status).proxy
+    if proxy is None:
+        return []
+    if proxy.url:
+        return [f"endpoint: {proxy.url} (OpenAI and Anthropic APIs for every model; a request naming a "
+                "model loads it on demand)"]
+    if proxy.error:
+        return [f"endpoint NOT served: {proxy.error}"]
+    return []
+
+
+def _serving_parts(m: RunningModel) -> list[str]:
+    """The endpoint's requests for one model, its idle unload, preload."""
+    parts = []
+    r = m.requests
+    if r is not None and (r.in_flight or r.queued):
+        parts.append(f"requests {r.in_flight} in flight" + (f", {r.queued} queued" if r.queued else ""))
+    if m.ttl is not None:
+        of = duration(m.ttl.seconds, compact=True)
+        parts.append(f"ttl {duration(m.ttl.remaining, compact=True)} left of {of} idle"
+                     if m.ttl.remaining is not None else f"ttl {of} idle (paused while requests run)")
+    if m.preload:
+        parts.append("preloaded at daemon start")
+    return parts
 
 
 def model_line(m: RunningModel) -> str:
@@ -314,7 +353,7 @@ def model_line(m: RunningModel) -> str:
     raw = m.model_dump(mode="json")
     head = " · ".join([f"{m.id} ({m.name or m.id}): {m.state}", f"engine {m.engine}", f"gpus {m.gpus}",
                        m.endpoint or "no endpoint"])
-    parts = [head]
+    parts = [head, *_serving_parts(m)]
     if m.reason and (m.state != "ready" or m.stale_config):
         parts.append(m.reason)
     parts += _job_part(raw.get("job")) + _speed_part(raw.get("speed")) + _offload_part(raw.get("offload"))
@@ -337,6 +376,7 @@ def _several_summary(status: dict[str, Any], running: list[RunningModel]) -> str
     tail += [f"warning: {w}" for w in status.get("config_warnings") or []]
     if tail:
         lines.append("; ".join(tail))
+    lines += _endpoint_lines(status)
     return "\n".join(visible(line) for line in lines)  # a newline inside a field stays escaped
 
 
@@ -435,9 +475,11 @@ def make_server(client: DaemonClient) -> MCPServer:
 
     async def status() -> Annotated[CallToolResult, StatusResult]:
         """Every running model (models: id, engine, GPUs, state, endpoint, health, speed, memory,
-        the job in flight), how the last switch ended, measured vs expected speed, GPU offload vs
-        the profile, and a GPU summary. The top-level state, model and endpoint describe the
-        primary model (the target of the latest switch). Call it before switching."""
+        the job in flight, requests in flight and queued, ttl left), how the last switch ended,
+        measured vs expected speed, GPU offload vs the profile, and a GPU summary. The top-level
+        state, model and endpoint describe the primary model (the target of the latest switch).
+        proxy.url: the OpenAI/Anthropic endpoint for every model; a request there that names a
+        model loads it on demand. Call it before switching."""
         data = await _call(client, "status", gpu=True)
         hello = client.hello
         wire = Status.model_validate(data)

@@ -94,3 +94,36 @@ def test_a_port_in_use_is_reported_not_fatal(setup: Setup, daemons: Daemons) -> 
         status = _ok(cli(setup, "status"))
     assert f"endpoint:   NOT SERVED: cannot serve the model endpoint on 127.0.0.1:{port}" in status
     assert "fix [proxy] listen in models.conf" in status
+
+
+# ---- the MCP status summary, from dicts --------------------------------------------------
+
+SERVED = {"address": "127.0.0.1:8090", "error": None, "url": "http://127.0.0.1:8090/v1"}
+BUSY = {"id": "qwen", "name": "Qwen", "state": "ready", "engine": "local", "gpus": "0",
+        "endpoint": "http://127.0.0.1:8080", "requests": {"in_flight": 2, "queued": 1},
+        "ttl": {"seconds": 300.0, "remaining": None}, "preload": True,
+        "profile": {"id": "qwen", "name": "Qwen"}}
+IDLE = {"id": "embed", "name": "Embed", "state": "ready", "engine": "local", "gpus": "none",
+        "endpoint": "http://127.0.0.1:49153", "requests": {"in_flight": 0, "queued": 0},
+        "ttl": {"seconds": 300.0, "remaining": 252.4}}
+
+
+def test_the_mcp_summary_names_the_endpoint_and_each_models_requests_and_ttl() -> None:
+    from llm_mcp.clients.mcp_server import status_summary
+
+    lines = status_summary({"state": "ready", "models": [BUSY, IDLE], "proxy": SERVED}).splitlines()
+    assert lines[1].endswith("; requests 2 in flight, 1 queued; ttl 5m00s idle (paused while requests "
+                             "run); preloaded at daemon start")
+    assert lines[2].endswith("· http://127.0.0.1:49153; ttl 4m12s left of 5m00s idle")
+    assert lines[-1] == ("endpoint: http://127.0.0.1:8090/v1 (OpenAI and Anthropic APIs for every model; "
+                         "a request naming a model loads it on demand)")
+    one = status_summary({"state": "ready", "profile": BUSY["profile"], "endpoint": BUSY["endpoint"],
+                          "container": {"id": "c"}, "models": [BUSY], "proxy": SERVED}).splitlines()
+    assert one[0].startswith("ready: Qwen (qwen) at http://127.0.0.1:8080 (engine local, gpus 0); "
+                             "requests 2 in flight, 1 queued")
+    assert one[1].startswith("endpoint: http://127.0.0.1:8090/v1")
+    failed = status_summary({"state": "stopped", "models": [], "proxy": {
+        "address": None, "url": None, "error": "cannot serve the model endpoint on 127.0.0.1:8090: in use"}})
+    assert failed.splitlines() == ["stopped: no model loaded", "endpoint NOT served: cannot serve the model "
+                                   "endpoint on 127.0.0.1:8090: in use"]
+    assert "\n" not in status_summary({"state": "stopped", "models": [], "proxy": {"address": None}})
