@@ -36,6 +36,7 @@ BUSY_BATCH = 50
 BACKFILL_LINES = 1000
 EVENT_CAPACITY = 10000
 RETRY_S = (0.5, 1.0, 2.0, 4.0)
+POLL_S = 1.0  # status while the endpoint serves: its request counts change without an event
 DASHBOARD_ACTIONS = frozenset({"pick", "compare", "stop", "filter", "jump", "follow", "top", "bottom", "wrap",
                                "timestamps", "dismiss_failure", "escape", "help", "log_source"})
 
@@ -76,6 +77,7 @@ class MonitorApp(App[None]):
         self._flush_timer: Timer | None = None
         self._flush_delay = LOG_FLUSH_S
         self._ticker: Timer | None = None
+        self._poller: Timer | None = None
         self._last_seq = 0
         self._daemon_id: tuple[Any, Any] | None = None
         self._dropped = 0
@@ -115,6 +117,7 @@ class MonitorApp(App[None]):
         self.log_view.focus()
         self._render_all()
         self._ticker = self.set_interval(1.0, self._tick, pause=True)
+        self._poller = self.set_interval(POLL_S, self._want_status, pause=True)
         self.run_worker(self._feed(), name="feed", group="feed", exit_on_error=False)
 
     def on_resize(self) -> None:
@@ -137,6 +140,11 @@ class MonitorApp(App[None]):
         rows.display = rows.has_content
         rows.refresh(layout=True)
         self.refresh_bindings()
+        if self._poller is not None:
+            if self.model.wants_polling:
+                self._poller.resume()
+            else:
+                self._poller.pause()
 
     def _render_gpu(self) -> None:
         """Without a GPU the panel shrinks to a line or two and the system panel takes the width."""

@@ -12,7 +12,8 @@ from rich.text import Text
 from llm_mcp.util import durations
 from llm_mcp.util.terminal_text import visible
 
-__all__ = ["bar", "clip", "duration", "gib", "pct", "placement", "ratio_pct", "sparkline", "visible"]
+__all__ = ["bar", "clip", "duration", "gib", "pct", "placement", "ratio_pct", "requests_badge", "sparkline",
+           "visible"]
 
 SPARK = " ▁▂▃▄▅▆▇█"
 
@@ -37,6 +38,13 @@ def clip(text: str, width: int) -> str:
 def duration(seconds: float | None) -> str:
     """The monitor's narrow form: 1.2s, 42s, 3m05s, 2h03m, 3d04h (llm_mcp.util.durations)."""
     return durations.duration(seconds, compact=True)
+
+
+def requests_badge(in_flight: int, queued: int) -> str:
+    """The endpoint's requests for a model: `⇅2`, `⇅2 +1q`, `⇅0 +3q` (waiting for its load); '' for none."""
+    if not (in_flight or queued):
+        return ""
+    return f"⇅{in_flight}" + (f" +{queued}q" if queued else "")
 
 
 def gib(mib: float | None) -> str:

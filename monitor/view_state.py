@@ -38,6 +38,7 @@ class ViewState:
     system: dict[str, Any] | None = None
     job: dict[str, Any] | None = None  # the job in flight
     job_seen_at: float = 0.0
+    status_seen_at: float = 0.0  # when `status` was answered: ttl countdowns count from it
     last_job: dict[str, Any] | None = None  # the last finished job
     dismissed: str | None = None  # id of a finished job whose panel was closed
     finished: deque[str] = field(default_factory=lambda: deque(maxlen=FINISHED_REMEMBERED))
@@ -75,6 +76,35 @@ class ViewState:
             return max(0.0, self.clock() - float(started))
         return float(uptime) if isinstance(uptime, int | float) else None
 
+    # ---- the model endpoint ([proxy]): requests and idle unloads ---------------------
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The daemon's OpenAI/Anthropic endpoint when it serves one."""
+        proxy = self.status.get("proxy")
+        url = proxy.get("url") if isinstance(proxy, dict) else None
+        return str(url) if url else None
+
+    @property
+    def endpoint_error(self) -> str | None:
+        proxy = self.status.get("proxy")
+        error = proxy.get("error") if isinstance(proxy, dict) else None
+        return str(error) if error else None
+
+    @property
+    def wants_polling(self) -> bool:
+        """Request counts change without an event: poll status while the endpoint serves or a
+        model counts down to an idle unload."""
+        return self.connected and (self.endpoint_url is not None
+                                   or any(row.ttl is not None for row in self.running))
+
+    def ttl_left(self, row: RunningModel) -> float | None:
+        """Seconds before `row` is unloaded for idleness, counted down since the last status;
+        None: no ttl, or paused while requests run."""
+        if row.ttl is None or row.ttl.remaining is None:
+            return None
+        return max(0.0, row.ttl.remaining - max(0.0, self.clock() - self.status_seen_at))
+
     # ---- several models ----------------------------------------------------------
 
     @property
@@ -98,7 +128,7 @@ class ViewState:
         if profile is None or profile.get("id") is None or self.state in ("stopped", "unknown"):
             return []
         keys = ("state", "since", "reason", "reason_code", "hint", "endpoint", "container", "health",
-                "health_detail", "speed", "offload", "stale_config")
+                "health_detail", "speed", "offload", "stale_config", "requests", "ttl", "preload")
         fields = {key: self.status[key] for key in keys if self.status.get(key) is not None}
         return [_running_model({**fields, "id": profile.get("id"), "name": profile.get("name") or "",
                                 "profile": profile})]
@@ -152,6 +182,7 @@ class ViewState:
 
     def apply_status(self, status: dict[str, Any]) -> None:
         self.status = status
+        self.status_seen_at = self.clock()
         if isinstance(status.get("gpu"), dict):
             self.gpu = status["gpu"]
         job = self._job_in(status)

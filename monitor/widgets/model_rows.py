@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from llm_mcp.wire import RunningModel, SpeedInfo
-from monitor.format import clip, duration, placement, visible
+from monitor.format import clip, duration, placement, requests_badge, visible
 from monitor.levels import STATE_STYLE
 from monitor.view_state import ViewState
 from monitor.widgets.status_bar import STATE_ICON
@@ -26,6 +26,18 @@ PRIMARY_MARK = "★"
 MAX_ROWS = 8  # models listed; the rest are counted (the log keeps its room)
 MAX_ROWS_SHORT = 4  # on a terminal under SHORT rows
 SHORT = 30
+
+
+def serving_cell(model: ViewState, row: RunningModel) -> Text:
+    """The endpoint's requests for it (`⇅2 +1q`) while there are any, else its idle-unload countdown."""
+    r = row.requests
+    badge = requests_badge(r.in_flight, r.queued) if r is not None else ""
+    if badge:
+        return Text(badge, "cyan")
+    left = model.ttl_left(row)
+    if left is not None:
+        return Text(f"ttl {duration(left)}", "yellow" if left < 60 else "bright_black")
+    return Text("")
 
 
 def speed_cell(speed: SpeedInfo | None) -> Text:
@@ -63,10 +75,13 @@ class ModelRows(Widget):
         if wide:
             table.add_column("health", no_wrap=True)
         table.add_column("uptime", justify="right", no_wrap=True)
-        if wide:
-            table.add_column("", overflow="ellipsis", no_wrap=True)
         primary = self.model.primary_id
         rows = self.model.running
+        serving = any(serving_cell(self.model, row).plain for row in rows)
+        if serving:  # only once the endpoint has requests or a model counts down to its unload
+            table.add_column("load", no_wrap=True)
+        if wide:
+            table.add_column("", overflow="ellipsis", no_wrap=True)
         limit = MAX_ROWS_SHORT if self.is_attached and 0 < self.app.size.height < SHORT else MAX_ROWS
         if len(rows) > limit:  # the primary always shows
             shown = rows[:limit - 1]
@@ -76,27 +91,39 @@ class ModelRows(Widget):
         else:
             more = 0
         for row in rows:
-            table.add_row(*self._cells(row, row.id == primary, wide))
+            table.add_row(*self._cells(row, row.id == primary, wide, serving))
         if more:
             note = "bright_black"
             table.add_row(Text(""), Text(f"+{more} more", note), Text("s lists them", note))
         return table
 
-    def _cells(self, row: RunningModel, primary: bool, wide: bool) -> list[Text]:
+    @staticmethod
+    def _where(row: RunningModel, wide: bool, serving: bool) -> str:
+        """`local · GPU 0`; narrow with the load column, `local/0` (engine/gpus, as `llm-mcp models`)."""
+        if wide or not serving:
+            return placement(row.engine, row.gpus, row.exclusive)
+        return f"{row.engine}/{row.gpus}" + ("/excl" if row.exclusive else "")
+
+    def _cells(self, row: RunningModel, primary: bool, wide: bool, serving: bool) -> list[Text]:
         state = row.state or "unknown"
         state_cell = Text(f"{STATE_ICON.get(state, '?')} {state}", STATE_STYLE.get(state, "bold"))
         health = row.health
         health_bad = state == "ready" and health not in (None, "ok")
-        if health_bad and not wide:
+        if health_bad and not wide and serving:  # the load column needs the room: the health alone
+            state_cell = Text(f"{STATE_ICON.get(state, '?')} {visible(str(health))}", "yellow")
+        elif health_bad and not wide:
             state_cell.append(f" ({visible(str(health))})", "yellow")
         cells = [Text(PRIMARY_MARK if primary else "", "bold yellow"), state_cell,
                  Text(clip(visible(row.id), WIDE_ID if wide else NARROW_ID), "bold" if primary else ""),
-                 Text(visible(placement(row.engine, row.gpus, row.exclusive)), "bright_black"),
+                 Text(visible(self._where(row, wide, serving)), "bright_black"),
                  speed_cell(row.speed)]
         if wide:
             cells.append(Text(visible(health or "-"), "yellow" if health_bad else "bright_black"))
         uptime = self.model.uptime(row) if state == "ready" else None
-        cells.append(Text("" if uptime is None else f"up {duration(uptime)}"))
+        up = "up " if wide or not serving else ""  # narrow with the load column: every cell counts
+        cells.append(Text("" if uptime is None else f"{up}{duration(uptime)}"))
+        if serving:
+            cells.append(serving_cell(self.model, row))
         if wide:
             detail = row.health_detail.message if row.health_detail is not None else None
             note = row.reason if state != "ready" else detail if health_bad else None

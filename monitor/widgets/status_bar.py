@@ -11,7 +11,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
-from monitor.format import duration, placement, visible
+from monitor.format import duration, placement, requests_badge, visible
 from monitor.levels import STATE_STYLE
 from monitor.view_state import ViewState
 
@@ -41,6 +41,10 @@ class StatusBar(Widget):
             text = self._first_row(compact=True)
         details: list[tuple[str, str]] = []
         state = m.state
+        if m.endpoint_url is not None:  # where any client reaches every model
+            details.append((f"endpoint {visible(m.endpoint_url)}", "cyan"))
+        elif m.endpoint_error is not None:
+            details.append((f"endpoint NOT served: {visible(m.endpoint_error)}", "red"))
         if state == "ready" and m.status.get("endpoint"):
             details.append((str(m.status["endpoint"]), "bright_black"))
         rows = m.running
@@ -78,6 +82,7 @@ class StatusBar(Widget):
                 text.append(f" ({visible(str(profile.get('id')))})", "bright_black")
         elif state == "stopped":
             text.append("  no model running", "bright_black")
+        self._serving(text)  # before the rest: it changes by the second, the rest seldom
         if state == "ready":
             uptime = m.uptime()
             if uptime is not None:
@@ -87,6 +92,22 @@ class StatusBar(Widget):
         if m.status.get("stale_config"):
             text.append("  models.conf changed since start", "yellow")
         return text
+
+    def _serving(self, text: Text) -> None:
+        """The primary model's requests and ttl, when the header is its only row."""
+        m = self.model
+        if len(m.serving_ids()) > 1:  # the rows table shows them per model
+            return
+        row = next((r for r in m.running if r.id == m.primary_id), None)
+        if row is None:
+            return
+        badge = requests_badge(row.requests.in_flight, row.requests.queued) if row.requests else ""
+        if badge:
+            text.append(f"  {badge}", "cyan")
+            return
+        left = m.ttl_left(row)
+        if left is not None:
+            text.append(f"  ttl {duration(left)}", "yellow" if left < 60 else "bright_black")
 
     def _speed(self, text: Text, compact: bool) -> None:
         speed = self.model.status.get("speed") or {}

@@ -13,6 +13,7 @@ from monitor.screens import ConfirmScreen, PickerScreen, StopPickerScreen
 from monitor.view_state import ViewState
 from monitor.widgets.model_rows import MAX_ROWS, MAX_ROWS_SHORT
 from tests.monitor import standin as S
+from tests.monitor.conftest import wait_for
 from tests.monitor.test_monitor_app import calls, settled
 
 pytestmark = pytest.mark.anyio
@@ -313,3 +314,52 @@ async def test_s_with_one_model_of_a_several_model_daemon_unloads_it() -> None:
         await pilot.press("y")
         await pilot.pause(0.2)
         assert calls(client, "unload") == [{"model": "qwen3-coder", "force": False, "wait": False}]
+
+
+# ---- the model endpoint ([proxy]): requests, ttl countdown, polling -----------------------
+
+SERVED = {"address": "127.0.0.1:8090", "error": None, "url": "http://127.0.0.1:8090/v1"}
+
+
+def test_the_ttl_counts_down_from_the_last_status_and_pauses_while_requests_run() -> None:
+    now = [1000.0]
+    view = ViewState(clock=lambda: now[0], connected=True)
+    row = {**S.running_model("qwen3-coder"), "ttl": {"seconds": 300.0, "remaining": 100.0}}
+    view.apply_status({**S.several([row], "qwen3-coder"), "proxy": SERVED})
+    now[0] += 30
+    assert view.ttl_left(view.running[0]) == 70.0
+    now[0] += 500
+    assert view.ttl_left(view.running[0]) == 0.0
+    paused = {**row, "ttl": {"seconds": 300.0, "remaining": None}, "requests": {"in_flight": 1, "queued": 0}}
+    view.apply_status(S.several([paused], "qwen3-coder"))
+    assert view.ttl_left(view.running[0]) is None
+    assert view.wants_polling  # a ttl: the countdown needs fresh answers
+    view.apply_status(S.several([S.running_model("qwen3-coder")], "qwen3-coder"))
+    assert not view.wants_polling and view.endpoint_url is None
+
+
+async def test_while_the_endpoint_serves_the_monitor_polls_status_for_request_counts() -> None:
+    rows = two()
+    rows[0] = {**rows[0], "requests": {"in_flight": 2, "queued": 1}}
+    app, client = make(rows)
+    client.status = {**client.status, "proxy": SERVED}
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot, client)
+        text = S.screen_text(app)
+        assert "endpoint http://127.0.0.1:8090/v1" in text.splitlines()[1]
+        assert "⇅2 +1q" in row_of(text, "qwen3-coder")
+        before = len(calls(client, "status"))
+        client.status["models"][0]["requests"] = {"in_flight": 0, "queued": 0}
+        await wait_for(pilot, lambda: len(calls(client, "status")) > before + 1, 5, "a poll")
+        await pilot.pause()
+        assert "⇅" not in S.screen_text(app)
+
+
+async def test_without_the_endpoint_the_monitor_does_not_poll() -> None:
+    app, client = make(two())
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot, client)
+        before = len(calls(client, "status"))
+        await pilot.pause(2.5)
+        assert len(calls(client, "status")) == before
+        assert "endpoint" not in S.screen_text(app)

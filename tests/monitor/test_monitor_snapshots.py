@@ -195,3 +195,34 @@ def test_picker_says_what_a_pick_replaces(snap_compare: Any, size: tuple[int, in
 def test_stop_which_model(snap_compare: Any) -> None:
     app, settle = several_scenario(three_running())
     assert snap_compare(app, press=["s"], terminal_size=(80, 24), run_before=settle)
+
+
+# ---- the model endpoint ([proxy]): its address, each model's requests and ttl ----------------
+
+SERVED = {"address": "127.0.0.1:8090", "error": None, "url": "http://127.0.0.1:8090/v1"}
+
+
+def serving_rows() -> list[dict[str, Any]]:
+    rows = three_running()
+    rows[0].update(requests={"in_flight": 2, "queued": 1}, ttl={"seconds": 600.0, "remaining": None})
+    rows[1].update(requests={"in_flight": 0, "queued": 0}, ttl={"seconds": 300.0, "remaining": 252.0})
+    rows[2].update(requests={"in_flight": 0, "queued": 3})
+    return rows
+
+
+@SMALL_AND_LARGE
+def test_endpoint_with_requests_and_ttl(snap_compare: Any, size: tuple[int, int]) -> None:
+    rows = serving_rows()
+    status = {**S.several(rows, "qwen3-coder"), "proxy": SERVED}
+    app, settle = scenario(status, gpu_history() + system_history(), lines=MIXED_LOG,
+                           models=S.entries({r["id"]: r["state"] for r in rows}))
+    assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+def test_endpoint_with_one_model_counting_down(snap_compare: Any) -> None:
+    row = {**S.running_model("qwen3-coder", measured=151.2, port=8081),
+           "requests": {"in_flight": 0, "queued": 0}, "ttl": {"seconds": 300.0, "remaining": 42.0}}
+    status = {**S.several([row], "qwen3-coder"), "proxy": SERVED}
+    app, settle = scenario(status, gpu_history() + system_history(), lines=MIXED_LOG,
+                           models=S.entries({"qwen3-coder": "ready"}))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
