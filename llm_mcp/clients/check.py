@@ -25,7 +25,7 @@ Level = Literal["ok", "warn", "error"]
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    check: str  # config | docker | image | model | compose | gpu | port | daemon
+    check: str  # config | docker | image | model | compose | gpu | port | proxy | daemon
     level: Level
     message: str
     fix: str = ""  # the command (or edit) that fixes it
@@ -273,6 +273,56 @@ def check_ports(config: Config, runtime: Any | None) -> list[Finding]:
     return out
 
 
+def _served_by_llm_mcp(host: str, port: int) -> bool:
+    """Does llm-mcp's endpoint answer there (its /health, with our Server header)?"""
+    import httpx
+
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        answer = httpx.get(f"http://{shown}:{port}/health", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return answer.headers.get("server", "").startswith("llm-mcp/")
+
+
+def check_proxy(config: Config) -> list[Finding]:
+    """[proxy]: where the model endpoint will listen, whether that port is free (or already ours),
+    and that its keys are private."""
+    from llm_mcp.config.binds import parse_bind
+
+    settings = config.proxy
+    if settings.listen is None:
+        return [Finding("proxy", "ok", "[proxy] listen is off: no OpenAI/Anthropic endpoint (docs/proxy.md)")]
+    host, port = parse_bind(settings.listen, allow_remote=True)  # models.conf checked it
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/v1"
+    line = _key_line(config, "proxy", "listen")
+    if _port_free(host, port):
+        out = [Finding("proxy", "ok", f"the model endpoint will listen on {url} (the port is free)")]
+    elif _served_by_llm_mcp(host, port):
+        out = [Finding("proxy", "ok", f"the model endpoint is served on {url} (the daemon answers there)")]
+    else:
+        out = [Finding("proxy", "error", f"{host}:{port} ([proxy] listen) is in use by another program: "
+                       "the daemon would run without the endpoint",
+                       f"ss -ltnp 'sport = :{port}'  # stop it, or change listen: "
+                       f"{_edit(config.path, line)}")]
+    if settings.api_keys_file is not None:
+        from llm_mcp.config.proxy_conf import read_api_keys_file
+
+        try:
+            keys = read_api_keys_file(settings.api_keys_file)
+        except (OSError, ValueError) as exc:
+            out.append(Finding("proxy", "error", f"api_keys_file: {exc}",
+                               f"chmod 600 {settings.api_keys_file}"))
+        else:
+            out.append(Finding("proxy", "ok", f"api_keys_file {settings.api_keys_file}: {len(keys)} key(s), "
+                               "private (0600)"))
+    if settings.api_keys and config.path.stat().st_mode & 0o044:
+        out.append(Finding("proxy", "warn", f"api_keys are written in {config.path}, which others can read",
+                           f"move them to an api_keys_file (chmod 600), or chmod 600 {config.path}"))
+    return out
+
+
 async def check_daemon(socket_path: Path, config_path: Path, timeout: float = 5.0) -> Finding:
     from llm_mcp.clients.client import DaemonClient, DaemonUnavailable
 
@@ -336,6 +386,7 @@ def _with_engine(config: Config | None, runtime: Any,
     findings += compose
     findings += check_gpu(gpu_sampler_factory, wants_gpu, runtime if docker_ok else None)
     findings += check_ports(config, runtime if docker_ok else None)
+    findings += check_proxy(config)
     return findings
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from llm_mcp.clients.check import Finding, check_gpu, diagnose, report
 from llm_mcp.hardware.gpu import GpuSample, GpuSnapshot
-from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ROOT, Setup
+from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, ROOT, Setup, free_port
 from tests.daemons import Daemons, answers, cli
 
 pytestmark = [pytest.mark.docker]
@@ -162,3 +162,46 @@ def test_the_report_puts_each_fix_under_its_problem() -> None:
                    Finding("gpu", "warn", "no GPU")])
     assert text.splitlines() == ["error image  image x is missing", "             fix: docker pull x",
                                  "warn  gpu    no GPU", "1 error(s), 1 warning(s)"]
+
+
+# ---- [proxy]: the model endpoint ----------------------------------------------------------
+
+
+def _proxy(setup: Setup, section: str) -> list[Finding]:
+    from llm_mcp.clients.check import check_proxy
+    from llm_mcp.config.models_conf import load_config
+
+    setup.write(FAKE_PROFILES + "\n[proxy]\n" + section)
+    return check_proxy(load_config(setup.config_path))
+
+
+def test_proxy_says_where_the_endpoint_will_listen_and_whether_the_port_is_free(setup: Setup) -> None:
+    from llm_mcp.clients.check import check_proxy
+    from llm_mcp.config.models_conf import load_config
+
+    off = check_proxy(load_config(setup.config_path))
+    assert [(f.level, f.message) for f in off] == [
+        ("ok", "[proxy] listen is off: no OpenAI/Anthropic endpoint (docs/proxy.md)")]
+    port = free_port()
+    free = _proxy(setup, f"listen = 127.0.0.1:{port}\n")
+    assert [(f.level, f.message) for f in free] == [
+        ("ok", f"the model endpoint will listen on http://127.0.0.1:{port}/v1 (the port is free)")]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        taken = _proxy(setup, f"listen = 127.0.0.1:{port}\n")
+    line = setup.config_path.read_text().splitlines().index(f"listen = 127.0.0.1:{port}") + 1
+    assert taken[0].level == "error" and "in use by another program" in taken[0].message
+    assert f"sport = :{port}" in taken[0].fix and f"+{line} {setup.config_path}" in taken[0].fix
+
+
+def test_proxy_keys_private_in_a_file_and_a_warning_for_keys_in_a_readable_models_conf(setup: Setup) -> None:
+    keys = setup.root / "keys"
+    keys.write_text("# rotated 2026-12\nsk-one\nsk-two\n")
+    keys.chmod(0o600)
+    found = _proxy(setup, f"listen = 127.0.0.1:{free_port()}\napi_keys_file = {keys}\n")
+    assert found[1].level == "ok" and found[1].message == f"api_keys_file {keys}: 2 key(s), private (0600)"
+    setup.config_path.chmod(0o644)
+    inline = _proxy(setup, f"listen = 127.0.0.1:{free_port()}\napi_keys = sk-three\n")
+    assert inline[1].level == "warn" and "others can read" in inline[1].message
+    assert "api_keys_file" in inline[1].fix

@@ -52,6 +52,10 @@ def test_the_daemon_serves_the_endpoint_and_the_cli_shows_its_requests(
     raw = json.loads(_ok(cli(setup, "status", "--json")))
     assert raw["proxy"] == {"address": f"127.0.0.1:{port}", "error": None, "url": f"{base}/v1"}
 
+    checks = json.loads(cli(setup, "check", "--json").stdout)["checks"]
+    assert {"check": "proxy", "level": "ok", "fix": "",
+            "message": f"the model endpoint is served on {base}/v1 (the daemon answers there)"} in checks
+
     listed = httpx.get(f"{base}/v1/models", timeout=30).json()
     ids = {m["id"]: m for m in listed["data"]}
     assert {"fake-a", "fake-b", "fake-oom", "gpt-a"} <= set(ids)
