@@ -282,7 +282,7 @@ def _served_by_llm_mcp(host: str, port: int) -> bool:
         answer = httpx.get(f"http://{shown}:{port}/health", timeout=2.0)
     except httpx.HTTPError:
         return False
-    return answer.headers.get("server", "").startswith("llm-mcp/")
+    return str(answer.headers.get("server", "")).startswith("llm-mcp/")
 
 
 def check_proxy(config: Config) -> list[Finding]:
