@@ -300,7 +300,8 @@ def ps_table(s: Mapping[str, Any], now: float | None = None) -> str:
         uptime = m.container.uptime if m.container is not None else None
         server = (m.endpoint or "-").removeprefix("http://")
         rows.append([visible(m.id), visible(m.engine), visible(m.gpus), state, _gib(m.memory_bytes),
-                     requests_cell(m), ttl_cell(m), visible(server), duration(uptime)])
+                     requests_cell(m), ttl_cell(m), visible(server),
+                     "-" if uptime is None else duration(uptime, compact=True)])
     return table(["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "REQ", "TTL", "SERVER", "UPTIME"], rows)
 
 

@@ -68,7 +68,7 @@ def test_ps_shows_one_row_per_model_within_80_columns() -> None:
     lines = render.ps_table(TWO).splitlines()
     assert lines[0].split() == ["ID", "ENGINE", "GPUS", "STATE", "MEMORY", "REQ", "TTL", "SERVER", "UPTIME"]
     assert lines[1].split() == ["qwen", "local", "0", "ready", "17.2", "GiB", "-", "-", "127.0.0.1:8080",
-                                "2h", "14m"]
+                                "2h14m"]
     assert lines[2].split() == ["embed", "local", "none", "loading", "30%", "-", "-", "-",
                                 "127.0.0.1:49153", "-"]
     assert len(lines) == 3 and max(map(len, lines)) <= 80
