@@ -193,20 +193,28 @@ class Core:
                 await job.done.wait()
             except (SwitchError, SwitchRefused, WontFit) as exc:
                 self.logbook.note(f"preload of {profile.name} skipped: {exc}", model=profile.id)
+            except Exception:  # never the end of the core: the next profile is still preloaded
+                log.exception("preloading %s failed", profile.id)
 
     async def _expire_idle(self) -> None:
         """Unload a ready model idle for its `ttl` (no request in flight, none queued)."""
         while True:
             await anyio.sleep(self.health_interval * 10)  # 1 s by default: a ttl is whole seconds
-            for slot in list(self._slots.values()):
-                remaining = self._ttl_remaining(slot)
-                if remaining is None or remaining > 0:
-                    continue
-                if any(slot.model in j.claims for j in self._active if not j.done.is_set()):
-                    continue
-                assert slot.profile is not None and slot.profile.ttl is not None
-                with contextlib.suppress(SwitchError, SwitchRefused):
-                    await self.unload(slot.model, idle=f"idle for {slot.profile.ttl:g} s (ttl)")
+            try:
+                await self._expire_once()
+            except Exception:  # a bug here must not end the core (and with it the daemon)
+                log.exception("the ttl check failed; trying again")
+
+    async def _expire_once(self) -> None:
+        for slot in list(self._slots.values()):
+            remaining = self._ttl_remaining(slot)
+            if remaining is None or remaining > 0:
+                continue
+            if any(slot.model in j.claims for j in self._active if not j.done.is_set()):
+                continue
+            assert slot.profile is not None and slot.profile.ttl is not None
+            with contextlib.suppress(SwitchError, SwitchRefused):
+                await self.unload(slot.model, idle=f"idle for {slot.profile.ttl:g} s (ttl)")
 
     def _ttl_remaining(self, slot: Slot) -> float | None:
         """Seconds until the ttl unloads a ready model; None when it has no ttl (or is not ready)."""
