@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from llm_mcp.clients import render
+from llm_mcp.util.durations import duration
 
 
 def test_durations_read_naturally() -> None:
-    assert [render.duration(s) for s in (None, 0.04, 9.84, 75, 3600 * 2 + 14 * 60, 3 * 86400)] == [
+    assert [duration(s) for s in (None, 0.04, 9.84, 75, 3600 * 2 + 14 * 60, 3 * 86400)] == [
         "-", "0.0s", "9.8s", "1m 15s", "2h 14m", "3d 0h"]
 
 
