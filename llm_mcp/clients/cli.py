@@ -96,8 +96,10 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     add("models", "list the profiles in models.conf: * marks the running ones, WHERE where each runs, "
         "REPLACES what a switch to it would stop")
-    add("status", "each running model's state, health, speed vs expected, GPU offload and last switch")
-    add("ps", "one line per running model: id, engine, GPUs, state, memory, endpoint, uptime")
+    add("status", "each running model's state, health, speed vs expected, GPU offload and last switch; "
+        "the model endpoint's address and each model's requests and ttl")
+    add("ps", "one line per running model: id, engine, GPUs, state, memory, the endpoint's requests "
+        "(REQ: in flight+queued), TTL left, its server, uptime")
     switch = add("switch", "switch to a model and wait until it is ready (or failed)")
     switch.add_argument("model", metavar="ID", nargs="?",
                         help="profile id (see `llm-mcp models`); default: models.conf's `default`")
