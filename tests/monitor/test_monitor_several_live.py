@@ -3,11 +3,17 @@ two models side by side in the rows, the log by model, the picker's "replaces", 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
 import pytest
 
 from monitor import make_app
 from monitor.screens import ConfirmScreen, PickerScreen, StopPickerScreen
-from tests.monitor.conftest import LiveDaemon, wait_for
+from tests.conftest import FAKE_IMAGE, free_port
+from tests.monitor.conftest import LiveDaemon, _live, wait_for
 from tests.monitor.standin import screen_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
@@ -60,3 +66,41 @@ async def test_two_models_side_by_side_their_rows_their_logs_what_a_pick_replace
         await wait_for(pilot, lambda: not app.model_rows.display, 5, "the rows to go (one model left)")
         assert app.model.state == "ready" and (app.model.profile or {}).get("id") == "fake-b"
         assert screen_text(app).splitlines()[0].startswith(" llm-mcp ● ready  Fake B (fake-b)")
+
+
+# ---- the model endpoint ([proxy]) of a real daemon ------------------------------------------
+
+
+@pytest.fixture
+def proxy_live(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[tuple[LiveDaemon, int]]:
+    """A daemon (autostarted by the monitor) serving the endpoint; fake-slow streams 20 tokens/s."""
+    port = free_port()
+    profiles = (f"\n[fake-slow]\nname = Fake Slow\nmodel = tiny-a.gguf\nimage = {FAKE_IMAGE}\ngpus = none\n"
+                f"port = auto\nflags = --fake-load-seconds 1 --fake-tps 20\nttl = 600\n"
+                f"\n[proxy]\nlisten = 127.0.0.1:{port}\n")
+    for live in _live(tmp_path, models_dir, profiles):
+        yield live, port
+
+
+async def test_the_header_shows_the_endpoint_and_a_request_in_flight_then_the_ttl(
+        proxy_live: tuple[LiveDaemon, int]) -> None:
+    live, port = proxy_live
+    app = make_app(live.client)
+    body = {"model": "fake-slow", "max_tokens": 60, "stream": True,
+            "messages": [{"role": "user", "content": "count"}]}
+
+    async def ask() -> None:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        async with httpx.AsyncClient(timeout=120) as http, http.stream("POST", url, json=body) as r:
+            assert r.status_code == 200
+            async for _ in r.aiter_lines():
+                pass
+
+    async with app.run_test(size=(80, 24)) as pilot, anyio.create_task_group() as tg:
+        await wait_for(pilot, lambda: app.model.connected, 30, "autostart and connect")
+        assert f"endpoint http://127.0.0.1:{port}/v1" in screen_text(app).splitlines()[1]
+        tg.start_soon(ask)  # loads fake-slow on demand, then streams for about three seconds
+        await wait_for(pilot, lambda: "⇅1" in screen_text(app).splitlines()[0], 60, "the request in flight")
+        assert app.model.state == "ready"
+        await wait_for(pilot, lambda: "ttl " in screen_text(app).splitlines()[0], 30, "the ttl once it ends")
+        assert "⇅" not in screen_text(app).splitlines()[0]
