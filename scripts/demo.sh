@@ -15,9 +15,18 @@ demo="${LLM_MCP_DEMO_DIR:-$HOME/.cache/llm-mcp/demo}"
 mkdir -p "$demo/models" "$demo/compose" "$demo/state"
 [[ -f "$demo/models/tiny-a.gguf" ]] || .venv/bin/python -m llm_mcp.demo.tiny_model "$demo/models" >/dev/null
 cp compose/compose.cpu.yaml "$demo/compose/compose.yaml"
-if [[ ! -f "$demo/models.conf" ]]; then
+# The config is the demo's own: rewritten when this script's version of it changed (v2:
+# a model that runs beside the others, and the OpenAI/Anthropic endpoint).
+if ! grep -q '^# demo config v2$' "$demo/models.conf" 2>/dev/null; then
   cat >"$demo/models.conf" <<CONF
+# demo config v2
 # Demo profiles: the real llama-server (CPU build) with two tiny generated models.
+# tiny-a and tiny-b share the port, so one replaces the other; tiny-side asks for no GPU
+# and any free port, so it runs beside either. The endpoint loads whichever a request names:
+#   curl http://127.0.0.1:${LLM_MCP_DEMO_PROXY_PORT:-18182}/v1/models
+[proxy]
+listen = 127.0.0.1:${LLM_MCP_DEMO_PROXY_PORT:-18182}
+
 [defaults]
 instance = demo
 image = llm-mcp-test/llama-server:cpu
@@ -42,6 +51,16 @@ n_gpu_layers = 0
 flags = --threads 1 --parallel 1
 speed = 4000
 
+[tiny-side]
+name = Tiny A beside the others (no GPU, any port)
+model = tiny-a.gguf
+ctx_size = 512
+n_gpu_layers = 0
+gpus = none
+port = auto
+flags = --threads 1 --parallel 1
+ttl = 600
+
 [tiny-a-bench]
 name = Tiny A, batch 64 (bench)
 model = tiny-a.gguf
@@ -64,4 +83,5 @@ export LLM_MCP_STATE_DIR="$demo/state"
 export LLM_MCP_SOCKET="$demo/daemon.sock"
 echo "demo config: $LLM_MCP_CONFIG  (llm-mcp commands in another shell need these three variables:)"
 echo "  export LLM_MCP_CONFIG=$LLM_MCP_CONFIG LLM_MCP_STATE_DIR=$LLM_MCP_STATE_DIR LLM_MCP_SOCKET=$LLM_MCP_SOCKET"
+echo "the OpenAI/Anthropic endpoint: http://127.0.0.1:${LLM_MCP_DEMO_PROXY_PORT:-18182}/v1 (a request naming a model loads it)"
 exec .venv/bin/llm-monitor "$@"

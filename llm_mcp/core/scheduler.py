@@ -424,15 +424,22 @@ class Core:
             log.exception("pre-flight for %s failed", profile.id)
             return fit_unknown(f"pre-flight failed: {exc}")
 
-    async def _memory_now(self, profile: Profile | None = None) -> MemorySnapshot:
+    async def _memory_now(self, profile: Profile | None = None,
+                          every: Iterable[Profile] = ()) -> MemorySnapshot:
         """Free memory per device, and what the container a switch to `profile` replaces holds.
 
         Only the first replaced container's memory is added back (the memory view
         measures one); with several replaced, the verdict errs on the side of "tight".
         """
         assert self.memory_view is not None
-        stops = self._would_stop(profile) if profile is not None else [
-            m for m in self._slots if self._slots[m].has_container]
+        if profile is not None:
+            stops = self._would_stop(profile)
+        else:  # list_models judges every profile against one snapshot: count back only a model
+            # that any other profile would replace (one-at-a-time configs), never one that a
+            # load runs beside.
+            others = list(every)
+            stops = [m for m, s in self._slots.items() if s.has_container and s.profile is not None
+                     and all(conflict(p, s.profile) is not None for p in others if p.id != m)]
         slot = self._slots[stops[0]] if stops else None
         if slot is None or slot.sup is None:
             return await self.memory_view.snapshot(None)
@@ -454,7 +461,8 @@ class Core:
 
     async def _refresh_fits(self, done: anyio.Event) -> None:
         try:
-            await self.fits.refresh(self.config().profiles.values(), await self._memory_now())
+            profiles = list(self.config().profiles.values())
+            await self.fits.refresh(profiles, await self._memory_now(every=profiles))
         except Exception:  # list_models shows the last verdicts (or unknown); never a crash
             log.exception("refreshing the fit verdicts failed")
         finally:
