@@ -115,6 +115,14 @@ async def serve_proxy(daemon: DaemonLike, host: str, port: int, *,
             await serve_asgi(app, host, port, name="model endpoint (OpenAI/Anthropic)",
                              task_status=task_status)
             tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the bind's OSError, bare, as the docstring promises
+        bind_errors, others = group.split(OSError)
+        if bind_errors is None or others is not None:
+            raise
+        first: BaseException = bind_errors
+        while isinstance(first, BaseExceptionGroup):  # the leaf: the OSError itself
+            first = first.exceptions[0]
+        raise first from None
     finally:
         await proxy.aclose()
 

@@ -84,10 +84,6 @@ def test_the_daemon_serves_the_endpoint_and_the_cli_shows_its_requests(
     assert "requests:" not in status  # none now
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the daemon ends (exit 0, nothing logged): serve_proxy's task group wraps the bind's OSError in an "
-    "ExceptionGroup, which server.start_proxy's `except OSError` does not catch; remove this mark with "
-    "the fix"))
 def test_a_port_in_use_is_reported_not_fatal(setup: Setup, daemons: Daemons) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
