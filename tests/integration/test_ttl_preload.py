@@ -32,7 +32,7 @@ async def test_a_model_idle_for_its_ttl_is_unloaded_and_its_container_removed(se
         with core.requests.serving("fake-a"):  # a request in flight holds it past its ttl
             await anyio.sleep(3)
             assert _running(setup) == 1 and core.status()["state"] == "ready"
-        await wait_until(lambda: _running(setup) == 0, 15)
+        await wait_until(lambda: _running(setup) == 0 and core.status()["state"] == "stopped", 15)
         idle = time.monotonic() - ready_at - 3
         assert 1.5 <= idle <= 8, idle  # the ttl counts from the last request's end
         status = core.status()

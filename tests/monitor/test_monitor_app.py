@@ -205,7 +205,7 @@ async def test_the_daemon_going_away_shows_reconnecting_and_the_monitor_recovers
         assert "● ready" in S.screen_text(app).splitlines()[0]
         client.drained.clear()
         await client.live.put(None)  # the connection drops
-        await wait_for(pilot, lambda: not app.model.connected, 5, "the drop to show")
+        await wait_for(pilot, lambda: not app.model.connected, 15, "the drop to show")
         assert "reconnecting…" in S.screen_text(app).splitlines()[0]
         await pilot.press("m")
         assert not isinstance(app.screen, PickerScreen)  # no picking while disconnected
