@@ -832,7 +832,7 @@ class Core:
                     if not await probe.busy_slots():
                         break
                     self._phase(job, "draining")
-                    await anyio.sleep(0.25)
+                    await anyio.sleep(min(0.25, self.health_interval * 2.5))  # 0.25 s by default
                 else:
                     self.logbook.note(f"{slot.name} still generating after {timeout:g}s; "
                                       "switching anyway", model=slot.model)

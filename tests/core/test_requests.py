@@ -58,10 +58,10 @@ async def test_ttl_unloads_an_idle_model_and_a_request_in_flight_postpones_it(
     assert entry["ttl"]["seconds"] == 60 and 59 <= entry["ttl"]["remaining"] <= 60
     with core.requests.serving("alpha"):
         world.engine.advance(120)
-        await anyio.sleep(0.2)  # several looks of the expiry loop
+        await anyio.sleep(0.12)  # several looks of the expiry loop (every 0.05 s here)
         assert world.running() == ["alpha"]  # busy: never unloaded under a request
     world.engine.advance(30)
-    await anyio.sleep(0.2)
+    await anyio.sleep(0.12)
     assert world.running() == ["alpha"]  # 30 s idle of 60
     world.engine.advance(31)
     await wait_until(lambda: world.running() == [])
