@@ -268,18 +268,20 @@ class PickerScreen(ModalScreen[Pick | None]):
         wide = self._wide()
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("", no_wrap=True)
-        table.add_column("name", overflow="ellipsis", no_wrap=True)  # the file column gives way first
-        if with_fit:
-            table.add_column("fit", no_wrap=True)
-        if with_measured:
-            table.add_column("measured", justify="right", no_wrap=True)
-        table.add_column("expected" if with_measured else "speed", justify="right", no_wrap=True)
-        table.add_column("context", justify="right", no_wrap=True)
         placed = reports_placement(self.model.models)
+        # The file column gives way first; with placement, a long name gives way to where and on pick.
+        table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=32 if placed else None)
+        if with_fit:
+            table.add_column("fit", no_wrap=True, min_width=6 if wide else 3)  # the name gives way first
+        if with_measured:
+            table.add_column("measured", justify="right", no_wrap=True, min_width=9)
+        table.add_column("expected" if with_measured else "speed", justify="right", no_wrap=True,
+                         min_width=8 if with_measured else 5)
+        table.add_column("context", justify="right", no_wrap=True, min_width=7)
         if placed:  # narrow: where it runs is in the line under the list
             if wide:
-                table.add_column("where", no_wrap=True, overflow="ellipsis")
-            table.add_column("on pick", overflow="ellipsis", no_wrap=True)
+                table.add_column("where", no_wrap=True, overflow="ellipsis", min_width=10)
+            table.add_column("on pick", overflow="ellipsis", no_wrap=True, min_width=12 if wide else 7)
         # narrow, or placement to show: the line under the list names the file
         elif wide or not (with_fit or with_measured):
             table.add_column("model file", overflow="ellipsis")
