@@ -284,6 +284,7 @@ SERIAL_FILES = {
     "tests/daemon/test_http_api.py",
     "tests/daemon/test_daemon_process.py",
     "tests/integration/test_engines_many.py",
+    "tests/integration/test_two_engines.py",
     "tests/integration/test_lifecycle_docker_outage.py",
     "tests/integration/test_lifecycle_adoption.py",
     "tests/integration/test_runtime_contract.py",

@@ -1053,6 +1053,17 @@ class Core:
         await sup.settle()
         if slot.sup is not sup:
             return
+        engine = self.engines.get(slot.engine)
+        if engine is not None and (not engine.link.available or sup.detached):
+            # An engine without live-restore stops its containers as it goes: that is the news.
+            self._forget(slot)
+            self._remove_env_file(slot.profile)
+            where = "Docker" if slot.engine == LOCAL else f"Docker engine '{slot.engine}'"
+            self.logbook.note(f"the container stopped with {where}", model=sup.model)
+            self._set_state(slot, State.STOPPED, f"the container stopped when {where} did (no "
+                            "live-restore)", "switch to the model to start it again once the engine "
+                            "answers", code="container_gone")
+            return
         removed = removed or sup.removed
         lines = [ln.text for ln in self.logbook.tail(15, run="current", model=sup.model)]
         self._forget(slot)
