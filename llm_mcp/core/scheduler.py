@@ -416,6 +416,9 @@ class Core:
     async def _preflight(self, profile: Profile) -> Preflight:
         """The profile's estimate against the memory it will have: free now plus what the
         containers it replaces hold. Anything unknown is no refusal: the load says why."""
+        if profile.engine != LOCAL:  # NVML and psutil see this machine only
+            return fit_unknown(f"no memory figures for engine '{profile.engine}': they are read on "
+                               "this machine only")
         try:
             with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):  # a hung engine or driver: no verdict
                 return await self.fits.check(profile, await self._memory_now(profile))

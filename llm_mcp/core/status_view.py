@@ -42,8 +42,13 @@ def list_models(core: Core) -> list[dict[str, Any]]:
         entry["would_replace"] = [m for m in core._conflicts(profile, running) if m != profile.id]
         entry["estimated_load_seconds"] = core.history.estimate(profile.id)
         entry["model_present"] = profile.model_path().is_file()
-        entry["fit"] = (core.fits.entry(profile.id) if core.memory_view is not None
-                        else fit_unknown("no memory figures: pre-flight is off").to_dict())
+        if core.memory_view is None:
+            entry["fit"] = fit_unknown("no memory figures: pre-flight is off").to_dict()
+        elif profile.engine != LOCAL:  # NVML and psutil see this machine only
+            entry["fit"] = fit_unknown(f"no memory figures for engine '{profile.engine}': they are "
+                                       "read on this machine only").to_dict()
+        else:
+            entry["fit"] = core.fits.entry(profile.id)
         entry["measured"] = core.bench_store.latest(profile)
         out.append(entry)
     return out
