@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -84,6 +84,8 @@ class FitBoard:
 
     def _judge(self, profile: Profile, memory: MemorySnapshot, *, fresh: bool) -> Preflight:
         """Blocking. ``fresh``: always compare with these figures (the switch's pre-flight)."""
+        if profile.gpus == ():  # `gpus = none`: the container gets no GPU, everything is on the host
+            memory = replace(memory, devices=tuple(d for d in memory.devices if d.device == "host"))
         key = _key(profile, memory.n_gpus)
         done = self._estimate(profile, key, memory.n_gpus)
         if done.estimate is None:
