@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -38,6 +37,7 @@ from llm_mcp.daemon.proxy_auth import Keys
 from llm_mcp.daemon.proxy_errors import ProxyError, api_of, guard_refusal
 from llm_mcp.daemon.proxy_gate import Gate, Scheduler
 from llm_mcp.daemon.proxy_stream import Forward, Outgoing
+from llm_mcp.daemon.upstream_http import Upstream
 
 __all__ = ["LOADING_HEADER", "Proxy", "build_app", "serve_proxy"]
 
@@ -46,10 +46,10 @@ log = logging.getLogger("llm_mcp.proxy")
 LOADING_HEADER = "x-llm-mcp-loading-state"
 ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
           "/v1/messages": "messages", "/v1/messages/count_tokens": "messages"}
+# Only connecting is bounded: generations take as long as they take, and a model that stops
+# under one is noticed by the scheduler.
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 GPU_SAMPLE_TIMEOUT = 2.0  # NVML answers in milliseconds; a hung driver must not hang /metrics
-# Generations take as long as they take; a model that stops under one is noticed by the scheduler.
-UPSTREAM_TIMEOUT = httpx.Timeout(None, connect=UPSTREAM_CONNECT_TIMEOUT)
 
 
 class DaemonLike(Protocol):
@@ -71,9 +71,7 @@ class Proxy:
         self.settings()
         self.keys = Keys()
         self.metrics = Metrics()
-        self.client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, follow_redirects=False,
-                                        limits=httpx.Limits(max_connections=None,
-                                                            max_keepalive_connections=32))
+        self.upstream = Upstream(connect_timeout=UPSTREAM_CONNECT_TIMEOUT)
 
     def settings(self) -> ProxySettings:
         """[proxy] as models.conf says now (keys, queue sizes count at once); the last good one
@@ -95,8 +93,7 @@ class Proxy:
             self.bus.unsubscribe(sub)
 
     async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.client.aclose()
+        await self.upstream.aclose()
 
 
 async def serve_proxy(daemon: DaemonLike, host: str, port: int, *,

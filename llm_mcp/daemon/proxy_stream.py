@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from llm_mcp.daemon.proxy_errors import Api, ProxyError, error_event
 from llm_mcp.daemon.proxy_gate import Target
+from llm_mcp.daemon.upstream_http import UpstreamError, UpstreamResponse
 
 if TYPE_CHECKING:
     from llm_mcp.core.jobs import Job
@@ -34,17 +34,16 @@ __all__ = ["Forward", "Outgoing"]
 
 log = logging.getLogger("llm_mcp.proxy")
 
-# Not forwarded either way: hop-by-hop, what httpx/uvicorn set themselves, the client's keys,
+# Not forwarded either way: hop-by-hop, what upstream_http/uvicorn set themselves, the client's keys,
 # and llama-server's CORS allowances (the endpoint answers no web page of another site).
 _DROP_REQUEST = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length",
                            "authorization", "x-api-key", "accept-encoding", "te", "upgrade",
-                           "proxy-authorization", "cookie", "x-llm-mcp-loading-state"})
-_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server",
-                            "date", "content-encoding"})
+                           "proxy-authorization", "cookie", "expect", "x-llm-mcp-loading-state"})
+_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",
+                            b"date", b"content-encoding"})
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 MAX_TIMINGS_BODY = 4 << 20  # a non-streamed answer larger than this is relayed without reading timings
-_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)  # no answer began
 MAX_PENDING = 1 << 20  # an event longer than this is relayed in pieces
 
 
@@ -145,36 +144,29 @@ class Forward(Response):
         out, proxy = self.out, self.proxy
         model = out.target.model
         headers = [(k, v) for k, v in out.headers if k not in _DROP_REQUEST]
-        request = proxy.client.build_request(out.method, endpoint + out.path, content=out.body or None,
-                                             headers=headers)
         sent_at = time.monotonic()
         try:
-            try:
-                response = await proxy.client.send(request, stream=True)
-            except _STALE as exc:
-                # a kept-alive connection the server closed as we reused it: it saw no request
-                log.info("%s: %s on a reused connection; sending again", model, exc.__class__.__name__)
-                response = await proxy.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise ProxyError(502, "upstream_unreachable", f"the server of '{model}' did not answer: "
-                             f"{exc.__class__.__name__} {exc}", hint="GET /v1/models shows its state; "
-                             "the daemon log says more", retry=True) from None
+            response = await proxy.upstream.request(model, endpoint, out.method, out.path, headers=headers,
+                                                    body=out.body)
+        except UpstreamError as exc:
+            raise ProxyError(502, "upstream_unreachable", f"the server of '{model}' did not answer: {exc}",
+                             hint="GET /v1/models shows its state; the daemon log says more",
+                             retry=True) from None
         try:
-            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
-            if response.status_code >= 400:
-                proxy.metrics.error(model, f"upstream_{response.status_code}")
-            if streamed and response.status_code == 200:
+            streamed = (response.header(b"content-type") or b"").startswith(b"text/event-stream")
+            if response.status >= 400:
+                proxy.metrics.error(model, f"upstream_{response.status}")
+            if streamed and response.status == 200:
                 await self._relay_stream(send, response, sent_at)
             else:
                 await self._relay_whole(send, response)
-        except httpx.HTTPError as exc:
-            raise ProxyError(502, "upstream_failed", f"the server of '{model}' broke off its answer: "
-                             f"{exc.__class__.__name__} {exc}", retry=not self.started) from None
+        except UpstreamError as exc:
+            raise ProxyError(502, "upstream_failed", f"the server of '{model}' broke off its answer: {exc}",
+                             retry=not self.started) from None
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()  # mid-stream: closes the connection, llama-server stops generating
+            response.release()  # mid-answer: closes the connection, llama-server stops generating
 
-    async def _relay_stream(self, send: Send, response: httpx.Response, sent_at: float) -> None:
+    async def _relay_stream(self, send: Send, response: UpstreamResponse, sent_at: float) -> None:
         model = self.out.target.model
         if not self.started:
             await self._start(send, 200, _response_headers(response))
@@ -184,7 +176,7 @@ class Forward(Response):
         # llama-server (b11434) leaves out an Anthropic stream's message_start now and then (about 1 in
         # 8 seen); the Anthropic SDK's stream helper cannot build the message without it
         needs_start = self.out.path.split("?", 1)[0] == "/v1/messages"
-        async for chunk in response.aiter_raw():
+        while chunk := await response.receive():
             if first:
                 self.proxy.metrics.first_token(model, time.monotonic() - sent_at)
                 first = False
@@ -205,8 +197,8 @@ class Forward(Response):
         self.proxy.metrics.timings(model, timings.last)
         await self._end(send)
 
-    async def _relay_whole(self, send: Send, response: httpx.Response) -> None:
-        data = await response.aread()
+    async def _relay_whole(self, send: Send, response: UpstreamResponse) -> None:
+        data = await response.read()
         if self.started:  # a loading-state stream, answered without a stream: the body as an error event
             try:
                 body = json.loads(data)
@@ -214,17 +206,17 @@ class Forward(Response):
                 body = None
             if not isinstance(body, dict) or "error" not in body:
                 body = ProxyError(502, "upstream_not_streamed", f"the model's server answered "
-                                  f"{response.status_code} without a stream: {data[:500]!r}"
+                                  f"{response.status} without a stream: {data[:500]!r}"
                                   ).body(self.out.api)
             await send({"type": "http.response.body", "body": error_event(self.out.api, body),
                         "more_body": True})
             await self._end(send)
             return
-        if response.status_code == 200 and len(data) <= MAX_TIMINGS_BODY and b'"timings"' in data:
+        if response.status == 200 and len(data) <= MAX_TIMINGS_BODY and b'"timings"' in data:
             with contextlib.suppress(ValueError, AttributeError):
                 self.proxy.metrics.timings(self.out.target.model, json.loads(data).get("timings"))
         headers = [*_response_headers(response), (b"content-length", str(len(data)).encode())]
-        await self._start(send, response.status_code, headers)
+        await self._start(send, response.status, headers)
         await send({"type": "http.response.body", "body": data, "more_body": False})
         self.ended = True
 
@@ -252,10 +244,9 @@ class Forward(Response):
         self.ended = True
 
 
-def _response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-    return [(k.lower(), v) for k, v in response.headers.raw
-            if k.lower().decode("latin-1") not in _DROP_RESPONSE
-            and not k.lower().startswith(b"access-control-")]
+def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in response.headers  # names are lower case
+            if k not in _DROP_RESPONSE and not k.startswith(b"access-control-")]
 
 
 def _message_start(model: str) -> bytes:
@@ -285,7 +276,11 @@ class _TimingsReader:
         self.last: Any = None
 
     def feed(self, chunk: bytes) -> None:
-        lines = (self._tail + chunk).split(b"\n")
+        data = self._tail + chunk if self._tail else chunk
+        if b'"timings"' not in data:  # every chunk but the last: only an unfinished line is kept
+            self._tail = data[data.rfind(b"\n") + 1:][-MAX_TIMINGS_BODY:]
+            return
+        lines = data.split(b"\n")
         self._tail = lines.pop()[-MAX_TIMINGS_BODY:]
         for line in lines:
             if line.startswith(b"data:") and b'"timings"' in line:
