@@ -255,6 +255,16 @@ class Core:
     def slot(self, model: str) -> Slot | None:
         return self._slots.get(model)
 
+    def ready_endpoint(self, model: str) -> str | None:
+        """The model's server when it is ready and no job in flight is about to stop it (what the
+        endpoint asks before each request: cheap, no status built)."""
+        slot = self._slots.get(model)
+        if slot is None or slot.state != State.READY or slot.sup is None:
+            return None
+        if any(model in job.stops for job in self._active if not job.done.is_set()):
+            return None
+        return self._endpoint(slot)
+
     def primary_local(self) -> Slot | None:
         """The primary model's slot when it runs on the local engine (host samples are local)."""
         slot = self._primary_slot()

@@ -38,6 +38,7 @@ class Scheduler(Protocol):
 
     def config(self) -> Config: ...
     def status(self) -> dict[str, Any]: ...
+    def ready_endpoint(self, model: str) -> str | None: ...
     async def ensure(self, model: str, *, force: bool = False, rollback: bool = True) -> Job: ...
 
 
@@ -100,15 +101,7 @@ class Gate:
 
     def ready_endpoint(self, model: str) -> str | None:
         """The model's server when it is ready and no job in flight is about to stop it."""
-        status = self.core.status()
-        for job in status.get("jobs") or ():
-            if not job.get("done") and model in (job.get("stops") or ()):
-                return None
-        for entry in status.get("models") or ():
-            if entry.get("id") == model:
-                endpoint = entry.get("endpoint")
-                return str(endpoint) if entry.get("state") == "ready" and endpoint else None
-        return None
+        return self.core.ready_endpoint(model)
 
     async def wait_ready(self, target: Target, progress: Progress | None = None) -> str:
         """Ensure the model and wait for it in its queue; its endpoint, or a ProxyError."""
