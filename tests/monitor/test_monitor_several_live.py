@@ -33,7 +33,7 @@ async def test_two_models_side_by_side_their_rows_their_logs_what_a_pick_replace
         await pilot.press("m", "2")
         await wait_for(pilot, lambda: [r.state for r in app.model.running] == ["ready", "ready"], 60,
                        "Fake B ready beside Fake A")
-        await wait_for(pilot, lambda: app.model_rows.display, 5, "the rows")
+        await wait_for(pilot, lambda: app.model_rows.display, 15, "the rows")
         text = screen_text(app)
         a, b = row_of(text, "fake-a"), row_of(text, "fake-b")
         assert "● ready" in a and "local · CPU" in a and "up " in a
@@ -41,8 +41,8 @@ async def test_two_models_side_by_side_their_rows_their_logs_what_a_pick_replace
         assert text.splitlines()[0].startswith(" llm-mcp ● ready  Fake B (fake-b)")
 
         log = app.log_view
-        await wait_for(pilot, lambda: {"fake-a", "fake-b"} <= set(log.models), 10, "both models' lines")
-        await wait_for(pilot, lambda: "l log" in screen_text(app).splitlines()[-1], 5, "l in the footer")
+        await wait_for(pilot, lambda: {"fake-a", "fake-b"} <= set(log.models), 30, "both models' lines")
+        await wait_for(pilot, lambda: "l log" in screen_text(app).splitlines()[-1], 15, "l in the footer")
         assert "╭─ log · all " in screen_text(app)
         await pilot.press("l")
         assert log.source == "fake-a" and "╭─ log · fake-a " in screen_text(app)
@@ -53,13 +53,13 @@ async def test_two_models_side_by_side_their_rows_their_logs_what_a_pick_replace
 
         await pilot.press("m")
         assert isinstance(app.screen, PickerScreen)
-        await wait_for(pilot, lambda: "replaces fake-a, fake-b" in screen_text(app), 10,
+        await wait_for(pilot, lambda: "replaces fake-a, fake-b" in screen_text(app), 30,
                        "the exclusive profile's would_replace")
         assert "runs on local · CPU · excl" not in screen_text(app)  # the cursor is on a running one
         await pilot.press("escape", "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, StopPickerScreen), 5, "which model?")
+        await wait_for(pilot, lambda: isinstance(app.screen, StopPickerScreen), 15, "which model?")
         await pilot.press("1")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 15, "the question")
         assert "Fake B keeps serving." in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.model.serving_ids() == ["fake-b"], 30, "Fake A unloaded")
