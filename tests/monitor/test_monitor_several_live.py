@@ -63,7 +63,7 @@ async def test_two_models_side_by_side_their_rows_their_logs_what_a_pick_replace
         assert "Fake B keeps serving." in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.model.serving_ids() == ["fake-b"], 30, "Fake A unloaded")
-        await wait_for(pilot, lambda: not app.model_rows.display, 5, "the rows to go (one model left)")
+        await wait_for(pilot, lambda: not app.model_rows.display, 15, "the rows to go (one model left)")
         assert app.model.state == "ready" and (app.model.profile or {}).get("id") == "fake-b"
         assert screen_text(app).splitlines()[0].startswith(" llm-mcp ● ready  Fake B (fake-b)")
 
