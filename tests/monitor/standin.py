@@ -157,8 +157,12 @@ class StandInClient:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.drained = asyncio.Event()
         self.live: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # A test clears it to hold the monitor's next connection (the daemon is "down") until set.
+        self.connectable = asyncio.Event()
+        self.connectable.set()
 
     async def __aenter__(self) -> StandInClient:
+        await self.connectable.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

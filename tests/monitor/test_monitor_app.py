@@ -204,11 +204,13 @@ async def test_the_daemon_going_away_shows_reconnecting_and_the_monitor_recovers
         await settled(pilot, client)
         assert "● ready" in S.screen_text(app).splitlines()[0]
         client.drained.clear()
+        client.connectable.clear()  # the daemon stays "down" until the test says otherwise
         await client.live.put(None)  # the connection drops
         await wait_for(pilot, lambda: not app.model.connected, 15, "the drop to show")
         assert "reconnecting…" in S.screen_text(app).splitlines()[0]
         await pilot.press("m")
         assert not isinstance(app.screen, PickerScreen)  # no picking while disconnected
+        client.connectable.set()
         await wait_for(pilot, lambda: app.model.connected, 10, "the reconnect")
         assert "● ready" in S.screen_text(app).splitlines()[0]
         assert len(calls(client, "status")) >= 2
