@@ -100,6 +100,17 @@ def test_tcp_with_tls_reaches_the_same_engine_as_its_socket(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     over_tls = DockerRuntime.for_engine("gpu2", engine.tcp_host, TLSFiles(*engine.tls),
                                         instance=setup.instance)
+    # The engine answers on its socket first; its TLS listener may take a moment longer after a
+    # restart by the test before (the fixture waits for the socket only).
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            over_tls.ping()
+            break
+        except EngineUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     info = over_tls.create_and_start(spec)
     assert [i.id for i in gpu2.managed()] == [info.id]  # the same engine through its unix socket
     assert over_tls.inspect(info.id) == gpu2.inspect(info.id)
