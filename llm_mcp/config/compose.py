@@ -267,26 +267,11 @@ def _ulimits(raw: Any, key: str, path: Path) -> tuple[Ulimit, ...]:
 
 
 def _devices(raw: Any, key: str, path: Path) -> tuple[DeviceRequest, ...]:
-    if not isinstance(raw, dict):
-        raise ComposeError(path, key, "must be a mapping")
-    hint = "not supported; under deploy only resources.reservations.devices (the GPU reservation) is"
-    for name in raw:
-        if name != "resources":
-            raise ComposeError(path, f"{key}.{name}", hint)
-    resources = raw.get("resources") or {}
-    if not isinstance(resources, dict):
-        raise ComposeError(path, f"{key}.resources", "must be a mapping")
-    for name in resources:
-        if name != "reservations":
-            raise ComposeError(path, f"{key}.resources.{name}", hint)
-    reservations = resources.get("reservations") or {}
-    if not isinstance(reservations, dict):
-        raise ComposeError(path, f"{key}.resources.reservations", "must be a mapping")
-    for name in reservations:
-        if name != "devices":
-            raise ComposeError(path, f"{key}.resources.reservations.{name}", hint)
+    # deploy: {resources: {reservations: {devices: [...]}}} and nothing beside, at any level
+    resources = _one_key(raw, "resources", key, path) or {}
+    reservations = _one_key(resources, "reservations", f"{key}.resources", path) or {}
     where = f"{key}.resources.reservations.devices"
-    devices = reservations.get("devices") or []
+    devices = _one_key(reservations, "devices", f"{key}.resources.reservations", path) or []
     if not isinstance(devices, list):
         raise ComposeError(path, where, "must be a list")
     requests = []
@@ -309,6 +294,17 @@ def _devices(raw: Any, key: str, path: Path) -> tuple[DeviceRequest, ...]:
                                                      f"{where}[{i}].capabilities", path)),
         ))
     return tuple(requests)
+
+
+def _one_key(raw: Any, name: str, key: str, path: Path) -> Any:
+    """`raw` must be a mapping holding nothing but `name` (deploy's levels); the value of `name`."""
+    if not isinstance(raw, dict):
+        raise ComposeError(path, key, "must be a mapping")
+    for other in raw:
+        if other != name:
+            raise ComposeError(path, f"{key}.{other}", "not supported; under deploy only "
+                               "resources.reservations.devices (the GPU reservation) is")
+    return raw.get(name)
 
 
 def _only(item: dict[Any, Any], allowed: set[str], key: str, path: Path) -> None:
