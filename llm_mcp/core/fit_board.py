@@ -55,6 +55,28 @@ def _key(profile: Profile, n_gpus: int) -> _Key:
     return (str(path), ident, tuple(profile.server_args()), n_gpus)
 
 
+def _seen_by(profile: Profile, memory: MemorySnapshot) -> tuple[MemorySnapshot, dict[str, str], str | None]:
+    """The devices the profile's container gets: the memory on them, their names there -> here
+    (a `gpus` list: its first GPU is the container's gpu0), or why they cannot be told."""
+    if profile.gpus is None:  # every GPU
+        return memory, {}, None
+    host = tuple(d for d in memory.devices if d.device == "host")
+    if profile.gpus == ():  # `gpus = none`: no GPU, everything is on the host
+        return replace(memory, devices=host), {}, None
+    if not all(g.isdigit() for g in profile.gpus):
+        return memory, {}, ("`gpus` names GPUs by UUID and memory is read by index: write indices "
+                            "(`nvidia-smi -L`) to have the pre-flight judge this profile")
+    chosen = [f"gpu{g}" for g in sorted({int(g) for g in profile.gpus})]
+    gpus = [d for name in chosen if (d := memory.device(name)) is not None]
+    if len(gpus) < len(chosen):
+        seen = ", ".join(d.device for d in memory.devices if d.device != "host") or "none"
+        return memory, {}, f"`gpus = {profile.gpus_text}` names a GPU this machine lacks (it has: {seen})"
+    names = {f"gpu{i}": d.device for i, d in enumerate(gpus)}
+    # the estimate is made for len(gpus) GPUs, then named as here; the snapshot keeps this machine's names
+    narrowed = replace(memory, devices=(*host, *gpus))
+    return narrowed, names, None
+
+
 class FitBoard:
     """Per-profile estimates and verdicts; see the module docstring."""
 
@@ -84,19 +106,22 @@ class FitBoard:
 
     def _judge(self, profile: Profile, memory: MemorySnapshot, *, fresh: bool) -> Preflight:
         """Blocking. ``fresh``: always compare with these figures (the switch's pre-flight)."""
-        if profile.gpus == ():  # `gpus = none`: the container gets no GPU, everything is on the host
-            memory = replace(memory, devices=tuple(d for d in memory.devices if d.device == "host"))
+        memory, names, why_not = _seen_by(profile, memory)
         key = _key(profile, memory.n_gpus)
-        done = self._estimate(profile, key, memory.n_gpus)
-        if done.estimate is None:
-            result = unknown(done.error or "no estimate")
+        done = self._estimate(profile, key, memory.n_gpus) if why_not is None else None
+        if done is None or done.estimate is None:
+            result = unknown(why_not or (done and done.error) or "no estimate")
         else:
+            est = done.estimate
+            if names:  # the container's gpu0, gpu1, ... are the machine's GPUs `gpus` lists
+                est = replace(est, devices=tuple(replace(d, device=names.get(d.device, d.device))
+                                                 for d in est.devices))
             old = self._judged.get(profile.id)
-            bands = {d.device: d.band for d in done.estimate.devices}
+            bands = {d.device: d.band for d in est.devices}
             if (not fresh and old is not None and old.key == key and old.memory.replacing == memory.replacing
                     and not memory.moved_more_than(old.memory, bands)):
                 return old.result
-            result = check(done.estimate, memory)
+            result = check(est, memory)
         self._judged[profile.id] = _Judged(key, memory, result)
         return result
 

@@ -178,3 +178,27 @@ async def test_an_unreadable_model_is_unknown_with_the_reason(tmp_path: Path) ->
         assert entry["verdict"] == "unknown"
         assert entry["error"].startswith("cannot read the model file"), entry
     assert board.entry("never-seen")["error"] == "not estimated yet"
+
+
+@pytest.mark.anyio
+async def test_a_gpus_list_is_judged_against_those_gpus_only_under_this_machines_names(tmp_path: Path) -> None:
+    write_shaped_model(tmp_path / "m.gguf", Shape())
+    conf = tmp_path / "models.conf"
+    conf.write_text(f"[defaults]\nmodels_dir = {tmp_path}\nn_gpu_layers = 99\n"
+                    "[all]\nmodel = m.gguf\n[second]\nmodel = m.gguf\ngpus = 1\n"
+                    "[missing]\nmodel = m.gguf\ngpus = 3\n"
+                    "[by-uuid]\nmodel = m.gguf\ngpus = GPU-8a9b3c1d-0000-0000-0000-000000000000\n", "utf-8")
+    config = load_config(conf)
+    board = FitBoard()
+    # GPU 0 is full (another program), GPU 1 is empty: only a profile on GPU 1 fits
+    snap = MemorySnapshot((DeviceMemory("host", 8 * GIB), DeviceMemory("gpu0", 1 * MIB),
+                           DeviceMemory("gpu1", 8 * GIB)))
+    await board.refresh(config.profiles.values(), snap)
+    everywhere, second = board.entry("all"), board.entry("second")
+    assert everywhere["verdict"] == "wont_fit"  # split over both GPUs: gpu0 has no room
+    assert second["verdict"] == "fits", second
+    assert [d["device"] for d in second["devices"]] == ["host", "gpu1"]  # the machine's name, not gpu0
+    assert second["devices"][1]["free_bytes"] == 8 * GIB and "gpu1" in second["message"]
+    assert board.entry("missing")["verdict"] == "unknown"
+    assert "gpus = 3" in board.entry("missing")["error"] and "gpu0, gpu1" in board.entry("missing")["error"]
+    assert board.entry("by-uuid")["verdict"] == "unknown" and "UUID" in board.entry("by-uuid")["error"]
