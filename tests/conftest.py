@@ -131,6 +131,24 @@ flags = --fake-load-seconds 0.5
 """
 
 
+# Two profiles that never conflict with anything: no GPU, and a port Docker picks.
+SIDE_BY_SIDE = f"""
+[side-a]
+name = Side A
+model = tiny-a.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+
+[side-b]
+name = Side B
+model = tiny-b.gguf
+image = {FAKE_IMAGE}
+port = auto
+gpus = none
+"""
+
+
 @pytest.fixture
 def setup(tmp_path: Path, models_dir: Path, docker_engine: None) -> Iterator[Setup]:
     s = Setup(tmp_path, models_dir)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from llm_mcp.clients.cli import build_parser
-from tests.conftest import FAKE_IMAGE, FAKE_PROFILES, Setup
+from tests.conftest import FAKE_PROFILES, SIDE_BY_SIDE, Setup
 from tests.daemons import SLOW_AND_BROKEN, Daemons, cli
 
 pytestmark = [pytest.mark.docker]
@@ -203,24 +203,6 @@ def test_no_daemon_possible_is_exit_4_in_one_line(fakes: Setup) -> None:
     env = {**fakes.env(), "LLM_MCP_SOCKET": "/proc/llm-mcp-cannot-live-here/daemon.sock"}
     done = _ok(cli(fakes, "status", env=env), 4)
     assert "daemon" in _one_error_line(done)
-
-
-# Two profiles that never conflict with anything: no GPU, and a port Docker picks.
-SIDE_BY_SIDE = f"""
-[side-a]
-name = Side A
-model = tiny-a.gguf
-image = {FAKE_IMAGE}
-port = auto
-gpus = none
-
-[side-b]
-name = Side B
-model = tiny-b.gguf
-image = {FAKE_IMAGE}
-port = auto
-gpus = none
-"""
 
 
 def test_ps_shows_each_running_model_and_stop_id_unloads_one(setup: Setup, daemons: Daemons) -> None:

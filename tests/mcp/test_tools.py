@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, TextContent
 
 from llm_mcp.clients.client import DaemonClient
 from llm_mcp.clients.mcp_server import make_server
-from tests.conftest import FAKE_IMAGE, Setup
+from tests.conftest import FAKE_IMAGE, SIDE_BY_SIDE, Setup
 from tests.mcp.conftest import MCP_PROFILES, SLOW_SECONDS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
@@ -240,23 +240,6 @@ async def test_text_from_the_container_is_raw_in_structured_content_and_escaped_
     text = text_of(result)
     assert "\u202e" not in text and "\\u202e" in text
     assert json.loads(text) == result.structured_content  # the same JSON, nothing a terminal acts on
-
-
-SIDE_BY_SIDE = f"""
-[side-a]
-name = Side A
-model = tiny-a.gguf
-image = {FAKE_IMAGE}
-port = auto
-gpus = none
-
-[side-b]
-name = Side B
-model = tiny-b.gguf
-image = {FAKE_IMAGE}
-port = auto
-gpus = none
-"""
 
 
 async def test_two_models_serve_side_by_side_and_unload_model_stops_one(mcp: Client,
