@@ -303,31 +303,35 @@ class UpstreamResponse:
     async def _chunk(self) -> bytes:
         """The data of every chunk already received (at least one byte, or the end): chunks that came
         together are relayed together. `_left` > 0: data bytes left in the current chunk; then
-        _CRLF (its line end), 0 (a chunk-size line) or _TRAILERS (after the last chunk)."""
+        _CRLF (its line end), 0 (a chunk-size line) or _TRAILERS (after the last chunk).
+
+        The buffer is walked with an index and cut once at the end: cutting it at every chunk
+        copied the rest each time, quadratic in the chunks one read brings (hundreds, unpaced).
+        """
         out: list[bytes] = []
-        buf = self._buf
+        buf, pos = self._buf, 0
         while True:
             if self._left > 0:
-                if not buf:
+                if pos == len(buf):
                     if out:
                         break
-                    buf = await self._more()
-                piece = buf[:self._left]
+                    buf, pos = await self._more(), 0
+                piece = buf[pos:pos + self._left]
                 out.append(piece)
-                buf = buf[len(piece):]
+                pos += len(piece)
                 self._left -= len(piece)
                 if self._left == 0:
                     self._left = _CRLF
                 continue
-            end = buf.find(b"\r\n")
+            end = buf.find(b"\r\n", pos)
             if end < 0:
-                if len(buf) > MAX_HEAD:
+                if len(buf) - pos > MAX_HEAD:
                     raise UpstreamError(f"a chunk-size or trailer line longer than {MAX_HEAD} bytes")
                 if out:
                     break
-                buf += await self._more()
+                buf, pos = buf[pos:] + await self._more(), 0
                 continue
-            line, buf = buf[:end], buf[end + 2:]
+            line, pos = buf[pos:end], end + 2
             if self._left == _CRLF:
                 if line:
                     raise UpstreamError("a chunk not followed by CRLF")
@@ -344,7 +348,7 @@ class UpstreamResponse:
                 if not size or len(size) > 16 or not _HEX.issuperset(size):
                     raise UpstreamError(f"a bad chunk-size line: {line[:100]!r}")
                 self._left = int(size, 16) or _TRAILERS
-        self._buf = buf
+        self._buf = buf[pos:]
         return b"".join(out) if len(out) != 1 else out[0]
 
     async def _more(self) -> bytes:

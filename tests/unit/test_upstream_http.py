@@ -104,6 +104,31 @@ async def test_a_chunked_body_split_across_reads_comes_whole_without_extensions_
         await upstream.aclose()
 
 
+async def test_many_chunks_in_one_read_come_together_and_whole_wherever_the_reads_split_them() -> None:
+    events = [b"data: {\"n\": %d}\n\n" % i for i in range(2000)]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    upstream = Upstream(connect_timeout=5)
+    async with peer() as (url, accepted):
+        stream = None
+        for cut in (0, 1, 2, 5, 7, len(body) // 2, len(body) - 3):  # in a size line, a CRLF, data
+            response, stream = await ask(upstream, url, accepted, OK_HEAD + body[:cut], stream)
+            received: list[bytes] = []
+
+            async def rest(stream: SocketStream = stream, cut: int = cut) -> None:
+                await anyio.sleep(0.02)  # the reader has taken what came with the head (a partial line)
+                await stream.send(body[cut:])
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(rest)
+                    while part := await response.receive():
+                        received.append(part)
+            assert b"".join(received) == b"".join(events)
+            assert len(received) <= 60  # relayed as they came, not one piece a chunk (2,000)
+            response.release()  # read to its end: the next request goes on the same connection
+        await upstream.aclose()
+
+
 async def test_a_content_length_body_ends_at_its_length_and_keeps_the_connection() -> None:
     upstream = Upstream(connect_timeout=5)
     async with peer() as (url, accepted):
