@@ -87,14 +87,17 @@ class Forward(Response):
                 await self._fail(send, ProxyError(500, "internal_error", f"internal error: {exc}",
                                                   hint="see the daemon log", retry=False))
             finally:
-                tg.cancel_scope.cancel()
+                if not self.ended:  # else the watcher returns by itself: the server ends receive()
+                    tg.cancel_scope.cancel()
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                self.gone = True
-                scope.cancel()  # the upstream request is closed on the way out
+                # after the answer's last byte the server answers receive() with a disconnect too
+                if not self.ended:
+                    self.gone = True
+                    scope.cancel()  # the upstream request is closed on the way out
                 return
 
     # ---- waiting for the model ------------------------------------------------------------
@@ -121,22 +124,15 @@ class Forward(Response):
         if waited > 0.01:
             proxy.metrics.waited(model, waited)
         # no await between the ready check and this: the scheduler sees the request before it stops the model
-        with proxy.core.requests.serving(model) as ticket:
-            with anyio.CancelScope() as relay:
-                async with anyio.create_task_group() as tg:
-                    async def on_cut() -> None:
-                        await ticket.cut.wait()
-                        relay.cancel()
-
-                    tg.start_soon(on_cut)
-                    try:
-                        await self._relay(send, endpoint)
-                    except ProxyError as exc:
-                        await self._fail(send, exc)
-                    tg.cancel_scope.cancel()
-            if ticket.cut.is_set() and not self.ended:
-                await self._fail(send, ProxyError(503, "model_stopped", ticket.cut_reason or
-                                                  f"'{model}' was stopped while answering", retry=True))
+        with proxy.core.requests.serving(model) as ticket, anyio.CancelScope() as relay:
+            ticket.on_cut = relay.cancel
+            try:
+                await self._relay(send, endpoint)
+            except ProxyError as exc:
+                await self._fail(send, exc)
+        if ticket.cut.is_set() and not self.ended:
+            await self._fail(send, ProxyError(503, "model_stopped", ticket.cut_reason or
+                                              f"'{model}' was stopped while answering", retry=True))
 
     # ---- relaying ---------------------------------------------------------------------------
 
