@@ -25,6 +25,7 @@ from llm_mcp.config.models_conf import Config, ConfigReader, load_config
 from llm_mcp.core.events import Subscription
 from llm_mcp.core.preflight import WontFit
 from llm_mcp.core.scheduler import Core, Job, SwitchError, SwitchRefused
+from llm_mcp.daemon import event_loop
 from llm_mcp.daemon.listeners import serve_forever
 from llm_mcp.daemon.model_memory import ModelMemory
 from llm_mcp.protocol import ProtocolError
@@ -593,6 +594,7 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
         daemon.proxy = binds.show((host, int(port)))
 
     async def main() -> None:
+        log.info("event loop: %s", event_loop.loop_name())
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.serve)
             if http is not None:
@@ -607,7 +609,7 @@ def _serve(start: _Start, initial: Config, http: tuple[str, int] | None) -> int:
 
     unusable: list[OSError] = []
     try:
-        anyio.run(main)
+        event_loop.run(main)
     except* OSError as group:  # the socket or its directory cannot be used (a symlink, say)
         unusable.extend(e for e in group.exceptions if isinstance(e, OSError))
     if unusable:
