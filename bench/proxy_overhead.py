@@ -31,6 +31,12 @@ The daemon (socket server, scheduler on Docker, endpoint) runs in a child proces
 as `llm-mcp daemon` runs it; this process is the client: raw sockets that count
 chunks with bytes.count, so the client's cost is small and the same both ways.
 `--profile FILE` runs the daemon under cProfile (CPU time) and prints where it went.
+
+Pinning (the default with 2 CPUs or more; `--no-pin` to share them all): the model
+servers' containers get the last CPU, this process and the daemon the others. On a
+GPU workstation the relay runs on cores the generation does not need; on a 2-CPU
+machine unpinned, every microsecond the endpoint spends is taken from the real
+llama-server (a CPU-bound tiny model here), which measures the machine, not the relay.
 Self-contained: a temporary models.conf, models and state; the stand-in's image
 (llm-mcp-bench/paced-upstream) is built on llm-mcp-test/base:bookworm; every
 container is removed at the end.
@@ -117,6 +123,7 @@ def serve(root: Path, profile: Path | None) -> None:
 
     from llm_mcp.config.models_conf import ConfigReader, load_config
     from llm_mcp.core.scheduler import Core
+    from llm_mcp.daemon import event_loop
     from llm_mcp.daemon.proxy import serve_proxy
     from llm_mcp.daemon.server import Daemon
     from llm_mcp.runtime.docker_engine import DockerRuntime
@@ -139,14 +146,14 @@ def serve(root: Path, profile: Path | None) -> None:
                     break
 
     if profile is None:
-        anyio.run(main)
+        event_loop.run(main)  # the loop `llm-mcp daemon` runs on
         return
     import cProfile
 
     profiler = cProfile.Profile(time.process_time)  # CPU time: wall time would count the waits for a core
     profiler.enable()
     try:
-        anyio.run(main)
+        event_loop.run(main)
     finally:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -293,6 +300,23 @@ async def ready_ports(root: Path, models: list[str]) -> dict[str, int]:
     return ports
 
 
+def pinning(wanted: bool) -> tuple[int, set[int]] | None:
+    """(the servers' CPU, the others) when pinning is asked for and there are CPUs to split."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[-1], set(cpus[:-1])) if wanted and len(cpus) >= 2 else None
+
+
+def pin_servers(root: Path, cpu: int) -> None:
+    """Every model server of this run on `cpu` (docker update: no restart)."""
+    config = (root / "models.conf").read_text(encoding="utf-8")
+    instance = config.split("instance = ", 1)[1].split("\n", 1)[0]
+    from llm_mcp.config.compose import LABEL_INSTANCE
+
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label={LABEL_INSTANCE}={instance}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["docker", "update", "--cpuset-cpus", str(cpu), *ids], capture_output=True, check=True)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -300,6 +324,8 @@ def verdict(ok: bool) -> str:
 async def measure(root: Path, args: argparse.Namespace, pid: int) -> int:
     models = ["paced", "unpaced", *([] if args.no_real else ["real"])]
     ports = await ready_ports(root, models)
+    if args.pin is not None:
+        pin_servers(root, args.pin)
     proxy_port = int((root / "proxy.port").read_text(encoding="utf-8"))
     load = os.getloadavg()[0]
     idle = Daemon(pid, 0.0)
@@ -356,8 +382,10 @@ async def measure(root: Path, args: argparse.Namespace, pid: int) -> int:
     print(f"  headroom: best {best['through']:.0f} chunks/s through (direct {best['direct']:.0f}) = "
           f"{multiple:.1f}x the 16-stream paced load's {load_rate:.0f} chunks/s "
           f"({verdict(multiple >= TARGET_HEADROOM)} >= {TARGET_HEADROOM:g}x)")
+    where = (f"servers pinned to CPU {args.pin}, endpoint and client to the others" if args.pin is not None
+             else "not pinned: servers, endpoint and client share every CPU")
     print(f"({args.rounds} rounds, {args.tokens} paced tokens a stream, {args.real_tokens} real; "
-          f"{os.cpu_count()} CPUs; load average {load:.1f} at the start, "
+          f"{os.cpu_count()} CPUs, {where}; load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end)")
     return 0
 
@@ -381,6 +409,8 @@ def main() -> int:
     parser.add_argument("--real-parallel", type=int, default=16, help="llama-server --parallel")
     parser.add_argument("--headroom-chunks", type=int, default=64000, help="chunks per headroom measurement")
     parser.add_argument("--no-real", action="store_true", help="leave out the real llama-server")
+    parser.add_argument("--no-pin", action="store_true", help="let servers, endpoint and client share "
+                        "every CPU (default: the servers get the last one)")
     parser.add_argument("--profile", type=Path, help="run the daemon under cProfile; stats to this file")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the daemon process
     args = parser.parse_args()
@@ -388,6 +418,11 @@ def main() -> int:
         serve(args.serve, args.profile)
         return 0
     build_paced_image()
+    split = pinning(not args.no_pin)
+    args.pin = None
+    if split is not None:
+        args.pin = split[0]
+        os.sched_setaffinity(0, split[1])  # the daemon, started below, inherits it
     root = Path(tempfile.mkdtemp(prefix="llm-mcp-bench-"))
     config = write_setup(root, args.real_parallel)
     instance = config.read_text(encoding="utf-8").split("instance = ", 1)[1].split("\n", 1)[0]

@@ -181,7 +181,9 @@ async def test_an_unreadable_model_is_unknown_with_the_reason(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
-async def test_a_gpus_list_is_judged_against_those_gpus_only_under_this_machines_names(tmp_path: Path) -> None:
+async def test_a_gpus_list_is_judged_against_those_gpus_only_under_this_machines_names(
+    tmp_path: Path,
+) -> None:
     write_shaped_model(tmp_path / "m.gguf", Shape())
     conf = tmp_path / "models.conf"
     conf.write_text(f"[defaults]\nmodels_dir = {tmp_path}\nn_gpu_layers = 99\n"
