@@ -104,7 +104,7 @@ async def serve_proxy(daemon: DaemonLike, host: str, port: int, *,
     with host and port from models.conf's [proxy] listen. An OSError (address in use) comes before
     `started`.
     """
-    proxy = Proxy(daemon.core, samplers=daemon.samplers, bus=getattr(daemon.core, "bus", None))
+    proxy = Proxy(daemon.core, samplers=daemon.samplers, bus=daemon.core.bus)
     app = build_app(proxy, check_host=is_loopback(host))
     try:
         async with anyio.create_task_group() as tg:
