@@ -143,7 +143,7 @@ class Forward(Response):
         sent_at = time.monotonic()
         try:
             response = await proxy.upstream.request(model, endpoint, out.method, out.path, headers=headers,
-                                                    body=out.body)
+                                                    body=out.body, max_idle=out.target.idle_limit)
         except UpstreamError as exc:
             raise ProxyError(502, "upstream_unreachable", f"the server of '{model}' did not answer: {exc}",
                              hint="GET /v1/models shows its state; the daemon log says more",

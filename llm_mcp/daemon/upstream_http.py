@@ -9,7 +9,8 @@ and anyio's socket streams pause and resume the transport's reading around every
 read), which cost streams tokens and time to first token on a busy machine
 (bench/proxy_overhead.py). It runs on asyncio's streams, as the daemon (uvicorn) does.
 
-Idle connections are kept a few per model and dropped when the model's endpoint
+Idle connections are kept per model (as many as the caller says its server can spare
+threads for: see proxy_gate.Target.idle_limit) and dropped when the model's endpoint
 changes, when they have been idle longer than llama-server keeps them, or on any
 error; a connection whose answer was not read to the end is closed, never reused
 (closing it is also how a hung-up client stops llama-server's generation). A request
@@ -35,7 +36,6 @@ log = logging.getLogger("llm_mcp.proxy")
 
 MAX_HEAD = 64 << 10  # a response head (or one chunk-size or trailer line) longer than this is refused
 READ_SIZE = 64 << 10
-MAX_IDLE = 8  # kept-alive connections per model; llama-server gives each one a thread of its HTTP pool
 IDLE_SECONDS = 4.0  # llama-server (cpp-httplib) closes a connection idle for 5 s
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _CRLF, _TRAILERS = -1, -2  # chunked decoding: what comes next when no chunk data does
@@ -75,6 +75,7 @@ class _Place:
     authority: str  # for the Host header
     idle: deque[_Connection] = field(default_factory=deque)
     closed: bool = False
+    max_idle: int = 0  # kept-alive connections at most (llama-server holds a thread for each)
 
     def take(self) -> _Connection | None:
         now = time.monotonic()
@@ -86,7 +87,7 @@ class _Place:
         return None
 
     def put(self, conn: _Connection) -> None:
-        if self.closed or len(self.idle) >= MAX_IDLE:
+        if self.closed or len(self.idle) >= self.max_idle:
             conn.close()
             return
         conn.idle_since = time.monotonic()
@@ -106,13 +107,15 @@ class Upstream:
         self._places: dict[str, _Place] = {}
 
     async def request(self, model: str, endpoint: str, method: str, path: str, *,
-                      headers: list[tuple[str, str]], body: bytes) -> UpstreamResponse:
+                      headers: list[tuple[str, str]], body: bytes, max_idle: int = 8) -> UpstreamResponse:
         """Send a request to `endpoint` (http://HOST:PORT) and read the answer's head.
 
         `path` with its query string; `headers` as the client sent them, less what this adds
-        (Host, Content-Length). The caller reads the body and then calls `release()`.
+        (Host, Content-Length); `max_idle`: connections to keep open to this server between
+        requests. The caller reads the body and then calls `release()`.
         """
         place = self._place(model, endpoint)
+        place.max_idle = max_idle
         data = _request_bytes(method, path, place.authority, headers, body)
         conn = place.take()
         if conn is not None:

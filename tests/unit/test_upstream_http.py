@@ -10,6 +10,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from llm_mcp.daemon.proxy_gate import idle_limit
 from llm_mcp.daemon.upstream_http import MAX_HEAD, Upstream, UpstreamError, UpstreamResponse
 
 pytestmark = pytest.mark.anyio
@@ -228,3 +229,39 @@ async def test_a_path_is_sent_percent_encoded_so_it_cannot_split_the_request() -
                 await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         result[0].release()
         await upstream.aclose()
+
+
+async def test_as_many_connections_are_kept_as_the_server_can_spare_threads_for() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    answered: list[UpstreamResponse] = []
+    for keep in (3, 0):
+        upstream = Upstream(connect_timeout=5)
+        answered.clear()
+
+        async def client(upstream: Upstream = upstream, keep: int = keep) -> None:
+            answered.append(await upstream.request("m", url, "GET", "/props", headers=[], body=b"",
+                                                   max_idle=keep))
+
+        async with peer() as (url, accepted):
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:  # five at once: five connections
+                    for _ in range(5):
+                        tg.start_soon(client)
+                    for _ in range(5):
+                        stream = await accepted.receive()
+                        await read_request(stream)
+                        await stream.send(ok)
+            for response in answered:
+                assert await response.read() == b"{}"
+                response.release()
+            assert len(upstream._places["m"].idle) == keep
+            await upstream.aclose()
+
+
+def test_the_idle_limit_is_the_servers_slots_less_what_its_http_threads_lack() -> None:
+    assert idle_limit(()) == 4  # llama-server's default: 4 slots
+    assert idle_limit(("--parallel", "16")) == 16 and idle_limit(("-np", "2")) == 2
+    assert idle_limit(("-np", "-1")) == 4  # auto
+    assert idle_limit(("--parallel", "16", "--threads-http", "6")) == 4  # two threads left for /health
+    assert idle_limit(("--threads-http=2",)) == 0
+    assert idle_limit(("--parallel", "9999")) == 64  # bounded whatever the flags say
