@@ -93,12 +93,16 @@ def write_setup(root: Path, real_parallel: int) -> Path:
     shutil.copy(ROOT / "compose" / "compose.cpu.yaml", root / "compose" / "compose.yaml")
     # gpus = none and auto ports: the three profiles do not conflict and run at once
     place = "gpus = none\nport = auto\n"
+    # the stand-in ignores --parallel; said as the real server's is, the endpoint keeps as many
+    # connections open to it (proxy_gate.idle_limit)
+    slots = f"--parallel {max(STREAMS)}"
     config = root / "models.conf"
     config.write_text(
         f"[defaults]\ninstance = bench{uuid.uuid4().hex[:8]}\nmodels_dir = {models}\n"
         "compose_file = compose/compose.yaml\nverify = false\nstop_grace = 2\n\n"
-        f"[paced]\nmodel = tiny-a.gguf\nimage = {PACED_IMAGE}\n{place}flags = --bench-tps {PACED_TPS}\n\n"
-        f"[unpaced]\nmodel = tiny-a.gguf\nimage = {PACED_IMAGE}\n{place}flags = --bench-tps 0\n\n"
+        f"[paced]\nmodel = tiny-a.gguf\nimage = {PACED_IMAGE}\n{place}"
+        f"flags = --bench-tps {PACED_TPS} {slots}\n\n"
+        f"[unpaced]\nmodel = tiny-a.gguf\nimage = {PACED_IMAGE}\n{place}flags = --bench-tps 0 {slots}\n\n"
         f"[real]\nmodel = tiny-a.gguf\nimage = {REAL_IMAGE}\n{place}ctx_size = {1024 * real_parallel}\n"
         f"n_gpu_layers = 0\nflags = --threads 1 --parallel {real_parallel} --no-warmup\n",
         encoding="utf-8")
