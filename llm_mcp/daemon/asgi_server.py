@@ -6,13 +6,15 @@ propagate to daemon.log) and its life (cancelling this task stops the server
 within a fraction of a second; requests still running get `GRACE` seconds).
 The socket is bound here, before `task_status.started(port)`, so the caller
 learns the port (for port 0) or gets the OSError ("address in use") itself.
-HTTP/1.1 is parsed by httptools (a dependency; uvicorn's "auto" falls back to h11
-without it): a relayed chunk costs the endpoint about a quarter less CPU
-(bench/proxy_overhead.py), and a request's head a good deal less.
+HTTP/1.1 is parsed by httptools (a dependency; h11 without it): a relayed chunk costs
+the endpoint about a fifth less CPU (docs/proxy.md "Performance"). uvicorn bounds a
+request's head under h11 only; under httptools it keeps every header a client sends
+(200 MiB of them grew the process by 111 MiB), so `BoundedHead` adds the bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -25,11 +27,12 @@ from starlette.types import ASGIApp
 
 from llm_mcp import __version__
 
-__all__ = ["GRACE", "IDLE_TIMEOUT", "serve_asgi"]
+__all__ = ["GRACE", "IDLE_TIMEOUT", "MAX_HEAD", "serve_asgi"]
 
 log = logging.getLogger("llm_mcp.http")
 
 IDLE_TIMEOUT = 60  # seconds a keep-alive connection may sit idle
+MAX_HEAD = 64 << 10  # bytes of a request's line and headers; more: 431 and the connection closed
 BACKLOG = 128
 GRACE = 1  # second(s) requests in flight get to finish when the daemon stops
 
@@ -56,6 +59,49 @@ class _Server(uvicorn.Server):
         await self._stopping.wait()
 
 
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # no httptools: h11, bounded by h11_max_incomplete_event_size below
+        return "h11"
+
+    class BoundedHead(HttpToolsProtocol):
+        """uvicorn's httptools protocol with a bound on the request head, as h11 has.
+
+        Counts the bytes that arrive while a head is unfinished (httptools gathers a header
+        line, however long, before it hands it over); over MAX_HEAD the client gets a 431
+        and the connection is closed. What one read brings past the bound is the most kept.
+        """
+
+        _head = 0
+        _in_head = True
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+
+        def on_headers_complete(self) -> None:
+            self._in_head, self._head = False, 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head, self._head = True, 0  # a kept-alive connection: the next head
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head += len(data)
+            super().data_received(data)
+            if self._in_head and self._head > MAX_HEAD and not self.transport.is_closing():
+                text = f"request head over {MAX_HEAD} bytes".encode()
+                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                     b"content-type: text/plain; charset=utf-8\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text))
+                self.transport.close()
+
+    return BoundedHead
+
+
 async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
                      task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on host:port until cancelled; `task_status.started(port)` gives the bound port."""
@@ -63,7 +109,8 @@ async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str = "HTTP",
     bound = int(sockets[0].getsockname()[1])
     try:
         server = _Server(uvicorn.Config(
-            app, http="auto", ws="none", lifespan="off", interface="asgi3",
+            app, http=_http_protocol(), ws="none", lifespan="off", interface="asgi3",
+            h11_max_incomplete_event_size=MAX_HEAD,
             log_config=None, log_level="warning", access_log=False,  # the daemon's logging, untouched
             proxy_headers=False, server_header=False, date_header=False,
             headers=[("server", f"llm-mcp/{__version__}")],

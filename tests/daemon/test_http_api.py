@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -315,6 +316,44 @@ async def test_replies_on_a_keep_alive_connection_wait_for_no_delayed_ack_and_an
             began = time.perf_counter()
             tg.cancel_scope.cancel()
     assert time.perf_counter() - began < 1
+
+
+@pytest.mark.parametrize("flood", ["many headers", "one endless header", "an endless target"])
+async def test_a_request_head_over_the_bound_is_431_and_the_connection_closed(flood: str) -> None:
+    import socket
+
+    from llm_mcp.daemon.asgi_server import MAX_HEAD
+
+    def attack(port: int) -> tuple[int, bytes]:
+        """Sends the flood until the server closes; how much went, and what came back."""
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            start = {"many headers": b"GET /models HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                     "one endless header": b"GET /models HTTP/1.1\r\nHost: 127.0.0.1\r\nx-pad: ",
+                     "an endless target": b"GET /models?"}[flood]
+            sock.sendall(start)
+            piece = b"x-pad: " + b"a" * 4000 + b"\r\n" if flood == "many headers" else b"a" * 4000
+            try:
+                while sent < 64 << 20:
+                    sock.sendall(piece)
+                    sent += len(piece)
+            except OSError:  # reset: the server closed with our bytes unread
+                pass
+            reply = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    reply += chunk
+        return sent, reply
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, _Hanging(), "127.0.0.1", 0)
+        sent, reply = await anyio.to_thread.run_sync(attack, port)
+        # unbounded, all 64 MiB go in; bounded, what the two sockets' kernel buffers hold (~4 MiB)
+        assert sent < 32 << 20, f"the server kept reading a head of {sent} bytes"
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 431"), reply[:200]  # a reset may eat it
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/models", headers={"x-big": "a" * (MAX_HEAD // 2)})).status_code == 200
+        tg.cancel_scope.cancel()
 
 
 async def test_the_http_server_leaves_the_daemons_signal_handlers_alone() -> None:
