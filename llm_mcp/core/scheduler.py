@@ -65,6 +65,7 @@ log = logging.getLogger("llm_mcp.scheduler")
 PREFLIGHT_TIMEOUT_S = 5.0  # NVML, docker top and psutil answer in ~30 ms; past this, no verdict
 FITS_FRESH_S = 1.0  # list_models reuses verdicts this young (a switch's pre-flight never does)
 MAX_JOBS_KEPT = 200
+TURN_MAX = 60.0  # seconds: the longest turn a busy model keeps against loads on demand (turn_left)
 
 REMOVED = Failure("container_removed", "the container was removed outside llm-mcp while it was loading",
                   "something ran `docker rm` on it; switch to the model again to start it")
@@ -264,6 +265,28 @@ class Core:
         if any(model in job.stops for job in self._active if not job.done.is_set()):
             return None
         return self._endpoint(slot)
+
+    def turn_left(self, model: str) -> float:
+        """Seconds before a load of `model` on demand may stop the running models it conflicts with.
+
+        A model keeps a turn while requests use it (in flight or queued): as long as its load
+        took, at most TURN_MAX. Clients wanting conflicting models then take turns at least as
+        long as the loads between them, instead of one load per request (10 clients, 3 models:
+        16 loads for 30 requests without turns). The endpoint waits for turns; an explicit switch
+        (MCP, CLI) does not. 0 for an unknown model: the switch says why.
+        """
+        try:
+            _, profile = self._profile(model)
+        except SwitchError:
+            return 0.0
+        now, left = self._clock(), 0.0
+        for other in self._would_stop(profile):
+            slot = self._slots[other]
+            busy = self.requests.inflight(other) or self.requests.queued(other)
+            if slot.state != State.READY or not slot.load_seconds or not busy:
+                continue
+            left = max(left, slot.ready_at + min(slot.load_seconds, TURN_MAX) - now)
+        return left
 
     def primary_local(self) -> Slot | None:
         """The primary model's slot when it runs on the local engine (host samples are local)."""
@@ -547,8 +570,12 @@ class Core:
         if state == slot.state and reason == slot.reason and code == slot.code:
             return
         transitions.check(slot.model, slot.state, state)
+        if state == State.STARTING and slot.state != State.STARTING:
+            slot.starting_at = self._clock()
         if state == State.READY and slot.state != State.READY:
             slot.ready_at = self._clock()
+            started, slot.starting_at = slot.starting_at, None
+            slot.load_seconds = None if started is None else slot.ready_at - started
         slot.state, slot.reason, slot.hint, slot.code = state, reason, hint, code
         slot.since = time.time()
         if not slot.has_container and state in (State.STOPPED,):

@@ -44,6 +44,8 @@ class Slot:
     port: int | None = None
     last_job: Job | None = None
     ready_at: float = 0.0  # the scheduler's clock when it last became ready (the ttl counts from there)
+    starting_at: float | None = None  # the scheduler's clock when its container last started
+    load_seconds: float | None = None  # from that start to ready (None: adopted, or never loaded here)
 
     @property
     def name(self) -> str:

@@ -4,7 +4,10 @@ A request for a ready model goes straight through (even while another model load
 one for a model that is not ready asks the scheduler to ensure it and waits, in a
 bounded queue per model, for at most the queue timeout. A model that a job in flight
 is about to stop counts as not ready: new requests wait for the next load instead of
-stretching the drain of the old one.
+stretching the drain of the old one. A load that would stop a model still busy with
+requests waits for that model's turn first (as long as its own load took, at most a
+minute: Core.turn_left), so clients wanting conflicting models take turns instead of
+swapping models for every request.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from llm_mcp.runtime.failure_lines import relevant_first
 __all__ = ["Gate", "Scheduler", "Target"]
 
 PROGRESS_EVERY = 1.0  # seconds between two loading-state reports
+TURN_POLL = 0.25  # seconds between two looks at the turns a load waits for
 DEFAULT_SLOTS = 4  # llama-server's --parallel when not given ("auto")
 MAX_IDLE = 64  # idle connections kept to one model's server, whatever its --parallel says
 LOG_LINES = 12  # of a failed load, most telling first
@@ -44,6 +48,7 @@ class Scheduler(Protocol):
     def config(self) -> Config: ...
     def status(self) -> dict[str, Any]: ...
     def ready_endpoint(self, model: str) -> str | None: ...
+    def turn_left(self, model: str) -> float: ...
     async def ensure(self, model: str, *, force: bool = False, rollback: bool = True) -> Job: ...
 
 
@@ -154,6 +159,7 @@ class Gate:
         deadline = started + limit
         with requests.waiting(target.model):
             while (endpoint := self.ready_endpoint(target.model)) is None:
+                await self._await_turns(target.model, deadline)
                 job = await self._ensure(target.model)
                 finished_at_once = job.done.is_set()
                 await self._wait_job(job, deadline, started, progress)
@@ -167,6 +173,12 @@ class Gate:
                 if finished_at_once:  # an answer without a load (already ready, or refused): no spin
                     await anyio.sleep(0.05)
         return endpoint
+
+    async def _await_turns(self, model: str, deadline: float) -> None:
+        """Wait while the models this load would stop are in their turn (Core.turn_left); looked at
+        again every TURN_POLL seconds, since a turn ends early when its model goes idle."""
+        while (left := self.core.turn_left(model)) > 0 and (now := time.monotonic()) < deadline:
+            await anyio.sleep(min(left, TURN_POLL, deadline - now))
 
     async def _ensure(self, model: str) -> Job:
         """The job that makes the model ready, or the one in the way (wait for it, then try again)."""

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from llm_mcp.core.scheduler import Core
+from llm_mcp.runtime.memory import Script
 from tests.core.conftest import PROFILES, World, ready, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +77,24 @@ async def test_preload_ensures_the_model_when_the_core_starts(world: World) -> N
         await wait_until(lambda: world.running() == ["beta"])
         await wait_until(lambda: core.status()["state"] == "ready")
         assert core.status()["models"][0]["preload"] is True
+
+
+async def test_a_busy_model_keeps_a_turn_as_long_as_its_load_took_and_an_idle_one_none(
+    world: World, core: Core
+) -> None:
+    world.script("alpha", Script(load_s=10))
+    job = await core.switch("alpha")
+    await wait_until(lambda: job.phase == "loading")
+    world.engine.advance(10)  # the load takes 10 s on the stand-in's clock
+    with anyio.fail_after(1):
+        await job.done.wait()
+    assert core.turn_left("beta") == 0  # idle: a request for beta may replace it at once
+    assert core.turn_left("alpha") == 0 and core.turn_left("no-such-model") == 0
+    with core.requests.waiting("alpha"):  # queued requests count as busy too
+        assert 9.9 <= core.turn_left("beta") <= 10.2  # (the stand-in's clock also runs in real time)
+    with core.requests.serving("alpha"):
+        assert 9.9 <= core.turn_left("beta") <= 10.2
+        world.engine.advance(4)
+        assert 5.9 <= core.turn_left("beta") <= 6.2
+        world.engine.advance(6.5)
+        assert core.turn_left("beta") == 0  # its turn is over: beta's load may drain and stop it
