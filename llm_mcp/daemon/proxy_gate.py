@@ -27,6 +27,7 @@ from llm_mcp.config.models_conf import Config, Profile
 from llm_mcp.config.proxy_conf import ProxySettings
 from llm_mcp.core.jobs import Job, SwitchError, SwitchRefused
 from llm_mcp.core.requests import RequestBook
+from llm_mcp.core.scheduler import TURN_MAX
 from llm_mcp.daemon.proxy_errors import ProxyError
 from llm_mcp.hardware.fit_settings import SettingsError, settings_from_args
 from llm_mcp.runtime.failure_lines import relevant_first
@@ -157,9 +158,11 @@ class Gate:
         limit = settings.wait_limit(target.profile.load_timeout)
         started = time.monotonic()
         deadline = started + limit
+        turns = TURN_MAX  # waiting for turns does not count against the queue timeout, up to this long
         with requests.waiting(target.model):
             while (endpoint := self.ready_endpoint(target.model)) is None:
-                await self._await_turns(target.model, deadline)
+                waited = await self._await_turns(target.model, turns, started, progress)
+                deadline, turns = deadline + waited, turns - waited
                 job = await self._ensure(target.model)
                 finished_at_once = job.done.is_set()
                 await self._wait_job(job, deadline, started, progress)
@@ -174,11 +177,18 @@ class Gate:
                     await anyio.sleep(0.05)
         return endpoint
 
-    async def _await_turns(self, model: str, deadline: float) -> None:
-        """Wait while the models this load would stop are in their turn (Core.turn_left); looked at
-        again every TURN_POLL seconds, since a turn ends early when its model goes idle."""
-        while (left := self.core.turn_left(model)) > 0 and (now := time.monotonic()) < deadline:
-            await anyio.sleep(min(left, TURN_POLL, deadline - now))
+    async def _await_turns(self, model: str, budget: float, started: float, progress: Progress | None
+                           ) -> float:
+        """Wait (at most `budget` seconds) while the models this load would stop are in their turn
+        (Core.turn_left), looking again every TURN_POLL seconds: a turn ends early when its model
+        goes idle. Loading-state streams hear of it every PROGRESS_EVERY. Returns the time waited."""
+        began = reported = time.monotonic()
+        while (left := self.core.turn_left(model)) > 0 and (now := time.monotonic()) - began < budget:
+            if progress is not None and now - reported >= PROGRESS_EVERY:
+                reported = now
+                await progress(None, now - started)
+            await anyio.sleep(min(left, TURN_POLL, budget - (now - began)))
+        return time.monotonic() - began
 
     async def _ensure(self, model: str) -> Job:
         """The job that makes the model ready, or the one in the way (wait for it, then try again)."""
