@@ -81,12 +81,17 @@ class ReadyHealth:
         self._limiter = limiter
         self.tracker: HealthTracker | None = None
         self._container = ""
-        self._container_status: str | None = None  # Docker's word for it while unresponsive
+        # What status shows, set together once Docker was asked whether the container is paused:
+        # the tracker turns unresponsive first, and "unresponsive" without the why in between
+        # would be read (and was, by a test on a busy machine) as a hung server.
+        self._status: str | None = None
+        self._detail: dict[str, Any] | None = None
 
     def start(self, tg: anyio.abc.TaskGroup, probe: Probe, container: ContainerInfo, *,
               alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
         self.tracker = tracker = HealthTracker()
-        self._container, self._container_status = container.short_id, None
+        self._container = container.short_id
+        self._status, self._detail = tracker.status, describe(tracker, None, self._container)
         tg.start_soon(self._run, probe, tracker, container.id, alive, on_change)
 
     def stop(self) -> None:
@@ -94,12 +99,10 @@ class ReadyHealth:
 
     @property
     def status(self) -> str | None:
-        return None if self.tracker is None else self.tracker.status
+        return None if self.tracker is None else self._status
 
     def detail(self) -> dict[str, Any] | None:
-        if self.tracker is None:
-            return None
-        return describe(self.tracker, self._container_status, self._container)
+        return None if self.tracker is None else self._detail
 
     async def _run(self, probe: Probe, tracker: HealthTracker, container_id: str,
                    alive: Callable[[], bool], on_change: Callable[[], None]) -> None:
@@ -120,7 +123,7 @@ class ReadyHealth:
                     except RuntimeFailure:
                         pass
                 if watching():
-                    self._container_status = status
+                    self._status, self._detail = tracker.status, describe(tracker, status, self._container)
                     on_change()
         finally:
             await probe.aclose()
