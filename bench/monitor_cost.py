@@ -41,18 +41,14 @@ import anyio
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, remove_containers, stop_child  # noqa: E402
+
 FAKE_IMAGE = "llm-mcp-test/fake-llama-server:latest"
 TARGETS = {"monitor_idle": 3.0, "monitor_burst": 15.0, "daemon_idle": 1.0, "daemon_burst": 10.0,
            "daemon_rss_long_lines_mb": 150.0}
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_setup(root: Path, instance: str, lines: int, rate: float, long_lines: int) -> Path:
@@ -212,15 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             anyio.run(lambda: call(socket_path, config, "stop", force=True, wait=True, timeout=30))
         except Exception as exc:  # still clean up below
             print(f"monitor_cost: stop failed: {exc}", file=sys.stderr)
-        daemon.terminate()
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.llm-mcp.instance={instance}"],
-                             capture_output=True, text=True, check=False).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+        stop_child(daemon, 15)
+        remove_containers(instance)
         shutil.rmtree(root, ignore_errors=True)
 
     results = {

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -62,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import remove_containers, stop_child, tiny_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "llm-mcp-test/base:bookworm"
@@ -83,14 +84,7 @@ IDLE_SECONDS = 3.0
 
 
 def write_setup(root: Path, real_parallel: int) -> Path:
-    from llm_mcp.demo.tiny_model import main as make_models
-
-    models = root / "models"
-    models.mkdir()
-    with contextlib.redirect_stdout(io.StringIO()):
-        make_models([str(models)])
-    (root / "compose").mkdir()
-    shutil.copy(ROOT / "compose" / "compose.cpu.yaml", root / "compose" / "compose.yaml")
+    models = tiny_tree(root)
     # gpus = none and auto ports: the three profiles do not conflict and run at once
     place = "gpus = none\nport = auto\n"
     # the stand-in ignores --parallel; said as the real server's is, the endpoint keeps as many
@@ -161,15 +155,6 @@ def serve(root: Path, profile: Path | None) -> None:
     finally:
         profiler.disable()
         profiler.dump_stats(profile)
-
-
-def remove_containers(instance: str) -> None:
-    from llm_mcp.config.compose import LABEL_INSTANCE
-
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL_INSTANCE}={instance}"],
-                         capture_output=True, text=True, check=False).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -437,11 +422,7 @@ def main() -> int:
         wait_for(root / "proxy.port", daemon)
         code = asyncio.run(measure(root, args, daemon.pid))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(20)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_child(daemon, 20)
         remove_containers(instance)
         shutil.rmtree(root, ignore_errors=True)
     if args.profile:

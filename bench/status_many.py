@@ -36,6 +36,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import stop_child
 from llm_mcp.clients.client import DaemonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,11 +158,7 @@ def main() -> int:
         wait_for_socket(root / "d.sock", daemon)
         rows = anyio.run(bench, root, args.n, args.models)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_child(daemon, 10)
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"{'what':40} {'p50':>8} {'p95':>8} {'answer':>9}")

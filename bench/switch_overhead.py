@@ -20,11 +20,7 @@ compose file, state dir and models (llm_mcp.demo.tiny_model).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import itertools
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import free_port, tiny_tree
 from llm_mcp.config.models_conf import load_config
 from llm_mcp.core.scheduler import Core
 from llm_mcp.runtime.docker_engine import DockerRuntime
@@ -46,21 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = "llm-mcp-test/llama-server:cpu"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_setup(root: Path, image: str) -> Path:
-    from llm_mcp.demo.tiny_model import main as make_models
-
-    models = root / "models"
-    models.mkdir()
-    with contextlib.redirect_stdout(io.StringIO()):
-        make_models([str(models)])
-    (root / "compose").mkdir()
-    shutil.copy(ROOT / "compose" / "compose.cpu.yaml", root / "compose" / "compose.yaml")
+    models = tiny_tree(root)
     profile = (f"model = tiny-a.gguf\nimage = {image}\nctx_size = 256\nn_gpu_layers = 0\n"
                "flags = --threads 1 --parallel 1 --no-warmup\n")
     config = root / "models.conf"
